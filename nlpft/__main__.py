@@ -1,0 +1,3 @@
+from nlpft.cli.main import entry
+
+entry()

@@ -1,0 +1,97 @@
+"""`nlpft corpus list | stats`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    corpus = commands.add_parser("corpus", help="known corpora and corpus statistics",
+                                 description="Corpora nlpft knows by name, and counts for any corpus.")
+    verbs = corpus.add_subparsers(dest="verb", metavar="VERB", parser_class=type(corpus))
+    corpus.set_defaults(_handler=lambda args: (corpus.print_help(), 2)[1], _parser=corpus)
+
+    ls = verbs.add_parser("list", help="corpora nlpft knows, and which are on this machine")
+    ls.add_argument("--verify", action="store_true", help="check each available file's SHA-256")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(_handler=run_list, _parser=ls)
+
+    st = verbs.add_parser("stats", help="lines, tokens, types of a corpus",
+                          description="Count lines, tokens and word types with nlpft's word tokenizer.")
+    st.add_argument("corpus", nargs="+", metavar="PATH", help="file(s), directories, or corpus names")
+    st.add_argument("--min-count", type=int, default=5, help="also report types seen at least this often (default: %(default)s)")
+    st.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.set_defaults(_handler=run_stats, _parser=st)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from nlpft.data.registry import load_registry
+
+    rows = []
+    for entry in load_registry().values():
+        path = entry.path()
+        row = {"name": entry.name, "available": path is not None, "path": str(path) if path else None,
+               "description": entry.description, "source": entry.source, "licence": entry.licence,
+               "sha256": entry.sha256, "obtain": entry.obtain}
+        if args.verify and path is not None:
+            row["checksum_ok"] = entry.verify()
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        status = "available" if r["available"] else "not here "
+        if "checksum_ok" in r:
+            status += " sha256 ok" if r["checksum_ok"] else " SHA256 MISMATCH"
+        print(f"{r['name']:<{width}}  {status}  {r['description']}")
+        print(f"{'':<{width}}  {'':9}  licence: {r['licence']}; " +
+              (f"at {r['path']}" if r["available"] else f"to get it: {r['obtain']}"))
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import time
+    from collections import Counter
+
+    from nlpft.data.registry import resolve_corpus
+    from nlpft.tokenization import WordTokenizer
+
+    corpus = resolve_corpus(args.corpus)
+    corpus.validate()
+    tokenizer = WordTokenizer.untrained(lowercase=args.lowercase)
+    counts: Counter = Counter()
+    lines = tokens = 0
+    started = time.perf_counter()
+    for line in corpus:
+        lines += 1
+        words = tokenizer.words(line)
+        tokens += len(words)
+        counts.update(words)
+    elapsed = time.perf_counter() - started
+    frequent = sum(1 for c in counts.values() if c >= args.min_count)
+    stats = {
+        "corpus": corpus.name,
+        "files": len(corpus.files()),
+        "bytes": corpus.size_bytes(),
+        "lines": lines,
+        "tokens": tokens,
+        "types": len(counts),
+        f"types_min_count_{args.min_count}": frequent,
+        "tokens_per_s": tokens / max(elapsed, 1e-9),
+        "most_common": counts.most_common(10),
+    }
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for key, value in stats.items():
+        if key == "most_common":
+            value = ", ".join(f"{w} {c:,}" for w, c in value)
+        elif isinstance(value, float):
+            value = f"{value:,.0f}"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        print(f"{key:<22} {value}")
+    return 0

@@ -1,0 +1,165 @@
+"""`nlpft embed train | eval | neighbors`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nlpft.cli.main import add_common_options, add_training_options
+
+TRAIN_DESCRIPTION = """\
+Train static word vectors from a corpus.
+
+  word2vec  skip-gram or CBOW, with negative sampling or hierarchical softmax (gensim)
+  fasttext  like word2vec, plus character n-gram (subword) vectors for unseen words (gensim)
+  glove     GloVe: global co-occurrence counts fitted by weighted least squares (nlpft)
+
+The corpus is read through nlpft's word tokenizer (NFKC, lowercase, split on anything
+that is not a letter or digit), one line = one sentence: windows never cross lines.
+
+Output (--out DIR):
+  vectors.bin, vectors.txt   word2vec binary / text (gensim: KeyedVectors.load_word2vec_format)
+  vectors.glove.txt          GloVe text format (no header)
+  fasttext.bin               fastText only: the subword model (gensim.models.fasttext.load_facebook_model)
+  tokenizer.json             the tokenizer with this vocabulary (stock `tokenizers` loads it)
+  config.json, metrics.json  every resolved option; corpus counts, time, words/s, final loss
+"""
+
+TRAIN_EPILOG = """\
+examples:
+  nlpft embed train --algo word2vec --corpus lee --out runs/w2v
+  nlpft embed train --algo word2vec --architecture cbow --loss hierarchical --corpus austen.txt --out runs/cbow
+  nlpft embed train --algo fasttext --corpus texts/ --min-n 3 --max-n 5 --out runs/ft
+  nlpft embed train --algo glove --corpus austen.txt kjv.txt --dim 100 --epochs 15 --out runs/glove
+  nlpft embed train --algo glove --corpus big.txt.gz --out runs/glove --resume   # after an interruption
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    embed = commands.add_parser("embed", help="static word vectors: train, evaluate, query",
+                                description="Static word vectors: Word2Vec, fastText and GloVe.")
+    verbs = embed.add_subparsers(dest="verb", metavar="VERB", parser_class=type(embed))
+    embed.set_defaults(_handler=lambda args: (embed.print_help(), 2)[1], _parser=embed)
+
+    train = verbs.add_parser("train", help="train vectors from a corpus", description=TRAIN_DESCRIPTION,
+                             epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--algo", choices=["word2vec", "fasttext", "glove"], default="word2vec",
+                       help="algorithm (default: %(default)s)")
+    train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
+                       help="text file(s), .gz/.bz2/.xz, directories of text files, or names from `nlpft corpus list`")
+    add_common_options(train)
+    add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe")
+    g = train.add_argument_group("vocabulary and context")
+    g.add_argument("--dim", type=int, default=100, help="vector dimensions (default: %(default)s)")
+    g.add_argument("--window", type=int, default=None,
+                   help="context words on each side (default: 5 for word2vec/fastText, 15 for GloVe)")
+    g.add_argument("--min-count", type=int, default=5, help="drop words seen fewer times (default: %(default)s)")
+    g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many most frequent words")
+    g.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
+    g.add_argument("--threads", type=int, default=2, help="worker threads (default: %(default)s; use 1 with "
+                   "--seed for bit-identical reruns)")
+    g.add_argument("--max-memory", dest="max_memory_gb", type=float, default=8.0, metavar="GIB",
+                   help="refuse to start when the estimated memory exceeds this (default: %(default)s GiB)")
+    w = train.add_argument_group("word2vec and fastText")
+    w.add_argument("--architecture", choices=["skipgram", "cbow"], default="skipgram",
+                   help="predict context from word (skipgram) or word from context (cbow) (default: %(default)s)")
+    w.add_argument("--loss", choices=["negative", "hierarchical"], default="negative",
+                   help="negative sampling or hierarchical softmax (default: %(default)s)")
+    w.add_argument("--negative", type=int, default=5, help="negative samples per word (default: %(default)s)")
+    w.add_argument("--sample", type=float, default=1e-3,
+                   help="down-sampling threshold for frequent words; 0 turns it off (default: %(default)s)")
+    w.add_argument("--alpha", type=float, default=None,
+                   help="initial learning rate, decayed linearly (default: 0.025 skipgram, 0.05 cbow)")
+    w.add_argument("--min-alpha", type=float, default=1e-4, help="final learning rate (default: %(default)s)")
+    f = train.add_argument_group("fastText")
+    f.add_argument("--min-n", type=int, default=3, help="shortest character n-gram (default: %(default)s)")
+    f.add_argument("--max-n", type=int, default=6, help="longest character n-gram (default: %(default)s)")
+    f.add_argument("--buckets", type=int, default=2_000_000,
+                   help="hash buckets for n-gram vectors; memory is buckets x dim x 8 bytes (default: %(default)s)")
+    gl = train.add_argument_group("GloVe")
+    gl.add_argument("--x-max", type=float, default=10.0, help="count at which a pair's weight saturates (default: %(default)s)")
+    gl.add_argument("--weight-power", type=float, default=0.75, help="exponent of the weighting function (default: %(default)s)")
+    gl.add_argument("--glove-lr", type=float, default=0.05, help="AdaGrad learning rate (default: %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    train.set_defaults(_handler=run_train, _parser=train)
+
+    ev = verbs.add_parser("eval", help="analogy and word-similarity scores",
+                          description="Evaluate vectors on Google analogies, WordSim-353 and SimLex-999 "
+                                      "(from gensim's installed test data) and on your own files of the same formats.")
+    ev.add_argument("--vectors", required=True, metavar="PATH",
+                    help="a directory written by `nlpft embed train`, or a word2vec text/binary or GloVe file")
+    ev.add_argument("--analogies", nargs="*", metavar="FILE", default=None,
+                    help="analogy files in questions-words.txt format (default: Google analogies)")
+    ev.add_argument("--similarity", nargs="*", metavar="FILE", default=None,
+                    help="word-pair files: word1 word2 score, tab-separated (default: WordSim-353, SimLex-999)")
+    ev.add_argument("--restrict-vocab", type=int, default=300_000,
+                    help="only the most frequent N words answer analogies (default: %(default)s)")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    add_common_options(ev, out_required=False)
+    ev.set_defaults(_handler=run_eval, _parser=ev)
+
+    nb = verbs.add_parser("neighbors", help="nearest neighbours of words",
+                          description="Nearest neighbours by cosine similarity; `--analogy a b c` gives b - a + c.")
+    nb.add_argument("--vectors", required=True, metavar="PATH", help="vectors directory or file")
+    nb.add_argument("words", nargs="*", help="words to look up")
+    nb.add_argument("--topn", type=int, default=10, help="neighbours per word (default: %(default)s)")
+    nb.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="a is to b as c is to ?")
+    nb.add_argument("--json", action="store_true", help="print JSON")
+    nb.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
+    nb.set_defaults(_handler=run_neighbors, _parser=nb)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from nlpft.embeddings.config import EmbeddingConfig
+    from nlpft.runners.embed import train_embeddings
+
+    names = EmbeddingConfig.field_names()
+    config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
+    train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from nlpft.embeddings.evaluation import evaluate, format_table
+    from nlpft.embeddings.vectors_io import load_vectors
+
+    kv = load_vectors(args.vectors)
+    results = evaluate(kv, analogy_files=args.analogies, similarity_files=args.similarity,
+                       restrict_vocab=args.restrict_vocab)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(format_table(results))
+    if args.out:
+        from nlpft.runners.output import RunOutput, write_json
+
+        output = RunOutput(args.out)
+        work = output.open()
+        write_json(work / "eval.json", {"vectors": str(args.vectors), "results": results})
+        (work / "eval.txt").write_text(format_table(results) + "\n")
+        output.publish()
+        print(f"wrote {args.out}/eval.json", file=sys.stderr)
+    return 0
+
+
+def run_neighbors(args: argparse.Namespace) -> int:
+    from nlpft.embeddings.evaluation import analogy, nearest_neighbors
+    from nlpft.embeddings.vectors_io import load_vectors
+    from nlpft.errors import UserInputError
+
+    if not args.words and not args.analogy:
+        raise UserInputError("give one or more words, or --analogy A B C")
+    kv = load_vectors(args.vectors)
+    results = nearest_neighbors(kv, args.words, topn=args.topn) if args.words else {}
+    if args.analogy:
+        a, b, c = args.analogy
+        results[f"{a}:{b}::{c}:?"] = analogy(kv, a, b, c, topn=args.topn)
+    if args.json:
+        print(json.dumps({k: [[w, float(s)] for w, s in v] for k, v in results.items()}, indent=2))
+        return 0
+    for query, neighbours in results.items():
+        print(query)
+        for word, score in neighbours:
+            print(f"  {score:6.3f}  {word}")
+    return 0

@@ -1,0 +1,168 @@
+"""The `nlpft` command line.
+
+`main(argv) -> int` parses, dispatches and maps errors to exit codes: 0 success,
+2 bad input (a `UserInputError`, or argparse's own usage errors), 1 internal error.
+Subcommand modules import their heavy dependencies inside their handlers, so
+`nlpft --help` starts instantly.
+
+Shared conventions, added by `add_common_options` / `add_training_options`:
+`--out DIR` (written atomically), `--seed`, `--config FILE` (YAML or JSON whose keys are
+the long flag names; flags given on the command line win), and for training commands
+`--epochs`, `--max-steps N` and `--resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nlpft import __version__
+from nlpft.errors import UserInputError
+
+EPILOG = """\
+examples:
+  nlpft corpus list
+  nlpft embed train --algo word2vec --corpus lee --out runs/w2v
+  nlpft embed eval --vectors runs/w2v
+  nlpft embed neighbors --vectors runs/w2v government minister
+"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so `main` owns the exit code."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class UsageError(UserInputError):
+    pass
+
+
+def add_common_options(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
+    parser.add_argument("--out", required=out_required, metavar="DIR",
+                        help="output directory; written atomically (a killed run leaves the old one or none)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML or JSON file of options, keys named like the flags (max-steps or max_steps); "
+                             "flags on the command line override it")
+
+
+def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: str) -> None:
+    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({default_epochs_help})")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="stop after N optimizer steps: the quick smoke-test path")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last complete checkpoint of an interrupted run with the same --out")
+
+
+def load_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UserInputError(f"{file}: config file not found; pass an existing YAML or JSON file to --config")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # json/yaml each raise their own error types
+        raise UserInputError(f"{file}: not valid {'JSON' if file.suffix == '.json' else 'YAML'} ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"{file}: must hold a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from _subparsers(sub)
+
+
+def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse once leniently to find the subcommand and --config, then again with the
+    config file's values as defaults, so flags given on the command line win."""
+    required = [a for sub in _subparsers(parser) for a in sub._actions if a.required]
+    for action in required:
+        action.required = False
+    try:
+        args = parser.parse_args(argv)
+    finally:
+        for action in required:
+            action.required = True
+    if not getattr(args, "config", None):
+        return parser.parse_args(argv)
+    sub: argparse.ArgumentParser = args._parser
+    values = load_config_file(args.config)
+    known = {a.dest for a in sub._actions} - {"help", "config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserInputError(
+            f"{args.config}: unknown option(s) {', '.join(unknown)}; "
+            f"see `{sub.prog} --help` for the names"
+        )
+    for action in sub._actions:
+        if action.dest in values:
+            action.required = False
+    sub.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def build_parser() -> ArgumentParser:
+    from nlpft.cli import corpus as corpus_cli
+    from nlpft.cli import embed as embed_cli
+
+    parser = ArgumentParser(
+        prog="nlpft",
+        description="NLP pretraining and fine-tuning: static embeddings, language models, classifiers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nlpft {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    corpus_cli.register(commands)
+    embed_cli.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = _parse_with_config(parser, argv)
+        handler = getattr(args, "_handler", None)
+        if handler is None:
+            parser.print_help()
+            return 2 if not argv else 0
+        return int(handler(args) or 0)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `nlpft ... | head`: the reader left, which is fine
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except Exception as exc:  # an internal error: say so, keep the traceback for a bug report
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

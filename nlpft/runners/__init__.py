@@ -1,0 +1,1 @@
+"""Runners: one per command, tying data, tokenization and models into a run."""

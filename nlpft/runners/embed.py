@@ -1,0 +1,233 @@
+"""`nlpft embed train`: corpus -> tokenizer -> Word2Vec / fastText / GloVe vectors.
+
+Order of work, so that bad input fails fast and nothing half-written stays:
+validate options and corpus -> open `OUT.partial/` -> tokenize (count words) -> choose the
+vocabulary -> estimate memory -> train (checkpoint each epoch) -> write vectors,
+tokenizer, config and metrics -> rename to OUT.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import nlpft
+from nlpft.data.registry import resolve_corpus
+from nlpft.embeddings.config import EmbeddingConfig, estimate_memory_bytes
+from nlpft.embeddings.prepare import iter_token_ids, tokenize_to_file
+from nlpft.errors import ResourceLimitError, UserInputError
+from nlpft.runners.output import RunOutput, write_json
+from nlpft.tokenization import WordTokenizer, select_vocabulary
+
+GIB = 1 << 30
+#: a "step" of word2vec/fastText for --max-steps: one gensim job of this many words
+WORDS_PER_GENSIM_STEP = 10_000
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _bar(desc: str, total: float | None = None, unit: str = "word") -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
+                disable=None, file=sys.stderr, leave=True)
+
+
+def _vocabulary_or_error(counts, config: EmbeddingConfig, corpus_name: str) -> list[str]:
+    vocabulary = select_vocabulary(counts, config.min_count, config.max_vocab)
+    if not vocabulary:
+        top = max(counts.values())
+        raise UserInputError(
+            f"{corpus_name}: no word occurs --min-count {config.min_count} times "
+            f"(the most frequent occurs {top} times); lower --min-count or use a larger corpus"
+        )
+    return vocabulary
+
+
+def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str | Path,
+                     resume: bool = False, quiet: bool = False) -> Path:
+    """Train static vectors and publish them in `out`; returns the output directory."""
+    config = config.resolved()
+    text = resolve_corpus(corpus)
+    text.validate()
+    output = RunOutput(out, resume=resume)
+    if resume and not output.has_checkpoint():
+        print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
+    work = output.open()
+    try:
+        result = _train_into(config, text, work, output, resume and output.has_checkpoint(), quiet)
+    except UserInputError:
+        output.discard()
+        raise
+    except BaseException as exc:  # interrupted or crashed: keep checkpoints for --resume
+        if output.has_checkpoint():
+            print(f"\n{type(exc).__name__}: checkpoint kept in {output.partial}; "
+                  "rerun with --resume to continue", file=sys.stderr)
+        else:
+            output.discard()
+        raise
+    return result
+
+
+def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:
+    started = time.perf_counter()
+    max_tokens = None
+    if config.max_steps is not None and config.algo != "glove":
+        max_tokens = config.max_steps * WORDS_PER_GENSIM_STEP
+
+    tokenizer = WordTokenizer.untrained(lowercase=config.lowercase)
+    token_file = work / "tokens.txt"
+    with _bar("tokenize", unit="word") as bar:
+        bar.disable = bar.disable or quiet
+        prepared = tokenize_to_file(text, tokenizer, token_file, max_tokens=max_tokens, progress=bar.update)
+    tokenize_s = time.perf_counter() - started
+
+    vocabulary = _vocabulary_or_error(prepared.counts, config, str(text.path))
+    needed = estimate_memory_bytes(config, len(vocabulary))
+    if needed > config.max_memory_gb * GIB:
+        raise ResourceLimitError(
+            f"{config.algo} needs ~{needed / GIB:.1f} GiB for a vocabulary of {len(vocabulary):,} words "
+            f"(dim {config.dim}); raise --max-memory (now {config.max_memory_gb:g} GiB), "
+            "lower --max-vocab or --dim, or raise --min-count"
+        )
+    in_vocab_tokens = sum(prepared.counts[w] for w in vocabulary)
+
+    train_started = time.perf_counter()
+    extra_metrics: dict = {}
+    if config.algo == "glove":
+        vectors, extra_metrics = _train_glove(config, token_file, vocabulary, output, resume, quiet)
+        kv = _keyed_vectors(vocabulary, vectors)
+        trained_words = in_vocab_tokens * config.epochs
+    else:
+        model = _train_gensim(config, prepared, vocabulary, output, resume, quiet)
+        kv = model.wv
+        trained_words = prepared.n_tokens * config.epochs
+        extra_metrics["final_loss"] = float(model.get_latest_training_loss())
+    train_s = time.perf_counter() - train_started
+
+    from nlpft.embeddings.vectors_io import save_vectors
+
+    token_file.unlink()
+    save_vectors(kv, work)
+    if config.algo == "fasttext":
+        from gensim.models.fasttext import save_facebook_model
+
+        # the subword model in Facebook's binary format (no pickle): gensim's
+        # load_facebook_model and the fasttext tools read it, OOV words included
+        save_facebook_model(model, str(work / "fasttext.bin"))
+    # built from the final table so tokenizer ids and vector rows line up (gensim
+    # re-sorts words of equal count in its own order)
+    WordTokenizer.from_vocabulary(kv.index_to_key, lowercase=config.lowercase).save(work)
+
+    total_s = time.perf_counter() - started
+    metrics = {
+        "algo": config.algo,
+        "corpus": {
+            "name": text.name,
+            "files": [str(p) for p in text.files()],
+            "lines": prepared.n_lines,
+            "tokens": prepared.n_tokens,
+            "types": prepared.n_types,
+            "vocab_size": len(vocabulary),
+            "in_vocab_token_ratio": in_vocab_tokens / prepared.n_tokens,
+        },
+        "time_s": {"tokenize": tokenize_s, "train": train_s, "total": total_s},
+        "tokenize_words_per_s": prepared.n_tokens / max(tokenize_s, 1e-9),
+        "train_words_per_s": trained_words / max(train_s, 1e-9),
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "estimated_train_memory_bytes": needed,
+        **extra_metrics,
+    }
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "config.json", {
+        "nlpft_version": nlpft.__version__,
+        "kind": "static-vectors",
+        **config.to_dict(),
+        "corpus": [str(p) for p in text.paths],
+        "tokenizer": {"type": "word", "lowercase": config.lowercase, "file": "tokenizer.json"},
+        "python": platform.python_version(),
+    })
+    final = output.publish()
+    if not quiet:
+        print(
+            f"{config.algo}: {len(vocabulary):,} words x {config.dim} dims from {prepared.n_tokens:,} tokens "
+            f"in {total_s:.1f} s ({metrics['train_words_per_s']:,.0f} words/s training) -> {final}",
+            file=sys.stderr,
+        )
+    return final
+
+
+def _keyed_vectors(vocabulary: list[str], vectors: np.ndarray):
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=vectors.shape[1], count=len(vocabulary), dtype=np.float32)
+    kv.index_to_key = list(vocabulary)
+    kv.key_to_index = {w: i for i, w in enumerate(vocabulary)}
+    kv.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return kv
+
+
+def _train_gensim(config, prepared, vocabulary, output: RunOutput, resume: bool, quiet: bool):
+    from nlpft.embeddings.word2vec import train_gensim
+
+    total = prepared.n_tokens * config.epochs
+    with _bar(f"{config.algo}", total=total) as bar:
+        bar.disable = bar.disable or quiet
+
+        def progress(done: float, rate: float) -> None:
+            bar.n = min(done, total)
+            bar.set_postfix_str(f"{rate:,.0f} words/s", refresh=True)
+
+        model = train_gensim(
+            config, prepared.token_file, vocabulary, prepared.counts, prepared.n_tokens,
+            checkpoint_dir=output.checkpoint_dir, resume=resume, progress=progress,
+        )
+        bar.n = total
+        bar.refresh()
+    return model
+
+
+def _train_glove(config, token_file: Path, vocabulary, output: RunOutput, resume: bool, quiet: bool):
+    from nlpft.embeddings.cooccurrence import CooccurrenceMatrix, count_cooccurrences
+    from nlpft.embeddings.glove import GloveConfig, GloveTrainer
+
+    cooc_dir = output.checkpoint_dir / "cooccurrence"
+    metrics: dict = {}
+    started = time.perf_counter()
+    if resume and cooc_dir.is_dir():
+        cooc = CooccurrenceMatrix.load(cooc_dir)
+    else:
+        with _bar("co-occurrences") as bar:
+            bar.disable = bar.disable or quiet
+            cooc = count_cooccurrences(
+                iter_token_ids(token_file, vocabulary), len(vocabulary), window=config.window,
+                max_memory_bytes=int(config.max_memory_gb * GIB), tmp_dir=output.partial,
+                progress=bar.update,
+            )
+        output.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        cooc.save(cooc_dir)
+    count_s = time.perf_counter() - started
+    metrics["cooccurrence"] = {"nonzero_pairs": int(cooc.nnz), "count_s": count_s}
+
+    trainer = GloveTrainer(cooc, GloveConfig(
+        dim=config.dim, epochs=config.epochs, x_max=config.x_max, alpha=config.weight_power,
+        learning_rate=config.glove_lr, threads=config.threads, seed=config.seed,
+    ))
+    total = cooc.nnz * config.epochs
+    train_started = time.perf_counter()
+    with _bar("glove", total=total, unit="pair") as bar:
+        bar.disable = bar.disable or quiet
+        vectors = trainer.train(checkpoint_dir=str(output.checkpoint_dir / "glove"), resume=resume,
+                                progress=bar.update, max_steps=config.max_steps)
+    train_s = time.perf_counter() - train_started
+    metrics["final_loss"] = float(trainer.losses[-1]) if trainer.losses else None
+    metrics["losses"] = [float(x) for x in trainer.losses]
+    metrics["train_pairs_per_s"] = cooc.nnz * max(len(trainer.losses), 1) / max(train_s, 1e-9)
+    return vectors, metrics
