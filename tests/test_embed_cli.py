@@ -234,3 +234,37 @@ def test_help_is_instant_and_teaches():
     assert "--max-steps" in result.stdout and "skipgram" in result.stdout
     heavy = [m for m in ("torch", "gensim", "tokenizers", "numpy") if f"| {m}\n" in result.stderr]
     assert heavy == [], f"--help imported {heavy}"
+
+
+def test_glove_resume_equals_uninterrupted(tmp_path, small_corpus, monkeypatch):
+    """Interrupt GloVe after its first epoch checkpoint; --resume (co-occurrences and AdaGrad
+    state restored) must end with the vectors of an uninterrupted one-thread run."""
+    from nlpft.embeddings.glove import GloveTrainer
+
+    args = ["--epochs", "3", "--threads", "1", "--seed", "4"]
+    code, reference = _train(tmp_path, "glove", small_corpus, *args, out_name="reference")
+    assert code == 0
+
+    original = GloveTrainer._save_checkpoint
+
+    def save_then_die(self, directory):
+        original(self, directory)
+        raise KeyboardInterrupt  # as if Ctrl-C (or SIGKILL) hit right after epoch 1
+
+    monkeypatch.setattr(GloveTrainer, "_save_checkpoint", save_then_die)
+    code, out = _train(tmp_path, "glove", small_corpus, *args, out_name="resumed")
+    assert code == 130
+    assert not out.exists() and (tmp_path / "resumed.partial" / "checkpoint").is_dir()
+    monkeypatch.setattr(GloveTrainer, "_save_checkpoint", original)
+
+    counted = []
+    import nlpft.embeddings.cooccurrence as cooccurrence
+
+    real_count = cooccurrence.count_cooccurrences
+    monkeypatch.setattr(cooccurrence, "count_cooccurrences", lambda *a, **k: counted.append(1) or real_count(*a, **k))
+    code, out = _train(tmp_path, "glove", small_corpus, *args, "--resume", out_name="resumed")
+    assert code == 0
+    assert counted == [], "resume reuses the saved co-occurrence matrix"
+    assert (out / "vectors.bin").read_bytes() == (reference / "vectors.bin").read_bytes()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["losses"]) == 3, "the loss history spans all epochs, restored from the checkpoint"

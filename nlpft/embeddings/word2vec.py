@@ -102,9 +102,15 @@ class _EpochCheckpoint(CallbackAny2Vec):
     def __init__(self, directory: Path | None, first_epoch: int, config: EmbeddingConfig,
                  on_epoch_end: Callable[[int], None] | None):
         self.directory, self.epoch, self.config, self.notify = directory, first_epoch, config, on_epoch_end
+        self.epoch_losses: list[float] = []
+        self._cumulative = 0.0
 
     def on_epoch_end(self, model):  # noqa: D401 - gensim hook
         self.epoch += 1
+        # gensim keeps a running sum over the whole train() call
+        total = float(model.get_latest_training_loss())
+        self.epoch_losses.append(total - self._cumulative)
+        self._cumulative = total
         if self.directory is not None:
             save_checkpoint(model, self.directory, self.epoch, self.config)
         if self.notify is not None:
@@ -137,7 +143,9 @@ def train_gensim(
     progress: ProgressFn | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
 ):
-    """Train Word2Vec or fastText on a token file; return the trained gensim model.
+    """Train Word2Vec or fastText on a token file.
+
+    Returns the trained gensim model and the summed training loss of each epoch run here.
 
     The vocabulary comes from nlpft's own counting pass (so memory can be estimated
     before gensim allocates anything) and is handed to gensim as frequencies.
@@ -153,7 +161,7 @@ def train_gensim(
     first_epoch = load_checkpoint(model, checkpoint_dir, config) if (resume and checkpoint_dir) else 0
     remaining = config.epochs - first_epoch
     if remaining <= 0:
-        return model
+        return model, []
     if isinstance(model, FastText) and first_epoch:
         model.wv.adjust_vectors()
 
@@ -180,4 +188,4 @@ def train_gensim(
             logger.removeHandler(handler)
             logger.setLevel(old_level)
             logger.propagate = True
-    return model
+    return model, callback.epoch_losses
