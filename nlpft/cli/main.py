@@ -27,6 +27,8 @@ examples:
   nlpft embed train --algo word2vec --corpus lee --out runs/w2v
   nlpft embed eval --vectors runs/w2v
   nlpft embed neighbors --vectors runs/w2v government minister
+  nlpft lm train --corpus austen.txt --out runs/lm
+  nlpft lm generate --model runs/lm --prompt "It is a truth"
 """
 
 
@@ -119,6 +121,7 @@ def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 def build_parser() -> ArgumentParser:
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
+    from nlpft.cli import lm as lm_cli
 
     parser = ArgumentParser(
         prog="nlpft",
@@ -130,6 +133,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     corpus_cli.register(commands)
     embed_cli.register(commands)
+    lm_cli.register(commands)
     return parser
 
 

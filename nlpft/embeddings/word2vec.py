@@ -47,7 +47,7 @@ def _trainable_arrays(model: Word2Vec) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _epoch_alphas(config: EmbeddingConfig, epoch: int) -> float:
+def _alpha_at_epoch(config: EmbeddingConfig, epoch: int) -> float:
     """Learning rate at the start of `epoch` under gensim's linear decay over all epochs."""
     start = config.learning_rate
     return start - (start - config.min_alpha) * epoch / config.epochs
@@ -159,11 +159,11 @@ def train_gensim(
     model.corpus_total_words = n_tokens
 
     first_epoch = load_checkpoint(model, checkpoint_dir, config) if (resume and checkpoint_dir) else 0
-    remaining = config.epochs - first_epoch
-    if remaining <= 0:
-        return model, []
     if isinstance(model, FastText) and first_epoch:
-        model.wv.adjust_vectors()
+        model.wv.adjust_vectors()  # word vectors = own vector + its n-gram vectors
+    remaining = config.epochs - first_epoch
+    if remaining <= 0:  # killed after the last checkpoint, before publishing
+        return model, []
 
     callback = _EpochCheckpoint(checkpoint_dir, first_epoch, config, on_epoch_end)
     logger = logging.getLogger("gensim.models.word2vec")
@@ -178,7 +178,7 @@ def train_gensim(
             corpus_file=str(token_file),
             total_words=n_tokens,
             epochs=remaining,
-            start_alpha=_epoch_alphas(config, first_epoch),
+            start_alpha=_alpha_at_epoch(config, first_epoch),
             end_alpha=config.min_alpha,
             compute_loss=True,
             callbacks=[callback],
