@@ -151,7 +151,9 @@ class WordTokenizer(TextTokenizer):
 
     @property
     def special_tokens(self) -> list[str]:
-        return [t for t in SPECIAL_TOKENS if self._tok.token_to_id(t) is not None]
+        """Special tokens in id order: [PAD], [UNK], and any added later (e.g. the LM's [EOS])."""
+        added = self._tok.get_added_tokens_decoder()
+        return [token.content for _, token in sorted(added.items()) if token.special]
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -162,8 +164,9 @@ class WordTokenizer(TextTokenizer):
     # -- word vocabulary ------------------------------------------------------------
     def words_in_vocab(self) -> list[str]:
         """The vocabulary without special tokens, in id order (most frequent first)."""
-        n_special = len(self.special_tokens)
-        return [self._tok.id_to_token(i) for i in range(n_special, self.vocab_size)]
+        special = set(self.special_tokens)
+        tokens = (self._tok.id_to_token(i) for i in range(self.vocab_size))
+        return [t for t in tokens if t not in special]
 
     @property
     def backend(self) -> Tokenizer:

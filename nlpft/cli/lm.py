@@ -1,0 +1,163 @@
+"""`nlpft lm train | eval | generate`: the RNN language model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from nlpft.cli.main import add_common_options, add_training_options
+
+TRAIN_DESCRIPTION = """\
+Train an LSTM/GRU language model on a corpus.
+
+The corpus is tokenized once (word level, nlpft's shared tokenizer: trained on the corpus,
+or --tokenizer FILE, or the vocabulary of --init-vectors), every line ending in [EOS],
+and stored as memory-mapped ids with a seeded train/valid/test split (blocks of 200 lines).
+Training is truncated BPTT with the hidden state carried from window to window, gradient
+clipping, a learning rate cut by --lr-decay whenever validation perplexity stops improving,
+early stopping after --patience such evaluations, and the best weights kept.
+
+A checkpoint is written every --checkpoint-every steps and at every epoch end; Ctrl-C or
+SIGTERM writes one and stops; `--resume` continues (also after a kill). Scale out with
+`torchrun --nproc-per-node N -m nlpft lm train ...` (same command, DDP).
+
+Output (--out DIR): config.json, model.safetensors, tokenizer.json, metrics.json
+(valid/test perplexity and bits per token, tokens/s, peak memory), training.json.
+"""
+
+TRAIN_EPILOG = """\
+examples:
+  nlpft lm train --corpus austen.txt --out runs/lm
+  nlpft lm train --corpus austen.txt --out runs/lm-w2v --init-vectors runs/w2v --hidden-dim 400
+  nlpft lm train --corpus austen.txt --out runs/lm --max-steps 20          # smoke test
+  nlpft lm train --corpus austen.txt --out runs/lm --resume                # after an interruption
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    lm = commands.add_parser("lm", help="RNN language model: train, evaluate, generate",
+                             description="LSTM/GRU language models.")
+    verbs = lm.add_subparsers(dest="verb", metavar="VERB", parser_class=type(lm))
+    lm.set_defaults(_handler=lambda args: (lm.print_help(), 2)[1], _parser=lm)
+
+    train = verbs.add_parser("train", help="train a language model", description=TRAIN_DESCRIPTION,
+                             epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
+                       help="text file(s), .gz/.bz2, directories, or names from `nlpft corpus list`")
+    add_common_options(train)
+    add_training_options(train, "default: 10; early stopping may end sooner")
+    d = train.add_argument_group("vocabulary and data")
+    d.add_argument("--tokenizer", metavar="FILE", help="use this tokenizer.json (e.g. runs/w2v/tokenizer.json)")
+    d.add_argument("--init-vectors", metavar="PATH",
+                   help="initialise the embedding from static vectors (an `nlpft embed train` directory or a "
+                        "word2vec file); with a directory its tokenizer is used unless --tokenizer is given")
+    d.add_argument("--freeze-embeddings", action="store_true", help="keep the initial embedding fixed")
+    d.add_argument("--min-count", type=int, default=2, help="words seen fewer times become [UNK] (default: %(default)s)")
+    d.add_argument("--max-vocab", type=int, default=50_000, help="vocabulary cap (default: %(default)s)")
+    d.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
+    d.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
+    m = train.add_argument_group("model")
+    m.add_argument("--arch", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default: %(default)s)")
+    m.add_argument("--embedding-dim", type=int, default=None, help="default: 200, or the --init-vectors size")
+    m.add_argument("--hidden-dim", type=int, default=200, help="default: %(default)s")
+    m.add_argument("--layers", dest="num_layers", type=int, default=2, help="default: %(default)s")
+    m.add_argument("--no-tie", dest="tie_weights", action="store_false",
+                   help="separate decoder weights (tying shares them with the embedding; a projection is "
+                        "added when hidden and embedding sizes differ)")
+    m.add_argument("--embedding-dropout", type=float, default=0.1, help="drop whole words (default: %(default)s)")
+    m.add_argument("--input-dropout", type=float, default=0.3, help="locked dropout on inputs (default: %(default)s)")
+    m.add_argument("--hidden-dropout", type=float, default=0.25, help="locked dropout between layers (default: %(default)s)")
+    m.add_argument("--output-dropout", type=float, default=0.4, help="locked dropout on outputs (default: %(default)s)")
+    m.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on hidden-to-hidden weights (default: %(default)s)")
+    o = train.add_argument_group("optimisation")
+    o.add_argument("--batch-size", type=int, default=20, help="parallel streams (default: %(default)s)")
+    o.add_argument("--bptt", type=int, default=35, help="tokens per truncated-BPTT window (default: %(default)s)")
+    o.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="default: %(default)s")
+    o.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3 AdamW, 20 SGD)")
+    o.add_argument("--weight-decay", type=float, default=0.0, help="default: %(default)s")
+    o.add_argument("--clip", type=float, default=0.25, help="gradient norm clip; 0 turns it off (default: %(default)s)")
+    o.add_argument("--lr-decay", type=float, default=0.25, help="learning-rate factor on a plateau (default: %(default)s)")
+    o.add_argument("--patience", type=int, default=2, help="evaluations without improvement before stopping (default: %(default)s)")
+    o.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
+    o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
+    o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(_handler=run_train, _parser=train)
+
+    ev = verbs.add_parser("eval", help="perplexity on held-out text",
+                          description="Perplexity and bits per token of a trained LM on a corpus.")
+    ev.add_argument("--model", required=True, metavar="DIR", help="the --out directory of `nlpft lm train`")
+    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
+    ev.add_argument("--batch-size", type=int, default=10, help="default: %(default)s")
+    ev.add_argument("--bptt", type=int, default=35, help="default: %(default)s")
+    ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
+    ev.set_defaults(_handler=run_eval, _parser=ev)
+
+    gen = verbs.add_parser("generate", help="sample text", description="Sample text from a trained LM.")
+    gen.add_argument("--model", required=True, metavar="DIR")
+    gen.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
+    gen.add_argument("--max-tokens", type=int, default=50, help="default: %(default)s")
+    gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default: %(default)s)")
+    gen.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
+    gen.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
+    gen.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
+    gen.set_defaults(_handler=run_generate, _parser=gen)
+
+
+MODEL_KEYS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "embedding_dropout",
+              "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")
+TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "weight_decay", "clip", "lr_decay",
+              "patience", "checkpoint_every", "precision", "seed")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from nlpft.lm.trainer import Interrupted, LMTrainConfig
+    from nlpft.runners.lm import LMDataOptions, train_lm
+
+    data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
+                         freeze_embeddings=args.freeze_embeddings, min_count=args.min_count,
+                         max_vocab=args.max_vocab, valid_fraction=args.valid_fraction,
+                         test_fraction=args.test_fraction)
+    model_options = {k: getattr(args, k) for k in MODEL_KEYS}
+    train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
+    if train_values["epochs"] is None:
+        train_values["epochs"] = 10
+    try:
+        train_lm(data, model_options, LMTrainConfig(**train_values), args.out, resume=args.resume,
+                 threads=args.threads, quiet=args.quiet)
+    except Interrupted as exc:
+        print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
+              file=sys.stderr)
+        return 128 + int(getattr(signal, str(exc), signal.SIGINT))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from nlpft.runners.lm import eval_lm
+
+    result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
+                     precision=args.precision, threads=args.threads)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"perplexity      {result['perplexity']:.2f}\n"
+              f"bits per token  {result['bits_per_token']:.3f}\n"
+              f"tokens          {result['tokens']:,}\n"
+              f"unknown words   {result['oov_rate']:.2%}")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from nlpft.runners.lm import generate_lm
+
+    text = generate_lm(args.model, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    print((args.prompt + " " if args.prompt else "") + text)
+    return 0

@@ -1,0 +1,431 @@
+"""`nlpft lm train | eval | generate` for the RNN language model.
+
+train: validate options and inputs -> open OUT.partial/ -> tokenizer (given, the one of
+--init-vectors, or trained on the corpus) -> encode the corpus once into memory-mapped id
+files with a seeded train/valid/test split -> build the model (optionally from static
+vectors) -> train with checkpoints -> evaluate the best weights -> publish OUT.
+
+Several processes: run the same command under `torchrun --nproc-per-node N`; rank 0
+prepares data and output, every rank trains its slice of the batch rows (DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nlpft.errors import UserInputError
+
+LN2 = math.log(2)
+
+
+@dataclass
+class LMDataOptions:
+    corpus: list[str]
+    tokenizer: str | None = None
+    init_vectors: str | None = None
+    freeze_embeddings: bool = False
+    min_count: int = 2
+    max_vocab: int | None = 50_000
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; sets up the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if _cuda_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _check_paths(data: LMDataOptions) -> None:
+    """Cheap checks before anything heavy is loaded."""
+    if data.tokenizer and not Path(data.tokenizer).exists():
+        raise UserInputError(f"{data.tokenizer}: tokenizer file not found; pass a tokenizer.json written by nlpft")
+    if data.init_vectors and not Path(data.init_vectors).exists():
+        raise UserInputError(
+            f"{data.init_vectors}: not found; pass a directory written by `nlpft embed train` "
+            "or a word2vec text/binary file")
+    if not 0 < data.valid_fraction < 0.5 or not 0 < data.test_fraction < 0.5:
+        raise UserInputError("--valid-fraction and --test-fraction must be between 0 and 0.5")
+
+
+def _load_tokenizer(data: LMDataOptions, text, quiet: bool):
+    from nlpft.lm.data import build_lm_tokenizer, ensure_eos
+    from nlpft.tokenization import WordTokenizer
+
+    source = data.tokenizer
+    if source is None and data.init_vectors and (Path(data.init_vectors) / "tokenizer.json").is_file():
+        # the vectors' own vocabulary: every LM word then has a trained vector
+        source = str(Path(data.init_vectors) / "tokenizer.json")
+    if source is not None:
+        tokenizer = WordTokenizer.load(source)
+        origin = source
+    else:
+        tokenizer = build_lm_tokenizer(text, min_count=data.min_count, max_vocab=data.max_vocab)
+        origin = f"trained on the corpus (min count {data.min_count}, max vocab {data.max_vocab})"
+    ensure_eos(tokenizer)
+    if not quiet:
+        print(f"tokenizer: {tokenizer.vocab_size:,} ids, {origin}", file=sys.stderr)
+    return tokenizer
+
+
+def vectors_for_vocabulary(kv, tokenizer, embedding: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Rows of `embedding` (the model's initial embedding, (V, D)) replaced by the static
+    vector of the same word where there is one; returns the matrix and a coverage report."""
+    matrix = embedding.copy()
+    specials = set(tokenizer.special_tokens)
+    found = missing = 0
+    examples_missing = []
+    for token_id in range(tokenizer.vocab_size):
+        word = tokenizer.id_to_token(token_id)
+        if word in specials:
+            continue
+        index = kv.key_to_index.get(word)
+        if index is None:
+            missing += 1
+            if len(examples_missing) < 10:
+                examples_missing.append(word)
+            continue
+        matrix[token_id] = kv.vectors[index]
+        found += 1
+    total = found + missing
+    report = {
+        "words": total,
+        "found": found,
+        "missing": missing,
+        "coverage": found / total if total else 0.0,
+        "missing_examples": examples_missing,
+        "missing_rows": "kept the model's random initialisation (uniform ±0.1); special tokens too",
+    }
+    return matrix, report
+
+
+def _progress_callbacks(state_total: int, quiet: bool, rank: int):
+    """tqdm bar per epoch with tokens/s and running perplexity; one line per evaluation."""
+    from tqdm.auto import tqdm
+
+    bar = {"bar": None, "epoch": None, "loss": None}
+    show = not quiet and rank == 0
+
+    def on_step(state, loss: float, tokens: int) -> None:
+        if not show:
+            return
+        if bar["epoch"] != state.epoch or bar["bar"] is None:
+            if bar["bar"] is not None:
+                bar["bar"].close()
+            bar["bar"] = tqdm(total=state_total, desc=f"epoch {state.epoch + 1}", unit="tok", unit_scale=True,
+                              dynamic_ncols=True, file=sys.stderr, disable=None)
+            bar["epoch"] = state.epoch
+            bar["loss"] = None
+        smooth = loss if bar["loss"] is None else 0.95 * bar["loss"] + 0.05 * loss
+        bar["loss"] = smooth
+        bar["bar"].update(tokens)
+        bar["bar"].set_postfix_str(f"ppl {math.exp(min(smooth, 50)):.1f} lr {state.lr:.2g}", refresh=False)
+
+    def on_evaluate(state, record: dict) -> None:
+        if bar["bar"] is not None:
+            bar["bar"].close()
+            bar["bar"] = None
+        if show:
+            print(f"epoch {record['epoch']} step {record['step']}: valid ppl {record['valid_ppl']:.2f}"
+                  f" (lr {record['lr']:.3g})", file=sys.stderr)
+
+    return on_step, on_evaluate
+
+
+def _eval_rows(ids, batch_size: int, name: str, corpus_name: str):
+    """Held-out ids as (rows, N); fewer rows for a short split, so small corpora still evaluate."""
+    from nlpft.lm.data import batchify
+
+    rows = min(batch_size, len(ids) // 2)
+    if rows < 1:
+        raise UserInputError(f"{corpus_name}: the {name} split holds {len(ids)} tokens, too few to measure "
+                             "perplexity; use a longer corpus or raise --valid-fraction / --test-fraction")
+    return batchify(ids, rows)
+
+
+def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | Path,
+             resume: bool = False, threads: int | None = None, quiet: bool = False) -> Path:
+    import torch
+
+    from nlpft.data.registry import resolve_corpus
+    from nlpft.lm.model import RNNLMConfig
+    from nlpft.runners.output import RunOutput
+
+    train_config.validate()
+    RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None}).validate()
+    _check_paths(data)
+    text = resolve_corpus(data.corpus)
+    text.validate()
+    if threads:
+        torch.set_num_threads(threads)
+    rank, world = _distributed()
+
+    output = RunOutput(out, resume=resume or rank != 0)
+    if rank == 0:
+        if resume and not output.has_checkpoint():
+            print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
+        output.open()
+    _barrier(world)
+    work = output.partial
+    try:
+        result = _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world)
+    except UserInputError:
+        if rank == 0:
+            output.discard()
+        raise
+    except BaseException as exc:
+        if rank == 0:
+            if output.has_checkpoint():
+                print(f"\n{type(exc).__name__}: checkpoint kept in {output.checkpoint_dir}; "
+                      "rerun the same command with --resume to continue", file=sys.stderr)
+            else:
+                output.discard()
+        raise
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    return result
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _train_into(data: LMDataOptions, model_options: dict, train_config, text, work: Path, output,
+                resume: bool, quiet: bool, rank: int, world: int) -> Path:
+    import torch
+
+    from nlpft.lm.data import EncodedSplits, batchify, encode_corpus, shard_for_rank
+    from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
+    from nlpft.lm.trainer import LMTrainer, evaluate_loss
+
+    started = time.perf_counter()
+    kv = None
+    if data.init_vectors:
+        from nlpft.embeddings.vectors_io import load_vectors
+
+        kv = load_vectors(data.init_vectors)
+        requested = model_options.get("embedding_dim")
+        if requested is None:
+            model_options = {**model_options, "embedding_dim": kv.vector_size}
+        elif requested != kv.vector_size:
+            raise UserInputError(
+                f"{data.init_vectors}: vectors have {kv.vector_size} dimensions but --embedding-dim is "
+                f"{requested}; drop --embedding-dim or pass matching vectors")
+    model_options = {k: v for k, v in model_options.items() if v is not None}
+
+    data_dir = work / "data"
+    tokenizer_file = data_dir / "tokenizer.json"
+    if rank == 0:
+        if resume and (data_dir / "complete").is_file():
+            from nlpft.tokenization import WordTokenizer
+
+            tokenizer = WordTokenizer.load(tokenizer_file)
+        else:
+            tokenizer = _load_tokenizer(data, text, quiet)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            encode_corpus(text, tokenizer, data_dir, valid_fraction=data.valid_fraction,
+                          test_fraction=data.test_fraction, seed=train_config.seed)
+            tokenizer.save(tokenizer_file)
+            (data_dir / "complete").write_text("")
+    _barrier(world)
+    from nlpft.tokenization import WordTokenizer
+
+    tokenizer = WordTokenizer.load(tokenizer_file)
+    splits = EncodedSplits.load(data_dir, tokenizer.vocab_size)
+    prepare_s = time.perf_counter() - started
+
+    torch.manual_seed(train_config.seed)
+    config = RNNLMConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.token_to_id("[PAD]") or 0,
+                         **model_options)
+    config.validate()
+    model = RNNLanguageModel(config)
+    coverage = None
+    if kv is not None:
+        matrix, coverage = vectors_for_vocabulary(kv, tokenizer, model.embedding.weight.detach().numpy())
+        model.load_embeddings(matrix, freeze=data.freeze_embeddings)
+        if not quiet and rank == 0:
+            print(f"init vectors: {coverage['found']:,}/{coverage['words']:,} words of the LM vocabulary found "
+                  f"({coverage['coverage']:.1%}); missing rows {coverage['missing_rows']}"
+                  + (f"; e.g. {', '.join(coverage['missing_examples'][:5])}" if coverage["missing"] else ""),
+                  file=sys.stderr)
+
+    train_rows = batchify(splits.train, train_config.batch_size * world)
+    train_rows = shard_for_rank(train_rows, rank, world)
+    valid_rows = _eval_rows(splits.valid, train_config.eval_batch_size, "validation", text.name)
+    test_rows = _eval_rows(splits.test, train_config.eval_batch_size, "test", text.name)
+
+    wrapped = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model)
+    per_epoch = train_rows.numel()
+    on_step, on_evaluate = _progress_callbacks(per_epoch, quiet, rank)
+    trainer = LMTrainer(wrapped, train_config, train_rows, valid_rows,
+                        checkpoint_root=output.checkpoint_dir, best_path=work / "best.safetensors",
+                        rank=rank, world_size=world, on_step=on_step, on_evaluate=on_evaluate)
+    train_started = time.perf_counter()
+    state = trainer.fit(resume=resume)
+    train_s = time.perf_counter() - train_started
+
+    eval_started = time.perf_counter()
+    valid_loss, valid_tokens = evaluate_loss(model, valid_rows, train_config.bptt, train_config.precision)
+    test_loss, test_tokens = evaluate_loss(model, test_rows, train_config.bptt, train_config.precision)
+    eval_s = time.perf_counter() - eval_started
+
+    if rank != 0:
+        return output.final
+    model.save_pretrained(work)
+    tokenizer.save(work)
+    metrics = {
+        "valid": {"loss": valid_loss, "perplexity": math.exp(valid_loss), "bits_per_token": valid_loss / LN2,
+                  "tokens": valid_tokens},
+        "test": {"loss": test_loss, "perplexity": math.exp(test_loss), "bits_per_token": test_loss / LN2,
+                 "tokens": test_tokens},
+        "splits": splits.lengths(),
+        "vocab_size": tokenizer.vocab_size,
+        "parameters": model.num_parameters(),
+        "steps": state.step,
+        "epochs_completed": state.epoch,
+        "stopped_early": state.stopped_early,
+        "history": state.history,
+        "time_s": {"prepare": prepare_s, "train": train_s, "eval": eval_s},
+        # tokens over time spent in training steps (all processes), this run only
+        "train_tokens_per_s": (trainer.step_tokens * world / trainer.step_seconds) if trainer.step_seconds else None,
+        "eval_tokens_per_s": (valid_tokens + test_tokens) / eval_s if eval_s > 0 else None,
+        "precision": train_config.precision,
+        "processes": world,
+        "threads": torch.get_num_threads(),
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "init_vectors": coverage,
+    }
+    from nlpft.runners.output import write_json
+
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "training.json", {"corpus": [str(p) for p in text.paths], **asdict(data),
+                                        "train": asdict(train_config), "model": config.to_dict()})
+    import shutil
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    (work / "best.safetensors").unlink(missing_ok=True)
+    final = output.publish()
+    if not quiet:
+        print(f"lm: valid ppl {metrics['valid']['perplexity']:.2f}, test ppl {metrics['test']['perplexity']:.2f} "
+              f"({metrics['test']['bits_per_token']:.3f} bits/token) after {state.step} steps -> {final}",
+              file=sys.stderr)
+    return final
+
+
+def load_model_dir(model_dir: str | Path):
+    """(model, tokenizer) from a directory written by `nlpft lm train`, checked to match."""
+    from nlpft.lm.model import RNNLanguageModel
+    from nlpft.tokenization import WordTokenizer
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise UserInputError(f"{path}: not a directory; pass the --out directory of `nlpft lm train`")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UserInputError(f"{path}: no config.json here; pass the --out directory of `nlpft lm train`")
+    tokenizer = WordTokenizer.load(path)
+    model = RNNLanguageModel.from_pretrained(path)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise UserInputError(
+            f"{path}: tokenizer.json has {tokenizer.vocab_size} ids but the model was trained with "
+            f"{model.config.vocab_size}; the files come from different runs")
+    model.eval()
+    return model, tokenizer
+
+
+def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int = 35,
+            precision: str = "fp32", threads: int | None = None) -> dict:
+    import tempfile
+
+    import torch
+
+    from nlpft.data.registry import resolve_corpus
+    from nlpft.lm.data import batchify, encode_file
+    from nlpft.lm.trainer import evaluate_loss
+
+    text = resolve_corpus(corpus)
+    text.validate()
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer = load_model_dir(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = encode_file(text, tokenizer, Path(tmp) / "eval.npy")
+        unk = tokenizer.unk_id
+        oov = float(np.mean(ids == unk)) if ids.size else 0.0
+        rows = batchify(ids, batch_size)
+        if rows.size(1) < 2:
+            raise UserInputError(f"{text.name}: {ids.size} tokens is too short to measure perplexity "
+                                 f"with batch size {batch_size}; use more text or a smaller --batch-size")
+        started = time.perf_counter()
+        loss, tokens = evaluate_loss(model, rows, bptt, precision)
+        elapsed = time.perf_counter() - started
+    return {"model": str(model_dir), "corpus": text.name, "tokens": tokens, "loss": loss,
+            "perplexity": math.exp(loss), "bits_per_token": loss / LN2, "oov_rate": oov,
+            "tokens_per_s": tokens / elapsed if elapsed else None, "precision": precision}
+
+
+def generate_lm(model_dir: str, prompt: str, max_tokens: int = 50, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> str:
+    from nlpft.lm.data import EOS_TOKEN
+    from nlpft.lm.sampling import sample
+
+    if max_tokens < 0:
+        raise UserInputError("--max-tokens must be 0 or more")
+    if temperature < 0:
+        raise UserInputError("--temperature must be 0 (greedy) or more")
+    if top_k is not None and top_k < 1:
+        raise UserInputError("--top-k must be at least 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserInputError("--top-p must be in (0, 1]")
+    model, tokenizer = load_model_dir(model_dir)
+    if max_tokens == 0:
+        return ""
+    eos = tokenizer.token_to_id(EOS_TOKEN)
+    ids = tokenizer.encode(prompt) if prompt.strip() else []
+    unk = tokenizer.unk_id
+    if ids and all(i == unk for i in ids):
+        raise UserInputError(
+            f"every word of the prompt {prompt!r} is unknown to the model's vocabulary; "
+            "use words that occur in the training corpus")
+    # the model has seen every line start after an end-of-line token
+    prompt_ids = [eos] + ids if eos is not None else ids
+    banned = [i for i in (tokenizer.token_to_id("[PAD]"), unk) if i is not None]
+    new_ids = sample(model, prompt_ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                     seed=seed, banned_ids=banned)
+    words = ["\n" if i == eos else tokenizer.id_to_token(i) for i in new_ids]
+    return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n")

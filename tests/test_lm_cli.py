@@ -1,0 +1,202 @@
+"""`nlpft lm train | eval | generate` end to end: tiny models, real loops."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nlpft.cli.main import main
+
+TINY = ["--embedding-dim", "16", "--hidden-dim", "24", "--batch-size", "4", "--bptt", "8", "--min-count", "2",
+        "--quiet", "--threads", "1"]
+
+
+@pytest.fixture
+def lm_corpus(tmp_path: Path, lee_path: Path) -> Path:
+    """~30k tokens of real news text: a split with held-out text and ~900 BPTT steps an epoch."""
+    path = tmp_path / "lee_part.txt"
+    lines = lee_path.read_text(encoding="utf-8").splitlines()[:150]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _train(corpus, out, *extra):
+    return main(["lm", "train", "--corpus", str(corpus), "--out", str(out), *TINY, *extra])
+
+
+def _cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "nlpft", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_train_eval_generate(tmp_path, lm_corpus, capsys):
+    out = tmp_path / "lm"
+    assert _train(lm_corpus, out, "--epochs", "2") == 0
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"}
+    assert not (tmp_path / "lm.partial").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2 and len(metrics["history"]) == 2
+    first, last = metrics["history"][0]["valid_ppl"], metrics["history"][-1]["valid_ppl"]
+    assert last < first, "validation perplexity falls while training"
+    assert metrics["test"]["perplexity"] < metrics["vocab_size"], "better than uniform guessing"
+    assert metrics["splits"]["valid"] > 0 and metrics["splits"]["test"] > 0
+    capsys.readouterr()
+
+    assert main(["lm", "eval", "--model", str(out), "--corpus", str(lm_corpus), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 1 < result["perplexity"] < metrics["vocab_size"]
+    assert result["bits_per_token"] == pytest.approx(result["loss"] / 0.6931471805599453)
+
+    args = ["lm", "generate", "--model", str(out), "--prompt", "The government", "--max-tokens", "12", "--seed", "3"]
+    assert main(args) == 0
+    once = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == once, "same seed, same sample"
+    assert once.startswith("The government") and len(once.split()) >= 8
+    assert "[UNK]" not in once and "[PAD]" not in once
+
+
+def test_generate_edge_cases(tmp_path, lm_corpus, capsys):
+    out = tmp_path / "lm"
+    assert _train(lm_corpus, out, "--max-steps", "5") == 0
+    capsys.readouterr()
+    assert main(["lm", "generate", "--model", str(out), "--prompt", "It was", "--max-tokens", "0"]) == 0
+    assert capsys.readouterr().out.strip() == "It was"
+    assert main(["lm", "generate", "--model", str(out), "--prompt", "zxqv qqqj", "--max-tokens", "5"]) == 2
+    assert "unknown to the model's vocabulary" in capsys.readouterr().err
+    assert main(["lm", "generate", "--model", str(out), "--max-tokens", "5", "--seed", "1"]) == 0
+    assert main(["lm", "generate", "--model", str(tmp_path / "missing")]) == 2
+
+
+def test_tiny_and_empty_corpora_are_clear_errors(tmp_path, capsys):
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("the cat sat\nthe cat ran\n")
+    assert _train(tiny, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "too small" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    short = tmp_path / "short.txt"  # splits fine, but shorter than one BPTT window per batch row
+    short.write_text("the cat sat on the mat\n" * 12)
+    assert _train(short, tmp_path / "out", "--bptt", "35") == 2
+    assert "shorter than one BPTT window" in capsys.readouterr().err
+    assert not (tmp_path / "out.partial").exists()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert _train(empty, tmp_path / "out") == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_mismatched_tokenizer_is_a_clear_error(tmp_path, lm_corpus, capsys):
+    out = tmp_path / "lm"
+    assert _train(lm_corpus, out, "--max-steps", "3") == 0
+    from nlpft.tokenization import WordTokenizer
+
+    WordTokenizer.from_vocabulary(["just", "three", "words"]).save(out)
+    capsys.readouterr()
+    assert main(["lm", "eval", "--model", str(out), "--corpus", str(lm_corpus)]) == 2
+    assert "different runs" in capsys.readouterr().err
+
+
+def test_init_vectors_coverage_and_freeze(tmp_path, lm_corpus):
+    vectors = tmp_path / "w2v"
+    assert main(["embed", "train", "--corpus", str(lm_corpus), "--out", str(vectors), "--dim", "16",
+                 "--min-count", "3", "--epochs", "1", "--quiet"]) == 0
+    out = tmp_path / "lm"
+    assert _train(lm_corpus, out, "--max-steps", "5", "--init-vectors", str(vectors), "--freeze-embeddings") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    coverage = metrics["init_vectors"]
+    assert coverage["coverage"] == 1.0, "the vectors' own tokenizer is used, so every word has a vector"
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors.load_word2vec_format(str(vectors / "vectors.bin"), binary=True)
+    weights = load_file(str(out / "model.safetensors"))
+    tokenizer = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    import numpy as np
+
+    word = kv.index_to_key[3]
+    np.testing.assert_allclose(weights["embedding.weight"][tokenizer[word]].numpy(), kv[word], rtol=1e-6)
+    # another tokenizer: coverage is partial and reported
+    out2 = tmp_path / "lm2"
+    assert _train(lm_corpus, out2, "--max-steps", "3", "--init-vectors", str(vectors / "vectors.bin")) == 0
+    partial = json.loads((out2 / "metrics.json").read_text())["init_vectors"]
+    assert 0 < partial["coverage"] < 1 and partial["missing"] > 0
+    # vectors of another size than --embedding-dim
+    assert _train(lm_corpus, tmp_path / "lm3", "--max-steps", "3", "--init-vectors", str(vectors),
+                  "--embedding-dim", "32") == 2
+
+
+def _wait_for(folder: Path, pattern: str, proc, timeout=120):
+    """Poll until `folder` holds a match for `pattern` while `proc` still runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if folder.is_dir() and any(folder.glob(pattern)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_resume_after_sigkill_gives_identical_weights(tmp_path, lm_corpus):
+    common = ["lm", "train", "--corpus", str(lm_corpus), *TINY, "--epochs", "2", "--checkpoint-every", "20",
+              "--seed", "5"]
+    reference = tmp_path / "reference"
+    result = _cli(*common, "--out", str(reference))
+    assert result.returncode == 0, result.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nlpft", *common, "--out", str(out)])
+    checkpoints = tmp_path / "killed.partial" / "checkpoint"
+    assert _wait_for(checkpoints, "step-*/complete.json", proc), "no checkpoint before the run ended"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    # a checkpoint that was being written when the process died is skipped
+    (checkpoints / "step-99999999").mkdir()
+    (checkpoints / "step-99999999" / "model.safetensors").write_bytes(b"half written")
+    result = _cli(*common, "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    resumed, uninterrupted = load_file(str(out / "model.safetensors")), load_file(str(reference / "model.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"] == json.loads((reference / "metrics.json").read_text())["test"]
+
+
+def test_sigterm_writes_checkpoint_and_resume_finishes(tmp_path, lm_corpus):
+    args = ["lm", "train", "--corpus", str(lm_corpus), *TINY, "--epochs", "30", "--patience", "100",
+            "--checkpoint-every", "100000", "--out", str(tmp_path / "lm")]
+    proc = subprocess.Popen([sys.executable, "-m", "nlpft", *args], stderr=subprocess.PIPE, text=True)
+    assert _wait_for(tmp_path / "lm.partial" / "data", "complete", proc)
+    time.sleep(1.0)  # inside the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "--resume" in err
+    checkpoints = list((tmp_path / "lm.partial" / "checkpoint").glob("step-*/complete.json"))
+    assert checkpoints, "SIGTERM wrote a checkpoint"
+    result = _cli(*args, "--resume", "--epochs", "2")  # the last --epochs wins: finish sooner
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "lm" / "metrics.json").read_text())["epochs_completed"] >= 1
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_processes_with_torchrun(tmp_path, lm_corpus):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "nlpft", "lm", "train", "--corpus", str(lm_corpus),
+         "--out", str(out), *TINY, "--max-steps", "6"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 6
+    assert not (tmp_path / "ddp.partial").exists()
