@@ -27,8 +27,8 @@ def test_batchify_matches_the_diagram():
     letters = "a b c d e f g h i j k l m n o p q r s t u v w x y z".split()
     ids = np.arange(26, dtype=np.uint32)  # a..z; y, z do not fill a row and are dropped
     data = batchify(ids, 4)
-    assert data.dtype == torch.int64 and data.shape == (4, 6)
-    rows = [" ".join(letters[i] for i in row) for row in data.tolist()]
+    assert data.shape == (4, 6)
+    rows = [" ".join(letters[i] for i in row) for row in data.long().tolist()]
     assert rows == ["a b c d e f", "g h i j k l", "m n o p q r", "s t u v w x"]
 
 
@@ -37,6 +37,9 @@ def test_batchify_reads_a_memmap(tmp_path):
     ids = np.load(tmp_path / "ids.npy", mmap_mode="r", allow_pickle=False)
     data = batchify(ids, 8)
     assert data.shape == (8, 125) and data[3, 0].item() == 375 and data[7, 124].item() == 999
+    # memory stays flat in corpus size: the rows are a view of the memmap, not a copy
+    assert data.dtype == torch.uint32 and data.data_ptr() == ids.ctypes.data
+    assert next(bptt_windows(data, 5))[1].dtype == torch.int64, "windows come out as int64"
 
 
 def _windows(data, bptt, start=0):
@@ -44,7 +47,7 @@ def _windows(data, bptt, start=0):
 
 
 def test_bptt_windows_cover_every_target_once():
-    data = batchify(np.arange(4 * 25 + 3, dtype=np.uint32), 4)  # (4, 25): 24 targets per row
+    data = batchify(np.arange(4 * 25 + 3, dtype=np.uint32), 4).long()  # (4, 25): 24 targets per row
     windows = _windows(data, 7)
     assert [p for p, _, _ in windows] == [0, 7, 14, 21]
     assert [x.shape[1] for _, x, _ in windows] == [7, 7, 7, 3]  # last window shorter

@@ -29,6 +29,8 @@ examples:
   nlpft embed neighbors --vectors runs/w2v government minister
   nlpft lm train --corpus austen.txt --out runs/lm
   nlpft lm generate --model runs/lm --prompt "It is a truth"
+  nlpft models list
+  nlpft encode --model minilm --input texts.txt --out vectors.npy
 """
 
 
@@ -92,6 +94,8 @@ def _subparsers(parser: argparse.ArgumentParser):
 def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse once leniently to find the subcommand and --config, then again with the
     config file's values as defaults, so flags given on the command line win."""
+    if "-h" in argv or "--help" in argv or "--config" not in " ".join(argv):
+        return parser.parse_args(argv)  # no config file: one plain parse (and honest --help)
     required = [a for sub in _subparsers(parser) for a in sub._actions if a.required]
     for action in required:
         action.required = False
@@ -122,6 +126,7 @@ def build_parser() -> ArgumentParser:
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
     from nlpft.cli import lm as lm_cli
+    from nlpft.cli import models as models_cli
 
     parser = ArgumentParser(
         prog="nlpft",
@@ -134,6 +139,7 @@ def build_parser() -> ArgumentParser:
     corpus_cli.register(commands)
     embed_cli.register(commands)
     lm_cli.register(commands)
+    models_cli.register(commands)
     return parser
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import warnings
 import struct
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -333,15 +334,20 @@ def batchify(ids: np.ndarray, batch_size: int) -> torch.Tensor:
     columns at a time; the hidden state of row r carries from one window to the next.
     Trailing tokens that do not fill a row (len(ids) % batch_size of them) are dropped.
 
-    Memory: the result is one int64 tensor, 8 bytes per token (a uint32 memmap is read
-    straight into it with numpy, no Python objects per token); the memmap itself costs
-    only page cache.
+    Memory: for uint32 ids (the memmaps `encode_corpus` writes) the result is a zero-copy
+    uint32 view of the file, so memory stays flat in corpus size: the OS pages ids in as
+    windows are read, and `bptt_windows` converts one window at a time to int64. Other
+    arrays are copied into an int64 tensor.
     """
     if batch_size < 1:
         raise UserInputError(f"batch size must be at least 1 (got {batch_size})")
     n_cols = len(ids) // batch_size
+    if isinstance(ids, np.ndarray) and ids.dtype == np.uint32:
+        with warnings.catch_warnings():  # a read-only memmap: torch warns, we never write to it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(ids[: n_cols * batch_size]).view(batch_size, n_cols)
     flat = np.empty(n_cols * batch_size, dtype=np.int64)
-    flat[:] = ids[: n_cols * batch_size]  # one vectorised pass over the memmap
+    flat[:] = ids[: n_cols * batch_size]
     return torch.from_numpy(flat).view(batch_size, n_cols)
 
 
@@ -359,8 +365,8 @@ def bptt_windows(data: torch.Tensor, bptt: int, start: int = 0) -> Iterator[tupl
     inputs = data[:, p : p + t], targets = data[:, p + 1 : p + 1 + t] with t = bptt (the
     last window is shorter), so over a full pass every column but the first is a target
     exactly once. `position` is p, the window's first column; the next window starts at
-    p + t, which is what a checkpoint records to resume with `start=`. Windows are views
-    of `data` (no copy; strided, since rows are batch-first)."""
+    p + t, which is what a checkpoint records to resume with `start=`. Each window is
+    copied out as int64 (B x t ids): `data` itself may be a uint32 view of a memmap."""
     if bptt < 1:
         raise UserInputError(f"bptt must be at least 1 (got {bptt})")
     if start < 0:
@@ -368,7 +374,7 @@ def bptt_windows(data: torch.Tensor, bptt: int, start: int = 0) -> Iterator[tupl
     last = data.size(1) - 1
     for position in range(start, last, bptt):
         t = min(bptt, last - position)
-        yield position, data[:, position : position + t], data[:, position + 1 : position + 1 + t]
+        yield position, data[:, position : position + t].long(), data[:, position + 1 : position + 1 + t].long()
 
 
 def shard_for_rank(data: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

@@ -255,7 +255,7 @@ class LMTrainer:
             ckpt.save_tensors(path / "optimizer.safetensors", tensors)
             (path / "state.json").write_text(json.dumps(
                 {"state": asdict(self.state), "optimizer": meta, "world_size": self.world_size,
-                 "config": asdict(self.config)}, default=_json_float))
+                 "config": asdict(self.config)}))
         self._barrier()
         per_rank = {"rng": torch.get_rng_state()}
         if self.hidden is not None:
@@ -310,12 +310,6 @@ class LMTrainer:
     def _barrier(self) -> None:
         if self.world_size > 1:
             torch.distributed.barrier()
-
-
-def _json_float(value):
-    if isinstance(value, float):
-        return value
-    raise TypeError(type(value).__name__)
 
 
 def _save_model_tensors(model, path: Path) -> None:

@@ -1,0 +1,29 @@
+"""Pretrained Hugging Face checkpoints: find, check, load, encode.
+
+`loading` is the only module in nlpft that calls `from_pretrained`. Every checkpoint
+goes through the same gate there before transformers sees it: no custom code
+(`auto_map`), no pickle weights unless asked for by name, every safetensors file
+readable, and no network unless `NLPFT_ALLOW_DOWNLOAD=1`.
+
+Submodules import transformers/torch inside their functions, so importing this
+package (or running `nlpft --help`) stays cheap.
+"""
+
+from nlpft.pretrained.aliases import DEFAULT_ENCODER, list_models
+from nlpft.pretrained.loading import (
+    ResolvedModel,
+    load_config,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "ResolvedModel",
+    "list_models",
+    "load_config",
+    "load_model",
+    "load_tokenizer",
+    "resolve_model",
+]
