@@ -154,6 +154,7 @@ def main() -> int:
     p.add_argument("--skip-medium", action="store_true", help="only the small rows")
     p.add_argument("--bf16-row", action="store_true", help="also train the small tied model under bf16 autocast")
     p.add_argument("--skip-speed", action="store_true", help="no reference-loop or bf16 comparison")
+    p.add_argument("--only-speed", action="store_true", help="only the reference-loop comparison")
     p.add_argument("--results", default=str(HERE / "results"))
     args = p.parse_args()
 
@@ -171,7 +172,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         vectors = {}
-        for dim in ((200,) if args.skip_medium else (200, 650)):
+        for dim in ((200,) if args.skip_medium or args.only_speed else (200, 650)):
             vectors[dim] = work / f"w2v{dim}"
             _nlpft("embed", "train", "--corpus", args.corpus, "--out", str(vectors[dim]), "--dim", str(dim), "--quiet")
         tokenizer = vectors[200] / "tokenizer.json"
@@ -179,6 +180,14 @@ def main() -> int:
         splits = encode_corpus(text, WordTokenizer.load(tokenizer), data_dir, seed=1)  # the split every run uses
 
         small = ["--embedding-dim", "200", "--hidden-dim", "200", "--epochs", str(args.small_epochs)]
+        if args.only_speed:
+            speed = _speed_comparison(args.corpus, tokenizer, data_dir / "train.npy", splits.vocab_size, work,
+                                      args.repeats, args.speed_steps)
+            print(json.dumps(speed, indent=2))
+            out = Path(args.results)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
+            return 0
         rows.append(_train("small 2x200, tied + dropout", args.corpus, work / "small", tokenizer, small))
         if args.bf16_row:
             rows.append(_train("small 2x200, tied + dropout, trained in bf16", args.corpus, work / "small-bf16",

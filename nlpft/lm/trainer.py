@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -284,6 +285,9 @@ class LMTrainer:
         ckpt.optimizer_from_flat(self.optimizer, ckpt.load_tensors(path / "optimizer.safetensors"), saved["optimizer"])
         self.state = TrainState(**{**saved["state"], "best_valid_loss": float(saved["state"]["best_valid_loss"])})
         self.resumed_from_step = self.state.step
+        if self.rank == 0:
+            print(f"resuming from {path.name}: epoch {self.state.epoch + 1}, step {self.state.step}",
+                  file=sys.stderr)
         per_rank = ckpt.load_tensors(path / f"rank{self.rank}.safetensors")
         torch.set_rng_state(per_rank.pop("rng"))
         self.hidden = _unflatten_hidden(per_rank) if per_rank else None
