@@ -205,7 +205,7 @@ def main() -> int:
                 cmp.append(_word2vec_vs_gensim(args.corpus, files, work, args.repeats, common, threads))
     report = {
         "corpus_name": corpus.name,
-        "files": files,
+        "files": [Path(f).name for f in files],
         "tokens": rows[0]["tokens"] if rows else None,
         "settings": f"dim {args.dim}, min count {args.min_count}, {args.threads} threads, other options default",
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",

@@ -215,7 +215,7 @@ def main() -> int:
             print(f"  {json.dumps(bf16)}", file=sys.stderr, flush=True)
         report = {"corpus": text.name, "machine": f"{platform.machine()}, Python {platform.python_version()}",
                   "splits": splits.lengths(), "vocab_size": splits.vocab_size, "rows": rows, "speed": speed,
-                  "bf16": bf16, "settings": vars(args)}
+                  "bf16": bf16, "settings": {k: v for k, v in vars(args).items() if k != "results"}}
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     (results / "results.json").write_text(json.dumps(report, indent=2) + "\n")

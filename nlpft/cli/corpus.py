@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from nlpft.cli.main import add_command_group
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    corpus = commands.add_parser("corpus", help="known corpora and corpus statistics",
+    corpus, verbs = add_command_group(commands, "corpus", help="known corpora and corpus statistics",
                                  description="Corpora nlpft knows by name, and counts for any corpus.")
-    verbs = corpus.add_subparsers(dest="verb", metavar="VERB", parser_class=type(corpus))
-    corpus.set_defaults(_handler=lambda args: (corpus.print_help(), 2)[1], _parser=corpus)
 
     ls = verbs.add_parser("list", help="corpora nlpft knows, and which are on this machine")
     ls.add_argument("--verify", action="store_true", help="check each available file's SHA-256")

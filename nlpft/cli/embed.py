@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options
+from nlpft.cli.main import add_command_group, add_common_options, add_training_options
 
 TRAIN_DESCRIPTION = """\
 Train static word vectors from a corpus.
@@ -37,10 +37,8 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    embed = commands.add_parser("embed", help="static word vectors: train, evaluate, query",
+    embed, verbs = add_command_group(commands, "embed", help="static word vectors: train, evaluate, query",
                                 description="Static word vectors: Word2Vec, fastText and GloVe.")
-    verbs = embed.add_subparsers(dest="verb", metavar="VERB", parser_class=type(embed))
-    embed.set_defaults(_handler=lambda args: (embed.print_help(), 2)[1], _parser=embed)
 
     train = verbs.add_parser("train", help="train vectors from a corpus", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

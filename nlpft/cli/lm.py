@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options
+from nlpft.cli.main import add_command_group, add_common_options, add_training_options
 
 TRAIN_DESCRIPTION = """\
 Train an LSTM/GRU language model on a corpus.
@@ -37,10 +37,8 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    lm = commands.add_parser("lm", help="RNN language model: train, evaluate, generate",
+    lm, verbs = add_command_group(commands, "lm", help="RNN language model: train, evaluate, generate",
                              description="LSTM/GRU language models.")
-    verbs = lm.add_subparsers(dest="verb", metavar="VERB", parser_class=type(lm))
-    lm.set_defaults(_handler=lambda args: (lm.print_help(), 2)[1], _parser=lm)
 
     train = verbs.add_parser("train", help="train a language model", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

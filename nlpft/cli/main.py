@@ -62,6 +62,15 @@ def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: s
                         help="continue from the last complete checkpoint of an interrupted run with the same --out")
 
 
+def add_command_group(commands: argparse._SubParsersAction, name: str, **parser_options):
+    """A command with verbs (`nlpft NAME VERB ...`); returns (group parser, verbs action).
+    The group alone prints its help and exits with 2, as a usage error."""
+    group = commands.add_parser(name, **parser_options)
+    verbs = group.add_subparsers(dest="verb", metavar="VERB", parser_class=type(group))
+    group.set_defaults(_handler=lambda args: (group.print_help(), 2)[1], _parser=group)
+    return group, verbs
+
+
 def load_config_file(path: str) -> dict:
     file = Path(path)
     if not file.is_file():

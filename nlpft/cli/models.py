@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+
+from nlpft.cli.main import add_command_group
 from pathlib import Path
 
 MODEL_HELP = ("alias (see `nlpft models list`), local Hugging Face checkpoint directory, "
@@ -37,11 +39,9 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    models = commands.add_parser("models", help="pretrained checkpoints: list and inspect",
+    models, verbs = add_command_group(commands, "models", help="pretrained checkpoints: list and inspect",
                                  description="Pretrained Hugging Face checkpoints nlpft can load.",
                                  epilog=MODELS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = models.add_subparsers(dest="verb", metavar="VERB", parser_class=type(models))
-    models.set_defaults(_handler=lambda args: (models.print_help(), 2)[1], _parser=models)
 
     ls = verbs.add_parser("list", help="aliases and well-known hub ids, with whether each is available offline",
                           description="Aliases and well-known hub ids, and whether each loads on this machine "

@@ -65,19 +65,8 @@ def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str 
     if resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
-    try:
-        result = _train_into(config, text, work, output, resume and output.has_checkpoint(), quiet)
-    except UserInputError:
-        output.discard()
-        raise
-    except BaseException as exc:  # interrupted or crashed: keep checkpoints for --resume
-        if output.has_checkpoint():
-            print(f"\n{type(exc).__name__}: checkpoint kept in {output.partial}; "
-                  "rerun with --resume to continue", file=sys.stderr)
-        else:
-            output.discard()
-        raise
-    return result
+    with output.cleaned_up_on_error():
+        return _train_into(config, text, work, output, resume and output.has_checkpoint(), quiet)
 
 
 def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:

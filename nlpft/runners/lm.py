@@ -11,7 +11,6 @@ prepares data and output, every rank trains its slice of the batch rows (DDP).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -195,23 +194,11 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
     _barrier(world)
     work = output.partial
     try:
-        result = _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world)
-    except UserInputError:
-        if rank == 0:
-            output.discard()
-        raise
-    except BaseException as exc:
-        if rank == 0:
-            if output.has_checkpoint():
-                print(f"\n{type(exc).__name__}: checkpoint kept in {output.checkpoint_dir}; "
-                      "rerun the same command with --resume to continue", file=sys.stderr)
-            else:
-                output.discard()
-        raise
+        with output.cleaned_up_on_error(owner=rank == 0):
+            return _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world)
     finally:
         if world > 1:
             torch.distributed.destroy_process_group()
-    return result
 
 
 def _barrier(world: int) -> None:

@@ -9,9 +9,11 @@ directory is removed, so nothing half-written is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,26 @@ class RunOutput:
     def discard(self) -> None:
         """Remove what this run wrote (bad input: nothing half-written stays)."""
         shutil.rmtree(self.partial, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def cleaned_up_on_error(self, owner: bool = True):
+        """Around a run: bad input removes the partial directory; an interruption or a crash
+        keeps it when it holds a checkpoint (and says how to resume), removes it otherwise.
+        `owner` is False on the non-zero ranks of a multi-process run: rank 0 decides."""
+        try:
+            yield
+        except UserInputError:
+            if owner:
+                self.discard()
+            raise
+        except BaseException as exc:
+            if owner:
+                if self.has_checkpoint():
+                    print(f"\n{type(exc).__name__}: checkpoint kept in {self.checkpoint_dir}; "
+                          "rerun the same command with --resume to continue", file=sys.stderr)
+                else:
+                    self.discard()
+            raise
 
 
 def write_json(path: Path, data: dict) -> None:
