@@ -103,7 +103,8 @@ def _subparsers(parser: argparse.ArgumentParser):
 def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse once leniently to find the subcommand and --config, then again with the
     config file's values as defaults, so flags given on the command line win."""
-    if "-h" in argv or "--help" in argv or "--config" not in " ".join(argv):
+    has_config = any(a == "--config" or a.startswith("--config=") for a in argv)
+    if "-h" in argv or "--help" in argv or not has_config:
         return parser.parse_args(argv)  # no config file: one plain parse (and honest --help)
     required = [a for sub in _subparsers(parser) for a in sub._actions if a.required]
     for action in required:

@@ -27,9 +27,9 @@ CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 
 #: gensim's per-second progress line in corpus_file mode
-_PROGRESS = re.compile(r"EPOCH (\d+) - PROGRESS: at ([\d.]+)% words, ([\d.]+) words/s")
+_PROGRESS = re.compile(r"EPOCH (\d+) - PROGRESS: at ([\d.]+)% words")
 
-ProgressFn = Callable[[float, float], None]  # (words done so far in all epochs, words/s)
+ProgressFn = Callable[[float], None]  # words done so far, over all epochs
 
 
 def _trainable_arrays(model: Word2Vec) -> dict[str, np.ndarray]:
@@ -127,9 +127,8 @@ class _ProgressLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         match = _PROGRESS.match(record.getMessage())
         if match:
-            epoch, pct, rate = int(match[1]), float(match[2]), float(match[3])
-            done = (self.first_epoch + epoch + pct / 100.0) * self.words_per_epoch
-            self.progress(done, rate)
+            epoch, pct = int(match[1]), float(match[2])
+            self.progress((self.first_epoch + epoch + pct / 100.0) * self.words_per_epoch)
 
 
 def train_gensim(

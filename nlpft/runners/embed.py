@@ -21,7 +21,7 @@ from nlpft.data.registry import resolve_corpus
 from nlpft.embeddings.config import EmbeddingConfig, estimate_memory_bytes
 from nlpft.embeddings.prepare import iter_token_ids, tokenize_to_file
 from nlpft.errors import ResourceLimitError, UserInputError
-from nlpft.runners.output import RunOutput, write_json
+from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
 
 GIB = 1 << 30
@@ -30,12 +30,6 @@ GIB = 1 << 30
 COUNT_BUDGET_BYTES = 2 * GIB
 #: a "step" of word2vec/fastText for --max-steps: one gensim job of this many words
 WORDS_PER_GENSIM_STEP = 10_000
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _bar(desc: str, quiet: bool, total: float | None = None, unit: str = "word") -> tqdm:
@@ -136,7 +130,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
         "time_s": {"tokenize": tokenize_s, "train": train_s, "total": total_s},
         "tokenize_words_per_s": prepared.n_tokens / max(tokenize_s, 1e-9),
         "train_words_per_s": trained_words / max(train_s, 1e-9),
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "estimated_train_memory_bytes": needed,
         **extra_metrics,
     }
@@ -177,7 +171,7 @@ def _train_gensim(config, prepared, vocabulary, output: RunOutput, resume: bool,
     total = prepared.n_tokens * config.epochs
     with _bar(f"{config.algo}", quiet, total=total) as bar:
 
-        def progress(done: float, rate: float) -> None:
+        def progress(done: float) -> None:
             # gensim reports the share of the epoch done once a second; tqdm derives
             # words/s (raw corpus words, before subsampling) from it
             bar.n = min(done, total)

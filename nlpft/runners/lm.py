@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nlpft.errors import UserInputError
+from nlpft.runners.output import peak_rss_bytes, write_json
 
 LN2 = math.log(2)
 
@@ -35,12 +36,6 @@ class LMDataOptions:
     max_vocab: int | None = 50_000
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _distributed() -> tuple[int, int]:
@@ -314,10 +309,9 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
         "precision": train_config.precision,
         "processes": world,
         "threads": torch.get_num_threads(),
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "init_vectors": coverage,
     }
-    from nlpft.runners.output import write_json
 
     write_json(work / "metrics.json", metrics)
     write_json(work / "training.json", {"corpus": [str(p) for p in text.paths], **asdict(data),
