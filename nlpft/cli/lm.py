@@ -86,19 +86,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(_handler=run_train, _parser=train)
 
     ev = verbs.add_parser("eval", help="perplexity on held-out text",
-                          description="Perplexity and bits per token of a trained LM on a corpus.")
-    ev.add_argument("--model", required=True, metavar="DIR", help="the --out directory of `nlpft lm train`")
+                          description="Perplexity and bits per token of a language model on a corpus: an "
+                                      "RNN LM from `nlpft lm train`, or a transformers checkpoint (GPT-style: "
+                                      "perplexity over blocks of --block-size tokens; BERT-style: MLM loss on "
+                                      "fixed, seeded 15%% masks, and its exponential).")
+    ev.add_argument("--model", required=True, metavar="MODEL",
+                    help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
+                         "Hugging Face directory or a cached hub id")
     ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
     ev.add_argument("--batch-size", type=int, default=10, help="default: %(default)s")
-    ev.add_argument("--bptt", type=int, default=35, help="default: %(default)s")
+    ev.add_argument("--bptt", type=int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
+    ev.add_argument("--block-size", type=int, default=None,
+                    help="transformers: tokens per block (default: 512 GPT-style, 128 BERT-style, "
+                         "at most the model's positions)")
+    ev.add_argument("--seed", type=int, default=13, help="transformers, BERT-style: seed of the masks (default: %(default)s)")
     ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_eval, _parser=ev)
 
-    gen = verbs.add_parser("generate", help="sample text", description="Sample text from a trained LM.")
-    gen.add_argument("--model", required=True, metavar="DIR")
+    gen = verbs.add_parser("generate", help="sample text",
+                           description="Sample text from an RNN LM (`nlpft lm train`) or a GPT-style "
+                                       "transformers checkpoint (e.g. from `nlpft pretrain --arch gpt2`).")
+    gen.add_argument("--model", required=True, metavar="MODEL",
+                     help="an `nlpft lm train` or `nlpft pretrain` directory, or a GPT-style checkpoint")
     gen.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     gen.add_argument("--max-tokens", type=int, default=50, help="default: %(default)s")
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default: %(default)s)")
@@ -138,24 +150,49 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from nlpft.runners.lm import eval_lm
+    from nlpft.runners.hf_lm import is_rnn_lm_dir
 
-    result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
-                     precision=args.precision, threads=args.threads)
+    if is_rnn_lm_dir(args.model):
+        from nlpft.runners.lm import eval_lm
+
+        result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
+                         precision=args.precision, threads=args.threads)
+    else:
+        from nlpft.runners.hf_lm import eval_hf_lm
+
+        result = eval_hf_lm(args.model, args.corpus, batch_size=args.batch_size, block_size=args.block_size,
+                            precision=args.precision, threads=args.threads, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"perplexity      {result['perplexity']:.2f}\n"
-              f"bits per token  {result['bits_per_token']:.3f}\n"
-              f"tokens          {result['tokens']:,}\n"
-              f"unknown words   {result['oov_rate']:.2%}")
+        return 0
+    lines = []
+    if result.get("objective") == "mlm":
+        lines.append(f"MLM loss        {result['loss']:.3f}  (on {result['scored_tokens']:,} masked tokens)")
+    lines += [f"perplexity      {result['perplexity']:.2f}",
+              f"bits per token  {result['bits_per_token']:.3f}",
+              f"tokens          {result['tokens']:,}"]
+    if "oov_rate" in result:
+        lines.append(f"unknown words   {result['oov_rate']:.2%}")
+    print("\n".join(lines))
     return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from nlpft.runners.lm import generate_lm
+    from nlpft.runners.hf_lm import is_rnn_lm_dir
 
-    text = generate_lm(args.model, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    print((args.prompt + " " if args.prompt else "") + text)
+    options = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, seed=args.seed)
+    if args.max_tokens < 0:
+        from nlpft.errors import UserInputError
+
+        raise UserInputError("--max-tokens must be 0 or more")
+    if is_rnn_lm_dir(args.model):
+        from nlpft.runners.lm import generate_lm
+
+        text = generate_lm(args.model, args.prompt, **options)
+        print((args.prompt + " " if args.prompt else "") + text)
+    else:
+        from nlpft.runners.hf_lm import generate_hf
+
+        print(args.prompt + generate_hf(args.model, args.prompt, **options))
     return 0

@@ -137,6 +137,7 @@ def build_parser() -> ArgumentParser:
     from nlpft.cli import embed as embed_cli
     from nlpft.cli import lm as lm_cli
     from nlpft.cli import models as models_cli
+    from nlpft.cli import pretrain as pretrain_cli
 
     parser = ArgumentParser(
         prog="nlpft",
@@ -150,6 +151,7 @@ def build_parser() -> ArgumentParser:
     embed_cli.register(commands)
     lm_cli.register(commands)
     models_cli.register(commands)
+    pretrain_cli.register(commands)
     return parser
 
 

@@ -331,22 +331,42 @@ def load_config(spec):
 
 def load_tokenizer(spec):
     """The checkpoint's tokenizer wrapped as an nlpft `TextTokenizer` (`HFTokenizer`);
-    the transformers tokenizer itself is its `.hf` attribute."""
+    the transformers tokenizer itself is its `.hf` attribute. `spec` may also be a
+    directory holding only tokenizer files (no config.json), as `save_pretrained` on a
+    tokenizer writes."""
+    if _is_tokenizer_only_dir(spec):
+        from nlpft.pretrained.tokenizer import HFTokenizer
+
+        folder = Path(spec).expanduser()
+        refuse_custom_code(folder)
+        return HFTokenizer(_auto_tokenizer(folder, str(folder)), name=str(folder))
     resolved = resolve_model(spec)
     refuse_custom_code(resolved.path)
     if not any(any(resolved.path.glob(pattern)) for pattern in TOKENIZER_VOCAB_PATTERNS):
         raise UserInputError(f"{resolved.where}: no tokenizer files (tokenizer.json, vocab.txt, vocab.json, "
                              "*.model); save the tokenizer next to the model with save_pretrained")
-    from transformers import AutoTokenizer
-
     from nlpft.pretrained.tokenizer import HFTokenizer
 
-    try:
-        hf = AutoTokenizer.from_pretrained(str(resolved.path), trust_remote_code=False, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserInputError(f"{resolved.where}: cannot load the tokenizer ({_first_line(exc)}); "
-                             "the directory needs tokenizer.json or the vocabulary files") from None
+    hf = _auto_tokenizer(resolved.path, resolved.where)
     return HFTokenizer(hf, model_max_positions=max_positions(resolved.config), name=resolved.name)
+
+
+def _is_tokenizer_only_dir(spec) -> bool:
+    if isinstance(spec, ResolvedModel) or str(spec) in ALIASES:
+        return False
+    folder = Path(str(spec)).expanduser()
+    return (folder.is_dir() and not (folder / "config.json").is_file()
+            and any(any(folder.glob(pattern)) for pattern in TOKENIZER_VOCAB_PATTERNS))
+
+
+def _auto_tokenizer(folder: Path, where: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserInputError(f"{where}: cannot load the tokenizer ({_first_line(exc)}); "
+                             "the directory needs tokenizer.json or the vocabulary files") from None
 
 
 def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, quiet: bool = False,
@@ -355,7 +375,8 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
 
     head: "base" (AutoModel), "mlm", "clm" or "sequence-classification"; extra keyword
     arguments go to `from_pretrained` (e.g. `num_labels=3`, `dtype=torch.float32`);
-    `quiet` hides transformers' "Loading weights" progress bar.
+    `quiet` hides transformers' "Loading weights" progress bar and load report; `output_loading_info=True`
+    returns (model, info) with info["missing_keys"] naming weights the checkpoint lacked.
 
     Always `trust_remote_code=False`, `local_files_only=True` (the directory was
     resolved, and downloaded if allowed, beforehand) and `use_safetensors=True`.
@@ -378,8 +399,11 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
     from transformers.utils import logging as hf_logging
 
     bar_was_on = hf_logging.is_progress_bar_enabled()
-    if quiet and bar_was_on:
-        hf_logging.disable_progress_bar()
+    level = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()  # no load report: callers say what matters themselves
+        if bar_was_on:
+            hf_logging.disable_progress_bar()
     try:
         model = auto_class.from_pretrained(
             str(resolved.path), trust_remote_code=False, local_files_only=True,
@@ -388,8 +412,14 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
     except (OSError, ValueError, KeyError) as exc:
         raise UserInputError(f"{resolved.where}: cannot load as a {head} model ({_first_line(exc)})") from None
     finally:
-        if quiet and bar_was_on:
-            hf_logging.enable_progress_bar()
+        if quiet:
+            hf_logging.set_verbosity(level)
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
+    if kwargs.get("output_loading_info"):
+        model, info = model
+        model.eval()
+        return model, info
     model.eval()
     return model
 

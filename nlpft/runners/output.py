@@ -61,13 +61,16 @@ class RunOutput:
 
     @contextlib.contextmanager
     def cleaned_up_on_error(self, owner: bool = True):
-        """Around a run: bad input removes the partial directory; an interruption or a crash
+        """Around a run: bad input removes the partial directory (unless it holds a checkpoint);
+        an interruption or a crash
         keeps it when it holds a checkpoint (and says how to resume), removes it otherwise.
         `owner` is False on the non-zero ranks of a multi-process run: rank 0 decides."""
         try:
             yield
         except UserInputError:
-            if owner:
+            # a checkpoint the error is about (say, one missing its RNG state) stays for the
+            # user to inspect; anything else from a run that failed on bad input goes
+            if owner and not self.has_checkpoint():
                 self.discard()
             raise
         except BaseException as exc:

@@ -1,0 +1,381 @@
+"""`nlpft pretrain`: train a GPT-2 or BERT-style transformer from scratch, or continue
+pretraining any loaded checkpoint on domain text, with the Hugging Face Trainer.
+
+validate options and inputs -> open OUT.partial/ -> tokenizer (the checkpoint's, one given
+with --tokenizer, or byte-level BPE / WordPiece trained on the corpus) -> encode the corpus
+once into memory-mapped ids with a seeded train/valid/test split -> model (fresh from a
+size preset, or loaded with --from) -> Trainer with pickle-free checkpoints -> validation and
+test loss -> publish OUT as a plain Hugging Face model directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nlpft.errors import UserInputError
+from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
+
+DATA_DIR = "data"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class PretrainOptions:
+    corpus: list[str]
+    out: str
+    arch: str | None = None  # from scratch: "gpt2" | "bert"
+    from_model: str | None = None  # continued pretraining
+    size: str = "tiny"
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    block_size: int | None = None
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    mlm_probability: float = 0.15
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float | None = None
+    warmup: float = 0.05
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    max_eval_blocks: int = 200
+    precision: str = "fp32"
+    seed: int = 13
+    threads: int | None = None
+    quiet: bool = False
+    resume: bool = False
+
+
+def _validate(opts: PretrainOptions) -> None:
+    """Cheap checks, before anything heavy is imported or loaded."""
+    from nlpft.pretrained.pretraining import check_arch_and_size
+
+    if (opts.arch is None) == (opts.from_model is None):
+        raise UserInputError("pass either --arch gpt2|bert (pretrain from scratch) or --from MODEL "
+                             "(continue pretraining a checkpoint), not both")
+    if opts.arch is not None:
+        check_arch_and_size(opts.arch, opts.size)
+    elif opts.vocab_size is not None:
+        raise UserInputError("--vocab-size applies to a tokenizer trained from scratch; with --from the "
+                             "checkpoint's tokenizer is used")
+    if opts.tokenizer and opts.from_model:
+        raise UserInputError("--tokenizer cannot be combined with --from: a checkpoint only works with "
+                             "its own tokenizer")
+    checks = [
+        (opts.batch_size >= 1, "--batch-size must be at least 1"),
+        (opts.grad_accum >= 1, "--grad-accum must be at least 1"),
+        (opts.block_size is None or opts.block_size >= 8, "--block-size must be at least 8"),
+        (opts.vocab_size is None or opts.vocab_size >= 300, "--vocab-size must be at least 300"),
+        (0 < opts.mlm_probability < 1, "--mlm-probability must be between 0 and 1"),
+        (opts.epochs is None or opts.epochs > 0, "--epochs must be positive"),
+        (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
+        (opts.lr is None or opts.lr > 0, "--lr must be positive"),
+        (0 <= opts.warmup, "--warmup must be 0 or more (a fraction below 1, or a number of steps)"),
+        (opts.eval_every >= 1 and opts.checkpoint_every >= 1, "--eval-every and --checkpoint-every must be >= 1"),
+        (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
+         "--valid-fraction and --test-fraction must be between 0 and 0.5"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserInputError(message)
+    if opts.tokenizer and not Path(opts.tokenizer).exists():
+        from nlpft.pretrained.aliases import ALIASES
+
+        if opts.tokenizer not in ALIASES:
+            raise UserInputError(f"{opts.tokenizer}: not found; pass a directory with Hugging Face tokenizer "
+                                 "files (tokenizer.json / vocab.txt), or a model alias")
+
+
+def pretrain(opts: PretrainOptions) -> Path:
+    from nlpft.data.registry import resolve_corpus
+
+    _validate(opts)
+    text = resolve_corpus(opts.corpus)
+    text.validate()
+    source = None
+    if opts.from_model:
+        from nlpft.pretrained.loading import resolve_model
+
+        source = resolve_model(opts.from_model)  # fails fast on a bad spec, before anything loads
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    output = RunOutput(opts.out, resume=opts.resume)
+    if opts.resume and not output.has_checkpoint():
+        print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
+    work = output.open()
+    with output.cleaned_up_on_error(), _transformers_quiet():
+        return _pretrain_into(opts, text, source, work, output)
+
+
+def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):
+    """The transformers tokenizer for this run; trained ones are saved in `data_dir`."""
+    from nlpft.pretrained.loading import load_tokenizer
+
+    saved = data_dir / TOKENIZER_DIR
+    if (data_dir / "complete").is_file():
+        return load_tokenizer(saved).hf
+    if source is not None:
+        return load_tokenizer(source).hf
+    if opts.tokenizer:
+        return load_tokenizer(opts.tokenizer).hf
+    from nlpft.pretrained.pretraining import TOKENIZER_KIND
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    kind = TOKENIZER_KIND[opts.arch]
+    vocab_size = opts.vocab_size or preset.vocab_size
+    if not opts.quiet:
+        print(f"training a {kind} tokenizer ({vocab_size:,} ids) on {text.name}", file=sys.stderr)
+    return train_subword_tokenizer(text, kind, vocab_size, model_max_length=opts.block_size or preset.block_size,
+                                   show_progress=not opts.quiet)
+
+
+def _model(opts: PretrainOptions, source, preset, tokenizer, block_size: int, objective: str):
+    """(model, the LM-head weights that had to be initialised: None or a list of names)."""
+    from nlpft.pretrained import pretraining
+
+    if source is None:
+        config = pretraining.build_config(opts.arch, preset, tokenizer, block_size)
+        return pretraining.build_model(opts.arch, config), None
+    from nlpft.pretrained.loading import load_model
+
+    model, info = load_model(source, head=objective, quiet=True, output_loading_info=True)
+    return model, pretraining.head_is_new(info.get("missing_keys", []))
+
+
+def _default_lr(opts: PretrainOptions) -> float:
+    if opts.lr is not None:
+        return opts.lr
+    return 5e-5 if opts.from_model else 1e-3
+
+
+def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunOutput) -> Path:
+    import torch
+
+    from nlpft.data.token_ids import EncodedSplits, encode_splits
+    from nlpft.pretrained import pretraining
+
+    started = time.perf_counter()
+    preset = pretraining.SIZES[opts.size]
+    data_dir = work / DATA_DIR
+    tokenizer = _tokenizer(opts, text, source, preset, data_dir)
+    keep_newlines = bool(getattr(tokenizer, "eos_token", None)) and tokenizer.mask_token is None
+    if not (data_dir / "complete").is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        encoder = pretraining.SubwordLineEncoder(tokenizer, keep_newlines=keep_newlines)
+        encode_splits(text, encoder, data_dir, valid_fraction=opts.valid_fraction,
+                      test_fraction=opts.test_fraction, seed=opts.seed)
+        tokenizer.save_pretrained(str(data_dir / TOKENIZER_DIR))
+        (data_dir / "complete").write_text("")
+    splits = EncodedSplits.load(data_dir, len(tokenizer))
+    prepare_s = time.perf_counter() - started
+
+    if source is None:
+        objective = pretraining.OBJECTIVE[opts.arch]
+        block_size = opts.block_size or preset.block_size
+    else:
+        from nlpft.pretrained.loading import detect_family, max_positions
+
+        objective = pretraining.family_objective(source.model_type or "?", detect_family(source.config))
+        limit = max_positions(source.config) or 512
+        block_size = opts.block_size or min(128, limit)
+        if block_size > limit:
+            raise UserInputError(f"--block-size {block_size} exceeds the {limit} positions of {source.name}")
+    wrap = objective == "mlm"
+    blocks = {name: pretraining.PackedBlocks(getattr(splits, name), block_size,
+                                             cls_id=tokenizer.cls_token_id if wrap else None,
+                                             sep_id=tokenizer.sep_token_id if wrap else None)
+              for name in ("train", "valid", "test")}
+    for name, ds in blocks.items():
+        if len(ds) == 0:
+            raise UserInputError(f"{text.name}: the {name} split has {getattr(splits, name).shape[0]:,} tokens, "
+                                 f"less than one block of {block_size}; use a longer corpus, a smaller "
+                                 "--block-size, or a larger --valid-fraction/--test-fraction")
+
+    torch.manual_seed(opts.seed)
+    model, new_head = _model(opts, source, preset, tokenizer, block_size, objective)
+    if new_head:  # said even with --quiet: the user should know part of the model starts untrained
+        print(f"{source.name}: the checkpoint has no {objective.upper()} head; initialised "
+              f"{len(new_head)} new weight tensors ({', '.join(new_head[:3])}{', ...' if len(new_head) > 3 else ''}) "
+              "that training will learn", file=sys.stderr)
+    eval_sets = {name: _eval_subset(ds, opts.max_eval_blocks) for name, ds in blocks.items() if name != "train"}
+    masker = None
+    if objective == "mlm":
+        masker = pretraining.TokenMasker(tokenizer, opts.mlm_probability)
+        eval_sets = {name: pretraining.FixedMaskBlocks(ds, masker, seed=opts.seed) for name, ds in eval_sets.items()}
+        train_collator = eval_collator = pretraining.collate_stacked
+    else:
+        train_collator = eval_collator = pretraining.collate_causal
+
+    trainer, stopper = _trainer(opts, model, tokenizer, blocks["train"], eval_sets["valid"], train_collator,
+                                eval_collator, masker, work, "valid MLM loss" if objective == "mlm" else "valid loss")
+    from nlpft.training.hf import latest_checkpoint
+
+    resume_from = latest_checkpoint(output.checkpoint_dir) if opts.resume else None
+    if opts.resume and resume_from is not None and not opts.quiet:
+        print(f"resuming from {resume_from.name}", file=sys.stderr)
+    before = None
+    if resume_from is None:
+        before = _evaluate(trainer, eval_sets["valid"])
+    train_started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_s = time.perf_counter() - train_started
+    if stopper.signal_name is not None:
+        from nlpft.lm.trainer import Interrupted
+
+        raise Interrupted(stopper.signal_name)
+
+    valid = _evaluate(trainer, eval_sets["valid"])
+    test = _evaluate(trainer, eval_sets["test"])
+    steps_this_run = trainer.state.global_step - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    tokens_per_step = opts.batch_size * opts.grad_accum * block_size
+    model.config.use_cache = True
+    trainer.save_model(str(work))  # model.safetensors, config.json, tokenizer files, training_args.json
+    (work / "training_args.json").unlink(missing_ok=True)
+    metrics = {
+        "objective": objective,
+        "valid": valid, "test": test, "valid_before": before,
+        "splits_tokens": splits.lengths(),
+        "blocks": {name: len(ds) for name, ds in blocks.items()},
+        "eval_blocks": {name: len(ds) for name, ds in eval_sets.items()},
+        "block_size": block_size,
+        "vocab_size": len(tokenizer),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "new_head_weights": new_head,
+        "time_s": {"prepare": prepare_s, "train": train_s},
+        "train_tokens_per_s": steps_this_run * tokens_per_step / train_s if train_s > 0 else None,
+        "train_loss_history": [h for h in trainer.state.log_history if "loss" in h],
+        "eval_history": [h for h in trainer.state.log_history if "eval_loss" in h],
+        "precision": opts.precision,
+        "threads": torch.get_num_threads(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "train_runtime_s": result.metrics.get("train_runtime"),
+    }
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "nlpft_pretrain.json", {"corpus": [str(p) for p in text.paths], **asdict(opts),
+                                              "source": source.name if source else None})
+    import shutil
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    final = output.publish()
+    if not opts.quiet:
+        what = "MLM loss" if objective == "mlm" else "loss"
+        print(f"pretrain: valid {what} {valid['loss']:.3f} (perplexity {valid['perplexity']:.2f}), "
+              f"test perplexity {test['perplexity']:.2f} after {trainer.state.global_step} steps -> {final}",
+              file=sys.stderr)
+    return final
+
+
+@contextlib.contextmanager
+def _transformers_quiet():
+    """No "Writing model shards" bars or info lines from transformers while our bar runs."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _eval_subset(ds, limit: int):
+    """At most `limit` blocks, spread evenly over the split (evaluation is a sample)."""
+    if len(ds) <= limit:
+        return ds
+    step = len(ds) / limit
+    indices = [int(i * step) for i in range(limit)]
+    return _Subset(ds, indices)
+
+
+class _Subset:
+    """`torch.utils.data.Subset` that keeps `.block()` (FixedMaskBlocks reads blocks by index)."""
+
+    def __init__(self, ds, indices):
+        self.ds, self.indices = ds, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def block(self, index):
+        return self.ds.block(self.indices[index])
+
+    def __getitem__(self, index):
+        return {"input_ids": self.block(index)}
+
+
+def _evaluate(trainer, dataset) -> dict:
+    """Mean loss over `dataset` (token-weighted by the model's own averaging per batch)."""
+    metrics = trainer.evaluate(eval_dataset=dataset)
+    loss = float(metrics["eval_loss"])
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "blocks": len(dataset)}
+
+
+def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, train_collator, eval_collator,
+             masker, work: Path, eval_name: str):
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from nlpft.training.hf import ProgressBar, SafeCheckpointTrainer, StopOnSignal
+
+    args = TrainingArguments(
+        output_dir=str(work / "checkpoint"),
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.batch_size,
+        gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=_default_lr(opts),
+        weight_decay=opts.weight_decay,
+        warmup_steps=opts.warmup,
+        lr_scheduler_type=opts.scheduler,
+        num_train_epochs=opts.epochs if opts.epochs is not None else 1.0,
+        max_steps=opts.max_steps or -1,
+        eval_strategy="steps",
+        eval_steps=opts.eval_every,
+        save_strategy="steps",
+        save_steps=opts.checkpoint_every,
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=min(50, opts.eval_every),
+        report_to="none",
+        seed=opts.seed,
+        data_seed=opts.seed,
+        bf16=opts.precision == "bf16",
+        use_cpu=not _accelerator_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=True,  # ProgressBar instead
+        prediction_loss_only=True,
+    )
+    stopper = StopOnSignal()
+    callbacks = [stopper]
+    if not opts.quiet:
+        callbacks.append(ProgressBar(tokens_per_step=opts.batch_size * opts.grad_accum * train_set.block_size,
+                                     eval_name=eval_name))
+    trainer = SafeCheckpointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
+                                    data_collator=train_collator, eval_data_collator=eval_collator,
+                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(ProgressCallback)  # ProgressBar replaces it
+    trainer.remove_callback(PrinterCallback)
+    return trainer, stopper
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != ""
