@@ -135,6 +135,7 @@ def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 def build_parser() -> ArgumentParser:
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
+    from nlpft.cli import finetune as finetune_cli
     from nlpft.cli import lm as lm_cli
     from nlpft.cli import models as models_cli
     from nlpft.cli import pretrain as pretrain_cli
@@ -152,6 +153,7 @@ def build_parser() -> ArgumentParser:
     lm_cli.register(commands)
     models_cli.register(commands)
     pretrain_cli.register(commands)
+    finetune_cli.register(commands)
     return parser
 
 

@@ -69,6 +69,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     m.add_argument("--vocab-size", type=int, default=None, help="ids of the trained tokenizer (default: by size)")
     m.add_argument("--block-size", type=int, default=None,
                    help="tokens per training block (default: the size preset's, 128 with --from)")
+    m.add_argument("--freeze-base", action="store_true",
+                   help="train only the LM head (e.g. fit MiniLM's new MLM head before adapting the encoder)")
     m.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (default: %(default)s)")
     m.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
     m.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
@@ -93,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
-               "test_fraction", "mlm_probability", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
+               "test_fraction", "mlm_probability", "freeze_base", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
                "warmup", "weight_decay", "scheduler", "eval_every", "checkpoint_every", "max_eval_blocks",
                "precision", "seed", "threads", "quiet", "resume")
 

@@ -116,6 +116,19 @@ def head_is_new(missing_keys: Iterable[str]) -> list[str]:
     return sorted(k for k in missing_keys if k.startswith(("cls.", "lm_head", "vocab_", "predictions")))
 
 
+def freeze_all_but_head(model) -> int:
+    """Train only the LM-head weights (e.g. to fit a new head before touching the encoder);
+    returns how many parameters stay trainable. A head tied to the input embedding stays
+    frozen with it."""
+    base = getattr(model, "base_model", None)
+    frozen = {id(p) for p in base.parameters()} if base is not None else set()
+    trainable = 0
+    for param in model.parameters():
+        param.requires_grad = id(param) not in frozen
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable
+
+
 # -- text -> ids ---------------------------------------------------------------------------
 class SubwordLineEncoder:
     """Lines -> ids with a transformers tokenizer, no special tokens (`token_ids.LineEncoder`).

@@ -10,7 +10,6 @@ test loss -> publish OUT as a plain Hugging Face model directory.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -38,6 +37,7 @@ class PretrainOptions:
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
     mlm_probability: float = 0.15
+    freeze_base: bool = False
     epochs: float | None = None
     max_steps: int | None = None
     batch_size: int = 32
@@ -115,7 +115,9 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
-    with output.cleaned_up_on_error(), _transformers_quiet():
+    from nlpft.training.hf import transformers_quiet
+
+    with output.cleaned_up_on_error(), transformers_quiet():
         return _pretrain_into(opts, text, source, work, output)
 
 
@@ -205,6 +207,13 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
 
     torch.manual_seed(opts.seed)
     model, new_head = _model(opts, source, preset, tokenizer, block_size, objective)
+    if opts.freeze_base:
+        trainable = pretraining.freeze_all_but_head(model)
+        if trainable == 0:
+            raise UserInputError("--freeze-base leaves nothing to train: this model's LM head shares all its "
+                                 "weights with the input embedding; drop --freeze-base")
+        if not opts.quiet:
+            print(f"--freeze-base: training the LM head only ({trainable:,} parameters)", file=sys.stderr)
     if new_head:  # said even with --quiet: the user should know part of the model starts untrained
         print(f"{source.name}: the checkpoint has no {objective.upper()} head; initialised "
               f"{len(new_head)} new weight tensors ({', '.join(new_head[:3])}{', ...' if len(new_head) > 3 else ''}) "
@@ -277,23 +286,6 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
               f"test perplexity {test['perplexity']:.2f} after {trainer.state.global_step} steps -> {final}",
               file=sys.stderr)
     return final
-
-
-@contextlib.contextmanager
-def _transformers_quiet():
-    """No "Writing model shards" bars or info lines from transformers while our bar runs."""
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    level = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
 
 
 def _eval_subset(ds, limit: int):

@@ -26,6 +26,7 @@ then stop", so an interrupted run resumes from where it was stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -314,3 +315,21 @@ class ProgressBar(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+@contextlib.contextmanager
+def transformers_quiet():
+    """No "Writing model shards" bars, load reports or info lines from transformers while
+    nlpft's own progress output runs."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()

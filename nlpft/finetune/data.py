@@ -1,0 +1,116 @@
+"""Labeled examples -> token ids -> padded batches, for every neural backbone.
+
+Texts are tokenized once, up front, by the backbone's own tokenizer (through nlpft's
+shared `TextTokenizer` interface, so the runner does not care which family it is), and
+kept as Python lists of ids of their real length. Padding happens per batch, to the
+longest example in it (dynamic padding); with length-grouped sampling the batches hold
+texts of similar length, so little compute goes to padding:
+
+    pad to --max-length:   [t t t t . . . . . . . .]   every batch: B x max_length
+                           [t t . . . . . . . . . .]
+    dynamic, grouped:      [t t t t]                   this batch: B x 4
+                           [t t t .]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nlpft.data.labeled import LabeledExample, LabelMap
+
+
+@dataclass
+class Encoded:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    truncated: int  # texts cut at max_length
+
+
+def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int,
+                    batch: int = 1024) -> Encoded:
+    """Ids with the model's special tokens ([CLS] ... [SEP] for BERT), truncated to
+    `max_length`; `tokenizer` is an nlpft `HFTokenizer` (its `.hf` is called in batches)."""
+    hf = tokenizer.hf
+    use_pairs = pairs is not None and any(p is not None for p in pairs)
+    ids: list[list[int]] = []
+    types: list[list[int]] | None = [] if use_pairs else None
+    truncated = 0
+    for start in range(0, len(texts), batch):
+        chunk = list(texts[start:start + batch])
+        kwargs = {"add_special_tokens": True, "return_attention_mask": False, "verbose": False}
+        if use_pairs:
+            second = [p or "" for p in pairs[start:start + batch]]
+            full = hf(chunk, second, truncation=False, return_token_type_ids=False, **kwargs)["input_ids"]
+            out = hf(chunk, second, truncation="longest_first", max_length=max_length,
+                     return_token_type_ids=True, **kwargs)
+            types.extend(list(t) for t in out["token_type_ids"])
+        else:
+            full = hf(chunk, truncation=False, return_token_type_ids=False, **kwargs)["input_ids"]
+            out = hf(chunk, truncation=True, max_length=max_length, return_token_type_ids=False, **kwargs)
+        truncated += sum(len(f) > max_length for f in full)
+        ids.extend(list(x) for x in out["input_ids"])
+    return Encoded(ids, types, truncated)
+
+
+def label_values(examples: Sequence[LabeledExample], task: str, label_map: LabelMap | None) -> list:
+    """Training targets: class ids (single), 0/1 vectors (multi) or floats (regression)."""
+    if task == "single":
+        return [label_map.encode(e.label) for e in examples]
+    if task == "multi":
+        return [label_map.encode_multi(e.label).astype(np.float32).tolist() for e in examples]
+    return [float(e.label) for e in examples]
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Encoded texts (and labels, if known) as dicts of lists; the collator pads them."""
+
+    def __init__(self, encoded: Encoded, labels: list | None = None):
+        self.encoded = encoded
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.encoded.input_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"input_ids": self.encoded.input_ids[index]}
+        if self.encoded.token_type_ids is not None:
+            item["token_type_ids"] = self.encoded.token_type_ids[index]
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.encoded.input_ids]
+
+
+class PadCollator:
+    """Pads a batch to its longest member; `attention_mask` marks the real tokens.
+    Right padding: decoder classifiers find the last real token from the mask."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        longest = max(len(item["input_ids"]) for item in items)
+        n = len(items)
+        input_ids = torch.full((n, longest), self.pad_id, dtype=torch.long)  # (batch, longest)
+        attention = torch.zeros((n, longest), dtype=torch.long)
+        types = torch.zeros((n, longest), dtype=torch.long) if "token_type_ids" in items[0] else None
+        for row, item in enumerate(items):
+            ids = item["input_ids"]
+            input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[row, :len(ids)] = 1
+            if types is not None:
+                types[row, :len(ids)] = torch.tensor(item["token_type_ids"], dtype=torch.long)
+        batch = {"input_ids": input_ids, "attention_mask": attention}
+        if types is not None:
+            batch["token_type_ids"] = types
+        if "labels" in items[0]:
+            first = items[0]["labels"]
+            dtype = torch.long if isinstance(first, int) else torch.float32
+            batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=dtype)
+        return batch

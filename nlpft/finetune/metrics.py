@@ -1,0 +1,171 @@
+"""Metrics (scikit-learn), the Markdown report and the plots of a fine-tuning run.
+
+Classification: accuracy, macro and micro F1, MCC, per-class precision/recall/F1/support
+and the confusion matrix. Multi-label: subset accuracy, macro/micro F1 and per-label
+scores. Regression: MSE, MAE, Spearman and Pearson correlation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def classification_metrics(gold: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        precision_recall_fscore_support,
+    )
+
+    ids = list(range(len(labels)))
+    p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=ids, zero_division=0)
+    return {
+        "examples": len(gold),
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "macro_f1": float(f1_score(gold, predicted, labels=ids, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(gold, predicted, labels=ids, average="micro", zero_division=0)),
+        "mcc": float(matthews_corrcoef(gold, predicted)) if len(gold) > 1 else 0.0,
+        "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                  "support": int(s[i])} for i in ids},
+        "confusion_matrix": confusion_matrix(gold, predicted, labels=ids).tolist(),
+        "labels": labels,
+    }
+
+
+def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    p, r, f, s = precision_recall_fscore_support(gold, predicted, zero_division=0)
+    return {
+        "examples": len(gold),
+        "subset_accuracy": float(accuracy_score(gold, predicted)),
+        "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),
+        "per_label": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                  "support": int(s[i])} for i in range(len(labels))},
+        "labels": labels,
+    }
+
+
+def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+
+    gold, predicted = np.asarray(gold, dtype=float), np.asarray(predicted, dtype=float)
+    constant = len(gold) < 2 or np.all(gold == gold[0]) or np.all(predicted == predicted[0])
+    return {
+        "examples": len(gold),
+        "mse": float(np.mean((gold - predicted) ** 2)),
+        "mae": float(np.mean(np.abs(gold - predicted))),
+        "spearman": None if constant else float(spearmanr(gold, predicted).statistic),
+        "pearson": None if constant else float(pearsonr(gold, predicted).statistic),
+    }
+
+
+def task_metrics(task: str, gold, predicted, labels: list[str]) -> dict:
+    if task == "single":
+        return classification_metrics(np.asarray(gold), np.asarray(predicted), labels)
+    if task == "multi":
+        return multilabel_metrics(np.asarray(gold), np.asarray(predicted), labels)
+    return regression_metrics(gold, predicted)
+
+
+def headline(task: str, metrics: dict) -> str:
+    """One line for the console."""
+    if task == "single":
+        return f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, MCC {metrics['mcc']:.4f}"
+    if task == "multi":
+        return (f"subset accuracy {metrics['subset_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+                f"micro F1 {metrics['micro_f1']:.4f}")
+    spearman = metrics["spearman"]
+    return (f"MSE {metrics['mse']:.4f}, MAE {metrics['mae']:.4f}, Spearman "
+            + ("n/a" if spearman is None else f"{spearman:.4f}"))
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(metrics: dict, path: Path, title: str = "test confusion matrix") -> Path:
+    plt = _pyplot()
+    matrix = np.asarray(metrics["confusion_matrix"])
+    labels = metrics["labels"]
+    size = max(4.0, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curve(history: list[dict], path: Path) -> Path | None:
+    """Training loss per logging step and validation loss per evaluation."""
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    valid = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    if not train and not valid:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training loss")
+    if valid:
+        ax.plot(*zip(*valid, strict=True), marker="o", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- report --------------------------------------------------------------------------------
+def write_report(path: Path, summary: dict, metrics: dict, task: str, plots: dict[str, str]) -> Path:
+    lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
+    for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
+                "train_time_s", "train_examples_per_s", "parameters", "peak_rss_mib"):
+        if summary.get(key) is not None:
+            value = summary[key]
+            value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)
+            lines.append(f"- {key.replace('_', ' ')}: {value}")
+    lines += ["", f"## Test: {headline(task, metrics)}", ""]
+    per = metrics.get("per_class") or metrics.get("per_label")
+    if per:
+        lines += ["| label | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+                  for name, v in per.items()]
+        lines.append("")
+    for title, file in plots.items():
+        lines += [f"![{title}]({file})", ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

@@ -1,0 +1,116 @@
+"""`--model tfidf`: a scikit-learn TF-IDF + linear model baseline, saved without pickle.
+
+Word uni- and bigrams (sublinear tf, min df 2, at most 200k features) feed a logistic
+regression (single: multinomial; multi: one per label) or a ridge regression. The fitted
+state is plain arrays, so it is saved as safetensors (idf, coefficients, intercepts) and
+JSON (vocabulary, settings) and rebuilt on load: no joblib or pickle file is ever written
+or read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nlpft.errors import UserInputError
+from nlpft.finetune.tasks import TaskSpec
+
+VECTORIZER = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublinear_tf": True,
+              "lowercase": True, "strip_accents": "unicode", "dtype": np.float32}
+WEIGHTS_FILE = "tfidf.safetensors"
+STATE_FILE = "tfidf.json"
+
+
+class TfidfClassifier:
+    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task: TaskSpec):
+        self.vectorizer = vectorizer
+        self.coef = coef  # (outputs, features)
+        self.intercept = intercept  # (outputs,)
+        self.task = task
+
+    @classmethod
+    def fit(cls, examples, task: str, label_map, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        texts = [e.text for e in examples]
+        vectorizer = TfidfVectorizer(**VECTORIZER)
+        try:
+            features = vectorizer.fit_transform(texts)
+        except ValueError:  # every term below min_df
+            vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
+            features = vectorizer.fit_transform(texts)
+        if task == "regression":
+            reg = Ridge(alpha=1.0).fit(features, [float(e.label) for e in examples])
+            return cls(vectorizer, reg.coef_.reshape(1, -1).astype(np.float32),
+                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1))
+        n = len(label_map)
+        if task == "multi":
+            gold = np.stack([label_map.encode_multi(e.label) for e in examples])
+            coef = np.zeros((n, features.shape[1]), dtype=np.float32)
+            intercept = np.zeros(n, dtype=np.float32)
+            for j in range(n):
+                column = gold[:, j]
+                if column.min() == column.max():  # a label always (or never) on: a constant
+                    intercept[j] = 10.0 if column[0] else -10.0
+                    continue
+                lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, column)
+                coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
+            return cls(vectorizer, coef, intercept, TaskSpec("multi", n))
+        gold = np.asarray([label_map.encode(e.label) for e in examples])
+        lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, gold)
+        coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+        if n == 2 and coef.shape[0] == 1:  # binary: sklearn keeps one row; make it two logits
+            coef = np.vstack([np.zeros_like(coef), coef])
+            intercept = np.array([0.0, intercept[0]], dtype=np.float32)
+        return cls(vectorizer, coef, intercept, TaskSpec("single", n))
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        features = self.vectorizer.transform(texts)
+        return np.asarray(features @ self.coef.T) + self.intercept  # (texts, outputs)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.task.scores(self.logits(texts))
+
+    def tune_thresholds(self, examples, label_map) -> None:
+        """Multi-label: per-label thresholds with the best F1 on `examples` (validation)."""
+        scores = self.scores([e.text for e in examples])
+        gold = np.stack([label_map.encode_multi(e.label) for e in examples])
+        self.task.tune_thresholds(scores, gold)
+
+    def num_parameters(self) -> int:
+        return int(self.coef.size + self.intercept.size)
+
+    # -- saving without pickle -------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        vocabulary = sorted(self.vectorizer.vocabulary_.items(), key=lambda kv: kv[1])
+        save_file({"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.coef, "intercept": self.intercept},
+                  str(folder / WEIGHTS_FILE))
+        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in VECTORIZER.items() if k != "dtype"}
+        settings["min_df"] = self.vectorizer.min_df
+        state = {"vectorizer": settings, "vocabulary": [term for term, _ in vocabulary],
+                 "task": self.task.to_dict()}
+        (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> TfidfClassifier:
+        from safetensors.numpy import load_file
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        folder = Path(folder)
+        try:
+            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            arrays = load_file(str(folder / WEIGHTS_FILE))
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"{folder}: the TF-IDF model files are missing or damaged ({exc})") from None
+        settings = {**state["vectorizer"], "ngram_range": tuple(state["vectorizer"]["ngram_range"]),
+                    "dtype": np.float32}
+        vectorizer = TfidfVectorizer(**settings)
+        vectorizer.vocabulary_ = {term: i for i, term in enumerate(state["vocabulary"])}
+        vectorizer.idf_ = arrays["idf"]
+        return cls(vectorizer, arrays["coef"], arrays["intercept"], TaskSpec.from_dict(state["task"]))

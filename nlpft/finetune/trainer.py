@@ -1,0 +1,130 @@
+"""The fine-tuning trainer: `SafeCheckpointTrainer` plus the two things classification needs.
+
+- `compute_loss` takes the head's logits and applies the task's loss (`TaskSpec`), so class
+  weights, multi-label BCE and regression work the same for every backbone;
+- the training order is length-grouped (similar lengths share a batch: little padding) and
+  drawn from a generator seeded by (seed, epoch), so a resumed run replays the same order.
+
+`KeepBest` (a callback: it decides *when*) saves the weights whenever the validation
+metric improves and stops training after `patience` evaluations without improvement; the
+runner loads the best weights back at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from nlpft.finetune.tasks import TaskSpec
+from nlpft.training.hf import SafeCheckpointTrainer
+
+
+class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """transformers' length grouping (megabatches of 50 batches sorted by length, longest
+    batch first), with the shuffle seeded by (seed, epoch) instead of the global RNG."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class ClassifierTrainer(SafeCheckpointTrainer):
+    def __init__(self, *args, task: TaskSpec, group_by_length: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.group_by_length = group_by_length
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = self.task.loss(outputs["logits"], labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or not hasattr(dataset, "lengths"):
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochSeededLengthGroupedSampler(dataset.lengths(), batch, self.args.data_seed or self.args.seed)
+
+
+class KeepBest(TrainerCallback):
+    """After each evaluation: if the model improved, save it into `best_dir` (atomically: a
+    temp directory renamed); after `patience` evaluations without improvement, stop.
+
+    "Improved" means a better `metric`, or an equal one with a lower validation loss: on
+    small validation sets accuracy-like metrics plateau while the model still gets better,
+    and a plateau alone should not end training. The best values are rebuilt from the
+    evaluation log on resume (checkpoints keep the log)."""
+
+    def __init__(self, best_dir: Path, metric: str = "eval_loss", greater_is_better: bool = False,
+                 patience: int | None = None, save=None):
+        self.best_dir = Path(best_dir)
+        self.metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+        self.greater = greater_is_better
+        self.patience = patience
+        self.save = save  # save(model, directory); default: model.save_pretrained
+        self.best: tuple[float, float] | None = None  # (metric, loss)
+        self.bad_evaluations = 0
+
+    def _key(self, metrics: dict) -> tuple[float, float] | None:
+        if self.metric not in metrics:
+            return None
+        value = float(metrics[self.metric])
+        loss = float(metrics.get("eval_loss", math.inf))
+        return (-value if self.greater else value, loss)  # smaller is better, loss breaks ties
+
+    def _improves(self, key: tuple[float, float]) -> bool:
+        return self.best is None or key < self.best
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.best, self.bad_evaluations = None, 0  # resumed: replay the restored log
+        for record in state.log_history:
+            key = self._key(record)
+            if key is None:
+                continue
+            if self._improves(key):
+                self.best, self.bad_evaluations = key, 0
+            else:
+                self.bad_evaluations += 1
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        key = self._key(metrics or {})
+        if key is None:
+            return
+        if self._improves(key):
+            self.best, self.bad_evaluations = key, 0
+            state.best_metric = float(metrics[self.metric])
+            state.best_global_step = state.global_step
+            if args.should_save and model is not None:
+                self._save(model)
+        else:
+            self.bad_evaluations += 1
+            if self.patience is not None and self.bad_evaluations >= self.patience:
+                control.should_training_stop = True
+
+    def _save(self, model) -> None:
+        tmp = self.best_dir.with_name(self.best_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (self.save or (lambda m, d: m.save_pretrained(str(d))))(model, tmp)
+        shutil.rmtree(self.best_dir, ignore_errors=True)
+        tmp.rename(self.best_dir)

@@ -1,0 +1,561 @@
+"""`nlpft finetune | predict | evaluate`: text classification and regression from a labeled file.
+
+finetune: read and validate the file(s) (before any model loads) -> seeded stratified split
+when valid/test files are not given -> label map from train, checked against valid/test ->
+backbone: `tfidf` (scikit-learn) or a Hugging Face checkpoint with a sequence-classification
+head -> train with the fine-tuning trainer (dynamic padding, length-grouped batches,
+warmup + decay, keep-best, early stopping, pickle-free checkpoints) -> test metrics,
+predictions.csv, report.md and plots -> publish OUT.
+
+For Hugging Face backbones OUT is a standard model directory (config.json with id2label,
+model.safetensors, tokenizer), so `transformers.pipeline("text-classification", model=OUT)`
+works without nlpft; nlpft's own files sit beside it (finetune.json, metrics.json, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nlpft.errors import UserInputError
+from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
+
+META_FILE = "finetune.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class FinetuneOptions:
+    train: str
+    out: str
+    valid: str | None = None
+    test: str | None = None
+    model: str = "minilm"
+    text_col: str = "text"
+    text_pair_col: str | None = None
+    label_col: str = "label"
+    task: str = "single"
+    label_delimiter: str = ";"
+    skip_bad_rows: bool = False
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    epochs: float | None = None
+    max_steps: int | None = None
+    lr: float | None = None
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 256
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    class_weights: str | None = None
+    patience: int | None = 2
+    eval_every: int | None = None  # steps; None: every epoch
+    checkpoint_every: int = 200
+    group_by_length: bool = True
+    precision: str = "fp32"
+    seed: int = 13
+    threads: int | None = None
+    quiet: bool = False
+    resume: bool = False
+
+
+# -- data ----------------------------------------------------------------------------------
+@dataclass
+class Splits:
+    train: list
+    valid: list
+    test: list
+    label_map: object | None  # LabelMap; None for regression
+    skipped: dict
+
+
+def read_splits(opts: FinetuneOptions, bad_rows_dir: Path | None = None) -> Splits:
+    """Every file read and checked, split if needed; raises UserInputError on bad input."""
+    from nlpft.data.labeled import (
+        build_label_map,
+        check_labels,
+        read_labeled,
+        stratified_split,
+    )
+
+    common = dict(text_col=opts.text_col, label_col=opts.label_col, text_pair_col=opts.text_pair_col,
+                  task=opts.task, label_delimiter=opts.label_delimiter, skip_bad_rows=opts.skip_bad_rows,
+                  bad_rows_dir=bad_rows_dir)
+    train = read_labeled(opts.train, training=True, **common)
+    valid = read_labeled(opts.valid, training=False, **common) if opts.valid else None
+    test = read_labeled(opts.test, training=False, **common) if opts.test else None
+    skipped = {name: data.skipped_summary() for name, data in (("train", train), ("valid", valid), ("test", test))
+               if data is not None and data.num_skipped}
+    train_rows, valid_rows, test_rows = list(train), list(valid) if valid else None, list(test) if test else None
+    if valid_rows is None or test_rows is None:
+        fractions = (0.0 if valid_rows is not None else opts.valid_fraction,
+                     0.0 if test_rows is not None else opts.test_fraction)
+        train_rows, split_valid, split_test = stratified_split(train_rows, valid_fraction=fractions[0],
+                                                               test_fraction=fractions[1], seed=opts.seed)
+        valid_rows = valid_rows if valid_rows is not None else split_valid
+        test_rows = test_rows if test_rows is not None else split_test
+    if not valid_rows or not test_rows:
+        raise UserInputError(f"{opts.train}: too few rows to hold out validation and test examples; "
+                             "pass --valid and --test files or use a larger file")
+    label_map = None
+    if opts.task != "regression":
+        label_map = build_label_map(train_rows)
+        check_labels(valid_rows, label_map, opts.valid or f"{opts.train} (validation split)")
+        check_labels(test_rows, label_map, opts.test or f"{opts.train} (test split)")
+    return Splits(train_rows, valid_rows, test_rows, label_map, skipped)
+
+
+def _check_options(opts: FinetuneOptions) -> None:
+    from nlpft.finetune.tasks import TASKS
+
+    checks = [
+        (opts.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
+        (opts.batch_size >= 1 and opts.grad_accum >= 1, "--batch-size and --grad-accum must be at least 1"),
+        (opts.max_length >= 8, "--max-length must be at least 8"),
+        (opts.epochs is None or opts.epochs > 0, "--epochs must be positive"),
+        (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
+        (opts.lr is None or opts.lr > 0, "--lr must be positive"),
+        (opts.patience is None or opts.patience >= 1, "--patience must be at least 1"),
+        (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
+         "--valid-fraction and --test-fraction must be between 0 and 0.5"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserInputError(message)
+
+
+# -- finetune ------------------------------------------------------------------------------
+def finetune(opts: FinetuneOptions) -> Path:
+    _check_options(opts)
+    rank = _rank()
+    # under torchrun every process runs this; rank 0 owns the output directory
+    output = RunOutput(opts.out, resume=opts.resume or rank != 0)
+    splits = read_splits(opts, bad_rows_dir=output.final.parent if output.final.parent.exists() else None)
+    if opts.model == "tfidf":
+        backbone = "tfidf"
+        resolved = None
+    else:
+        from nlpft.pretrained.loading import resolve_model
+
+        resolved = resolve_model(opts.model)  # a bad model name fails here, before anything loads
+        if resolved.family not in ("encoder", "decoder"):
+            raise UserInputError(f"{opts.model}: a {resolved.model_type} model is neither an encoder (BERT-style) "
+                                 "nor a decoder (GPT-style)")
+        backbone = f"hf-{resolved.family}"
+    opts.quiet = opts.quiet or rank != 0
+    if not opts.quiet:
+        sizes = f"{len(splits.train):,} train, {len(splits.valid):,} valid, {len(splits.test):,} test examples"
+        labels = f", {len(splits.label_map)} labels" if splits.label_map is not None else ""
+        print(f"finetune: {sizes}{labels}; backbone {opts.model}", file=sys.stderr)
+        for name, summary in splits.skipped.items():
+            print(f"  {name}: skipped {summary}", file=sys.stderr)
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if backbone == "tfidf" and rank != 0:
+        return output.final  # one process is enough for scikit-learn
+    work = output.open() if rank == 0 else output.partial
+    from nlpft.training.hf import transformers_quiet
+
+    with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
+        if backbone == "tfidf":
+            result = _finetune_tfidf(opts, splits, work)
+        else:
+            result = _finetune_hf(opts, splits, resolved, work, output)
+        if rank != 0:
+            return output.final
+        headline = _write_outputs(opts, splits, work, backbone, **result)
+        final = output.publish()
+    if not opts.quiet:
+        print(f"finetune: test {headline} -> {final}", file=sys.stderr)
+    return final
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def _finetune_tfidf(opts: FinetuneOptions, splits: Splits, work: Path) -> dict:
+    from nlpft.finetune.tfidf import TfidfClassifier
+
+    started = time.perf_counter()
+    model = TfidfClassifier.fit(splits.train, opts.task, splits.label_map, seed=opts.seed)
+    train_s = time.perf_counter() - started
+    if opts.task == "multi":
+        model.tune_thresholds(splits.valid, splits.label_map)
+    model.save(work)
+    scores = model.scores([e.text for e in splits.test])
+    return {"task_spec": model.task, "test_scores": scores, "train_s": train_s, "history": [],
+            "parameters": model.num_parameters(), "steps": None, "epochs": None}
+
+
+def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, output: RunOutput) -> dict:
+    import torch
+
+    from nlpft.finetune.data import (
+        EncodedDataset,
+        encode_examples,
+        label_values,
+    )
+    from nlpft.finetune.tasks import HF_PROBLEM_TYPE, TaskSpec, class_weights
+    from nlpft.pretrained.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(resolved)
+    hf_tok = tokenizer.hf
+    if hf_tok.pad_token_id is None:  # GPT-2 style: pad with end-of-text, masked out by attention
+        if hf_tok.eos_token is None:
+            raise UserInputError(f"{resolved.name}: the tokenizer has neither a pad nor an end-of-text token")
+        hf_tok.pad_token = hf_tok.eos_token
+    max_length = min(opts.max_length, tokenizer.max_length)
+
+    def encode(rows):
+        pairs = [e.text_pair for e in rows] if opts.text_pair_col else None
+        return encode_examples(tokenizer, [e.text for e in rows], pairs, max_length)
+
+    encoded = {name: encode(getattr(splits, name)) for name in ("train", "valid", "test")}
+    labels = {name: label_values(getattr(splits, name), opts.task, splits.label_map) for name in encoded}
+    datasets = {name: EncodedDataset(encoded[name], labels[name]) for name in encoded}
+    if not opts.quiet and encoded["train"].truncated:
+        print(f"  {encoded['train'].truncated:,} training texts are longer than {max_length} tokens and were cut "
+              "(raise --max-length to keep more)", file=sys.stderr)
+
+    names = list(splits.label_map.labels) if splits.label_map is not None else []
+    num_labels = len(names) if opts.task != "regression" else 1
+    counts = [sum(1 for v in labels["train"] if v == i) for i in range(num_labels)] if opts.task == "single" else \
+        [int(sum(v[i] for v in labels["train"])) for i in range(num_labels)] if opts.task == "multi" else []
+    task = TaskSpec(opts.task, num_labels, class_weights=class_weights(opts.class_weights, counts, names)
+                    if opts.task != "regression" else None)
+
+    torch.manual_seed(opts.seed)
+    extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[opts.task]}
+    if names:
+        extra.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    model, info = load_model(resolved, head="sequence-classification", quiet=True, output_loading_info=True, **extra)
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = hf_tok.pad_token_id
+    new_head = sorted(info.get("missing_keys", []))
+    if new_head and not opts.quiet:
+        print(f"  new {num_labels}-way head initialised ({', '.join(new_head[:3])}); fine-tuning trains it "
+              "with the backbone", file=sys.stderr)
+
+    trainer, _ = _hf_trainer(opts, model, hf_tok, datasets, task, work, output)
+    from nlpft.training.hf import complete_checkpoints, latest_checkpoint
+
+    resume_from = None
+    if opts.resume:
+        # rank 0 clears half-written checkpoints; the others only look
+        resume_from = (latest_checkpoint(output.checkpoint_dir) if _rank() == 0
+                       else (complete_checkpoints(output.checkpoint_dir) or [None])[-1])
+    if resume_from is not None and not opts.quiet:
+        print(f"resuming from {resume_from.name}", file=sys.stderr)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_s = time.perf_counter() - started
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "StopOnSignal")
+    if stopper.signal_name is not None:
+        from nlpft.lm.trainer import Interrupted
+
+        raise Interrupted(stopper.signal_name)
+
+    trainer.accelerator.wait_for_everyone()  # rank 0 may still be writing the best weights
+    best = work / BEST_DIR
+    if (best / "model.safetensors").is_file():
+        from safetensors.torch import load_model as load_weights
+
+        missing, unexpected = load_weights(model, str(best / "model.safetensors"), strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"best weights do not match the model: missing {sorted(missing)[:3]}, "
+                               f"unexpected {sorted(unexpected)[:3]}")
+    if opts.task == "multi":
+        task.tune_thresholds(task.scores(_logits(trainer, datasets["valid"])), np.asarray(labels["valid"]))
+    test_scores = task.scores(_logits(trainer, datasets["test"]))
+    model.config.use_cache = True
+    trainer.save_model(str(work))
+    trainer.accelerator.wait_for_everyone()
+    if _rank() == 0:
+        import shutil
+
+        (work / "training_args.json").unlink(missing_ok=True)
+        shutil.rmtree(best, ignore_errors=True)
+    steps_this_run = trainer.state.global_step - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    examples_seen = steps_this_run * opts.batch_size * opts.grad_accum * trainer.args.world_size
+    return {"task_spec": task, "test_scores": test_scores, "train_s": train_s,
+            "history": trainer.state.log_history, "parameters": sum(p.numel() for p in model.parameters()),
+            "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
+            "train_examples_per_s": examples_seen / train_s if train_s > 0 else None,
+            "truncated": {name: e.truncated for name, e in encoded.items()}}
+
+
+def _logits(trainer, dataset) -> np.ndarray:
+    output = trainer.predict(dataset)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(logits, dtype=np.float32)
+
+
+def _hf_trainer(opts: FinetuneOptions, model, tokenizer, datasets: dict, task, work: Path, output: RunOutput):
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from nlpft.finetune.data import PadCollator
+    from nlpft.finetune.trainer import ClassifierTrainer, KeepBest
+    from nlpft.training.hf import ProgressBar, StopOnSignal
+
+    per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
+    by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
+    eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
+    args = TrainingArguments(
+        output_dir=str(output.checkpoint_dir),
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=max(opts.batch_size, 32),
+        gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=opts.lr or (2e-5 if model.config.model_type != "gpt2" else 5e-5),
+        weight_decay=opts.weight_decay,
+        warmup_steps=opts.warmup,
+        lr_scheduler_type=opts.scheduler,
+        num_train_epochs=opts.epochs if opts.epochs is not None else 3.0,
+        max_steps=opts.max_steps or -1,
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=eval_steps if by_steps else None,
+        save_strategy="steps",
+        save_steps=opts.checkpoint_every,
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=max(1, min(50, per_epoch // 4 or 1)),
+        report_to="none",
+        seed=opts.seed,
+        data_seed=opts.seed,
+        bf16=opts.precision == "bf16",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        label_names=["labels"],
+        remove_unused_columns=False,
+    )
+    greater = opts.task != "regression"
+    metric = "macro_f1" if greater else "loss"
+    keeper = KeepBest(work / BEST_DIR, metric=metric, greater_is_better=greater, patience=opts.patience)
+    callbacks = [StopOnSignal(), keeper]
+    if not opts.quiet:
+        callbacks.append(ProgressBar(eval_name="valid loss"))
+    trainer = ClassifierTrainer(
+        model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+        data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=callbacks,
+        compute_metrics=_metric_fn(task), task=task, group_by_length=opts.group_by_length)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer, keeper
+
+
+def _metric_fn(task):
+    def compute(eval_pred) -> dict:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        gold = np.asarray(eval_pred.label_ids)
+        decided = task.decide(task.scores(logits))
+        if task.task == "regression":
+            return {"mse": float(np.mean((decided - gold) ** 2))}
+        if task.task == "multi":
+            return {"macro_f1": float(f1_score(gold, decided, average="macro", zero_division=0))}
+        return {"accuracy": float(accuracy_score(gold, decided)),
+                "macro_f1": float(f1_score(gold, decided, average="macro", zero_division=0))}
+
+    return compute
+
+
+# -- outputs -------------------------------------------------------------------------------
+def _gold(rows, task: str, label_map):
+    if task == "single":
+        return np.asarray([label_map.encode(e.label) for e in rows])
+    if task == "multi":
+        return np.stack([label_map.encode_multi(e.label) for e in rows])
+    return np.asarray([float(e.label) for e in rows])
+
+
+def _write_outputs(opts: FinetuneOptions, splits: Splits, work: Path, backbone: str, task_spec, test_scores,
+                   train_s: float, history: list, parameters: int, steps, epochs, train_examples_per_s=None,
+                   truncated=None) -> str:
+    from nlpft.finetune import metrics as m
+
+    names = list(splits.label_map.labels) if splits.label_map is not None else []
+    decided = task_spec.decide(test_scores)
+    test_metrics = m.task_metrics(opts.task, _gold(splits.test, opts.task, splits.label_map), decided, names)
+    write_predictions(work / "predictions.csv", splits.test, opts.task, names, test_scores, decided, gold=True)
+    plots = {}
+    if opts.task == "single":
+        plots["confusion matrix"] = m.plot_confusion_matrix(test_metrics, work / "confusion_matrix.png").name
+    curve = m.plot_loss_curve(history, work / "loss_curve.png")
+    if curve is not None:
+        plots["loss curve"] = curve.name
+    summary = {"model": opts.model, "task": opts.task, "backbone": backbone, "train_examples": len(splits.train),
+               "valid_examples": len(splits.valid), "test_examples": len(splits.test), "epochs": epochs,
+               "steps": steps, "train_time_s": train_s, "train_examples_per_s": train_examples_per_s,
+               "parameters": parameters, "peak_rss_mib": peak_rss_bytes() / 2**20}
+    m.write_report(work / "report.md", summary, test_metrics, opts.task, plots)
+    write_json(work / "metrics.json", {"test": test_metrics, **summary, "skipped_rows": splits.skipped,
+                                       "truncated": truncated,
+                                       "valid_history": [h for h in history if "eval_loss" in h],
+                                       "train_history": [h for h in history if "loss" in h]})
+    write_json(work / META_FILE, {"backbone": backbone, "task": task_spec.to_dict(),
+                                  "label_map": splits.label_map.to_dict() if splits.label_map else None,
+                                  "text_col": opts.text_col, "text_pair_col": opts.text_pair_col,
+                                  "label_col": opts.label_col, "label_delimiter": opts.label_delimiter,
+                                  "max_length": opts.max_length, "options": asdict(opts)})
+    headline = m.headline(opts.task, test_metrics)
+    return headline
+
+
+def write_predictions(path: Path, rows, task: str, names: list[str], scores: np.ndarray, decided: np.ndarray,
+                      gold: bool) -> None:
+    """CSV: row, text, [gold], predicted, then one probability column per label."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        header = ["row", "text"] + (["gold"] if gold else []) + ["predicted"]
+        if task != "regression":
+            header += [f"p_{name}" for name in names]
+        writer.writerow(header)
+        for i, row in enumerate(rows):
+            if task == "single":
+                predicted = names[int(decided[i])]
+            elif task == "multi":
+                predicted = ";".join(n for n, on in zip(names, decided[i], strict=True) if on)
+            else:
+                predicted = f"{float(decided[i]):.6g}"
+            record = [row.row, row.text]
+            if gold:
+                label = row.label
+                record.append(";".join(label) if isinstance(label, tuple) else label)
+            record.append(predicted)
+            if task != "regression":
+                record += [f"{p:.6f}" for p in scores[i]]
+            writer.writerow(record)
+    tmp.replace(path)
+
+
+# -- predict / evaluate ----------------------------------------------------------------------
+def load_meta(model_dir: str | Path) -> dict:
+    import json
+
+    path = Path(model_dir) / META_FILE
+    if not Path(model_dir).is_dir():
+        raise UserInputError(f"{model_dir}: not a directory; pass the --out directory of `nlpft finetune`")
+    if not path.is_file():
+        raise UserInputError(f"{model_dir}: no {META_FILE} here; pass the --out directory of `nlpft finetune`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserInputError(f"{path}: not valid JSON ({exc})") from None
+
+
+def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list[str | None] | None = None,
+                batch_size: int = 32, quiet: bool = True) -> tuple[np.ndarray, object, int]:
+    """(scores, TaskSpec, how many texts were cut at max_length) for `texts`."""
+    from nlpft.finetune.tasks import TaskSpec
+
+    task = TaskSpec.from_dict(meta["task"])
+    if meta["backbone"] == "tfidf":
+        from nlpft.finetune.tfidf import TfidfClassifier
+
+        model = TfidfClassifier.load(Path(model_dir))
+        model.task.thresholds = task.thresholds
+        return model.scores(texts), task, 0
+    import torch
+
+    from nlpft.finetune.data import EncodedDataset, PadCollator, encode_examples
+    from nlpft.pretrained.loading import load_model, load_tokenizer
+    from nlpft.training.hf import transformers_quiet
+
+    with transformers_quiet():
+        tokenizer = load_tokenizer(str(model_dir))
+        model = load_model(str(model_dir), head="sequence-classification", quiet=True)
+    if tokenizer.hf.pad_token_id is None:
+        tokenizer.hf.pad_token = tokenizer.hf.eos_token
+    max_length = min(int(meta.get("max_length") or 512), tokenizer.max_length)
+    encoded = encode_examples(tokenizer, texts, pairs, max_length)
+    dataset = EncodedDataset(encoded)
+    collate = PadCollator(tokenizer.hf.pad_token_id)
+    order = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")  # similar lengths together
+    logits = np.zeros((len(texts), task.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = collate([dataset[int(i)] for i in index])
+            logits[index] = model(**batch).logits.float().numpy()
+    return task.scores(logits), task, encoded.truncated
+
+
+def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
+            text_col: str | None = None, batch_size: int = 32) -> dict:
+    from nlpft.data.labeled import LabeledExample, LabelMap, read_labeled
+
+    meta = load_meta(model_dir)
+    if (input_path is None) == (text is None):
+        raise UserInputError("pass either --input FILE or --text TEXT")
+    skipped = []
+    if text is not None:
+        if not text.strip():
+            raise UserInputError("--text is empty")
+        rows = [LabeledExample(text=text, label=None, row=1)]
+    else:
+        if out is None:
+            raise UserInputError("--input needs --out FILE for the predictions")
+        data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=meta["label_col"],
+                            text_pair_col=meta.get("text_pair_col"), task=meta["task"]["task"],
+                            label_delimiter=meta.get("label_delimiter", ";"), require_label=False,
+                            training=False)
+        rows, skipped = list(data), list(data.skipped_rows)
+        if not rows:
+            raise UserInputError(f"{input_path}: no row has text to classify")
+    pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None
+    scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
+    decided = task.decide(scores)
+    names = list(LabelMap.from_dict(meta["label_map"]).labels) if meta.get("label_map") else []
+    if out is not None:
+        write_predictions(Path(out), rows, task.task, names, scores, decided, gold=False)
+    return {"rows": rows, "scores": scores, "decided": decided, "names": names, "task": task.task,
+            "skipped": skipped, "truncated": truncated, "max_length": meta.get("max_length")}
+
+
+def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
+             label_col: str | None = None, batch_size: int = 32) -> dict:
+    from nlpft.data.labeled import LabelMap, check_labels, read_labeled
+    from nlpft.finetune import metrics as m
+
+    meta = load_meta(model_dir)
+    task_name = meta["task"]["task"]
+    data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
+                        text_pair_col=meta.get("text_pair_col"), task=task_name,
+                        label_delimiter=meta.get("label_delimiter", ";"), training=False)
+    label_map = LabelMap.from_dict(meta["label_map"]) if meta.get("label_map") else None
+    rows = list(data)
+    if label_map is not None:
+        check_labels(rows, label_map, input_path)
+    pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None
+    scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
+    decided = task.decide(scores)
+    names = list(label_map.labels) if label_map is not None else []
+    result = m.task_metrics(task_name, _gold(rows, task_name, label_map), decided, names)
+    result["truncated"] = truncated
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "metrics.json", result)
+        write_predictions(folder / "predictions.csv", rows, task_name, names, scores, decided, gold=True)
+        plots = {}
+        if task_name == "single":
+            plots["confusion matrix"] = m.plot_confusion_matrix(result, folder / "confusion_matrix.png").name
+        m.write_report(folder / "report.md", {"model": str(model_dir), "task": task_name,
+                                              "test_examples": len(rows)}, result, task_name, plots)
+    result["headline"] = m.headline(task_name, result)
+    return result

@@ -1,0 +1,253 @@
+"""`nlpft finetune | predict | evaluate` with tiny random transformers built in the test,
+the TF-IDF baseline, and bad input. The data has a plain signal (sentiment words), so a
+few dozen steps must learn it: the assertions can fail."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlpft.cli.main import main
+
+POSITIVE = ["good", "great", "excellent", "lovely", "wonderful"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful"]
+NEUTRAL = ["ordinary", "average", "plain", "usual", "standard"]
+NOUNS = ["film", "meal", "hotel", "book", "concert", "phone", "game"]
+
+
+def make_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label, words = [("pos", POSITIVE), ("neg", NEGATIVE), ("neutral", NEUTRAL)][i % 3]
+        text = " ".join(f"the {rng.choice(NOUNS)} was {rng.choice(words)} and {rng.choice(words)}"
+                        for _ in range(rng.randint(1, 3))) + f" {rng.choice(['again', 'too', 'today'])}"
+        rows.append({"text": text, "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields=("text", "label")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", make_rows(300, 0))
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, data_csv) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    lines = [row["text"] for row in make_rows(300, 1)]
+    tok = train_subword_tokenizer(lines, "wordpiece", 200, model_max_length=64)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=128, max_position_embeddings=64))
+    out = tmp_path_factory.mktemp("models") / "tiny-bert"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt(tmp_path_factory) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    lines = [row["text"] for row in make_rows(300, 1)]
+    tok = train_subword_tokenizer(lines, "byte-bpe", 400, model_max_length=64)
+    torch.manual_seed(0)
+    eos = tok.eos_token_id
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                                       bos_token_id=eos, eos_token_id=eos))  # no pad id, like GPT-2
+    out = tmp_path_factory.mktemp("models") / "tiny-gpt"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+FAST = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet",
+        "--warmup", "0"]
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, data_csv, tiny_bert) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "bert-clf"
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_finetune_tiny_bert_learns_and_writes_everything(bert_run):
+    metrics = json.loads((bert_run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert metrics["test_examples"] == 30 and metrics["train_examples"] == 240
+    for name in ("config.json", "model.safetensors", "report.md", "confusion_matrix.png", "loss_curve.png",
+                 "predictions.csv", "finetune.json"):
+        assert (bert_run / name).is_file(), name
+    assert not [p for p in bert_run.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"}]
+    config = json.loads((bert_run / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["neg", "neutral", "pos"]
+    with open(bert_run / "predictions.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 30 and {"gold", "predicted", "p_pos", "p_neg", "p_neutral"} <= rows[0].keys()
+    assert "## Test: accuracy" in (bert_run / "report.md").read_text()
+
+
+def test_output_works_with_stock_pipeline(bert_run):
+    code = f"""
+import sys
+from transformers import pipeline
+clf = pipeline("text-classification", model={str(bert_run)!r})
+print(clf("the film was excellent and meal today")[0]["label"])
+print(clf("the hotel was dreadful and book too")[0]["label"])
+assert not any(m.startswith("nlpft") for m in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["pos", "neg"]
+
+
+def test_predict_and_evaluate(bert_run, tmp_path, capsys):
+    assert main(["predict", "--model", str(bert_run), "--text", "the game was awful and phone again"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "neg"
+    rows = make_rows(30, 5)
+    rows[3]["text"] = ""  # reported and skipped, the rest still predicted
+    source = write_csv(tmp_path / "new.csv", rows)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(bert_run), "--input", str(source), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 rows without text (rows 5)" in err
+    with open(out, encoding="utf-8") as fh:
+        predicted = list(csv.DictReader(fh))
+    assert len(predicted) == 29
+    labeled = write_csv(tmp_path / "labeled.csv", make_rows(60, 6))
+    assert main(["evaluate", "--model", str(bert_run), "--input", str(labeled), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] >= 0.9 and len(result["confusion_matrix"]) == 3
+
+
+def test_evaluate_names_unseen_labels(bert_run, tmp_path, capsys):
+    rows = make_rows(12, 7)
+    rows[0]["label"] = "mixed"
+    rows[1]["label"] = "mixed"
+    assert main(["evaluate", "--model", str(bert_run), "--input", str(write_csv(tmp_path / "x.csv", rows))]) == 2
+    err = capsys.readouterr().err
+    assert "mixed" in err and "2 rows" in err
+
+
+def test_finetune_gpt_decoder_without_pad_token(data_csv, tiny_gpt, tmp_path):
+    out = tmp_path / "gpt-clf"
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_gpt), "--out", str(out), *FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backbone"] == "hf-decoder" and metrics["test"]["accuracy"] >= 0.8, metrics["test"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["GPT2ForSequenceClassification"] and config["pad_token_id"] is not None
+
+
+def test_tfidf_baseline_and_reload(data_csv, tmp_path, capsys):
+    out = tmp_path / "tfidf"
+    assert main(["finetune", "--train", str(data_csv), "--model", "tfidf", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.95
+    assert not [p for p in out.iterdir() if p.suffix in {".pkl", ".joblib", ".bin"}]
+    assert main(["predict", "--model", str(out), "--text", "the concert was lovely and book today"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "pos"
+
+
+def test_multilabel_and_regression_tfidf(tmp_path):
+    rng = random.Random(3)
+    rows = []
+    for _ in range(240):
+        tags = [t for t in ("food", "price", "staff") if rng.random() < 0.45] or ["food"]
+        words = {"food": "tasty soup", "price": "cheap bill", "staff": "friendly waiter"}
+        rows.append({"text": " and ".join(words[t] for t in tags) + " here", "label": ";".join(tags),
+                     "score": str(len(tags) + rng.random() * 0.1)})
+    multi = write_csv(tmp_path / "multi.csv", rows)
+    out = tmp_path / "multi"
+    assert main(["finetune", "--train", str(multi), "--model", "tfidf", "--task", "multi", "--out", str(out),
+                 "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["micro_f1"] >= 0.9
+    assert len(json.loads((out / "finetune.json").read_text())["task"]["thresholds"]) == 3
+    reg = write_csv(tmp_path / "reg.csv", rows, fields=("text", "score"))
+    out = tmp_path / "reg"
+    assert main(["finetune", "--train", str(reg), "--model", "tfidf", "--task", "regression", "--label-col", "score",
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test"]["spearman"] > 0.8
+
+
+def test_bad_csv_fails_before_model_loads(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("review,label\nfine,pos\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["finetune", "--train", str(path), "--model", "no-such-model", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "text" in err and "--text-col" in err  # the column, not the model, is reported
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def _kill_after_first_checkpoint(cmd: list[str], out: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = out.with_name(out.name + ".partial") / "checkpoint"
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if root.is_dir() and any((d / "complete.json").is_file() for d in root.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint"
+
+
+def test_resume_after_sigkill_mid_epoch_gives_same_metrics(data_csv, tiny_bert, tmp_path):
+    """Killed mid-epoch (checkpoint at step 8 of 15 per epoch) and resumed: the same weights
+    and test metrics as a run that was never interrupted."""
+    from safetensors.torch import load_file
+
+    args = ["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--checkpoint-every", "8",
+            "--patience", "10", *FAST[:1], "2", *FAST[2:]]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*args, "--out", str(straight)]) == 0
+    _kill_after_first_checkpoint([sys.executable, "-m", "nlpft", *args, "--out", str(resumed)], resumed)
+    assert main([*args, "--out", str(resumed), "--resume"]) == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+    ma, mb = (json.loads((d / "metrics.json").read_text())["test"] for d in (straight, resumed))
+    assert ma == mb
+
+
+def test_torchrun_two_processes(data_csv, tiny_bert, tmp_path):
+    """The same command under torchrun: 2 CPU processes (gloo), one output directory."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+           "-m", "nlpft", "finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out),
+           *FAST, "--patience", "10"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.8, metrics["test"]
+    # 240 examples / (16 per process x 2 processes) = 8 steps per epoch, 6 epochs
+    assert metrics["steps"] == 48
+    assert not out.with_name("ddp.partial").exists()
