@@ -251,3 +251,75 @@ def test_torchrun_two_processes(data_csv, tiny_bert, tmp_path):
     # 240 examples / (16 per process x 2 processes) = 8 steps per epoch, 6 epochs
     assert metrics["steps"] == 48
     assert not out.with_name("ddp.partial").exists()
+
+
+@pytest.fixture(scope="module")
+def review_text(tmp_path_factory) -> Path:
+    """Unlabeled review text for pretraining; each line ends with a reaction that depends on
+    the sentiment words, so a language model must carry the sentiment forward to predict it."""
+    reaction = {"pos": "so i liked it", "neg": "so i hated it", "neutral": "so i shrugged"}
+    path = tmp_path_factory.mktemp("text") / "reviews.txt"
+    path.write_text("\n".join(f"{r['text']} {reaction[r['label']]}" for r in make_rows(600, 11)) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_static_vectors_backbone(data_csv, review_text, tmp_path, capsys):
+    vectors = tmp_path / "w2v"
+    assert main(["embed", "train", "--algo", "word2vec", "--corpus", str(review_text), "--out", str(vectors),
+                 "--dim", "32", "--min-count", "1", "--epochs", "3", "--threads", "1", "--quiet"]) == 0
+    out = tmp_path / "static"
+    assert main(["finetune", "--train", str(data_csv), "--model", str(vectors), "--out", str(out), "--epochs", "8",
+                 "--lr", "5e-3", "--threads", "1", "--quiet", "--warmup", "0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backbone"] == "static" and metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert (out / "tokenizer.json").is_file() and (out / "classifier.json").is_file()
+    assert main(["predict", "--model", str(out), "--text", "the hotel was wonderful and lovely today"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "pos"
+
+
+def test_rnn_lm_backbone_ulmfit(data_csv, review_text, tmp_path, capsys):
+    lm = tmp_path / "lm"
+    assert main(["lm", "train", "--corpus", str(review_text), "--out", str(lm), "--max-steps", "300",
+                 "--hidden-dim", "64", "--embedding-dim", "32", "--batch-size", "8", "--bptt", "16", "--min-count", "1",
+                 "--threads", "1", "--quiet"]) == 0
+    out = tmp_path / "rnn"
+    # a toy LM carries little of the sentiment forward, so every layer learns from the start at the
+    # full rate here (the ULMFiT schedule itself is checked in test_ulmfit_schedule)
+    assert main(["finetune", "--train", str(data_csv), "--model", str(lm), "--out", str(out), "--epochs", "6",
+                 "--lr", "5e-3", "--layer-lr-factor", "1", "--no-gradual-unfreeze", "--threads", "1", "--quiet",
+                 "--warmup", "0",
+                 "--patience", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backbone"] == "rnn-lm" and metrics["test"]["accuracy"] >= 0.8, metrics["test"]
+    meta = json.loads((out / "finetune.json").read_text())
+    assert meta["text_framing"]["prefix_ids"]  # texts framed by [EOS] like the LM's lines
+    assert main(["evaluate", "--model", str(out), "--input", str(data_csv), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.8
+
+
+def test_ulmfit_schedule():
+    """Discriminative rates fall by the factor down the stack; gradual unfreezing opens one
+    more group per epoch and never opens a parameter frozen on purpose."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from nlpft.finetune.trainer import GradualUnfreeze, discriminative_optimizer
+    from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
+    from nlpft.lm.model import RNNLMConfig
+
+    rnn = RNNLMConfig(vocab_size=20, embedding_dim=8, hidden_dim=8, num_layers=2).to_dict()
+    model = WordClassifier(WordClassifierConfig(kind="rnn-lm", num_labels=2, vocab_size=20, embedding_dim=8,
+                                                rnn=rnn, freeze_embeddings=True))
+    groups = model.layer_groups()
+    assert len(groups) == 4  # head, top LSTM, bottom LSTM, embedding
+    optimizer = discriminative_optimizer(groups, 1e-2, 0.0, factor=2.0)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 5e-3, 2.5e-3, 1.25e-3]
+    unfreeze = GradualUnfreeze(groups)
+    state, control = TrainerState(), TrainerControl()
+    for epoch, expected in ((0, [True, False, False, False]), (1, [True, True, False, False]),
+                            (5, [True, True, True, False])):  # the embedding stays frozen
+        state.epoch = float(epoch)
+        unfreeze.on_epoch_begin(None, state, control)
+        assert [all(p.requires_grad for p in g) for g in groups] == expected
+    assert isinstance(optimizer, torch.optim.AdamW)

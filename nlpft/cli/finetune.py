@@ -21,6 +21,10 @@ seeded, stratified 80/10/10 split is made.
 Backbones (--model):
   minilm, a Hugging Face directory or cached hub id   BERT- or GPT-style transformer with a
                                                       classification head ([CLS] / last token)
+  an `nlpft lm train` directory                       the RNN LM's encoder + concat pooling,
+                                                      ULMFiT-style (gradual unfreezing,
+                                                      discriminative learning rates)
+  an `nlpft embed train` directory or word2vec file   static vectors, mean+max pooling + MLP
   tfidf                                               TF-IDF word 1-2 grams + logistic regression
 
 Training uses the Hugging Face Trainer: warmup then linear decay, evaluation every epoch
@@ -86,6 +90,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--checkpoint-every", type=int, default=200, help="default: %(default)s")
     o.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                    help="shuffle freely instead of batching texts of similar length")
+    o.add_argument("--freeze-embeddings", action="store_true",
+                   help="static vectors / RNN LM: keep the word embedding fixed")
+    o.add_argument("--no-gradual-unfreeze", action="store_true",
+                   help="RNN LM: train every layer from the start (default: ULMFiT gradual unfreezing)")
+    o.add_argument("--layer-lr-factor", type=float, default=2.6,
+                   help="RNN LM: each layer down the stack learns this many times slower (default: %(default)s; "
+                        "1 = one rate)")
     o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
     o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -123,7 +134,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col", "task", "label_delimiter",
                "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
                "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
-               "eval_every", "checkpoint_every", "group_by_length", "precision", "seed", "threads", "quiet", "resume")
+               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze", "layer_lr_factor", "precision", "seed", "threads", "quiet", "resume")
 
 
 def run_finetune(args: argparse.Namespace) -> int:

@@ -31,9 +31,13 @@ class Encoded:
 
 
 def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int,
-                    batch: int = 1024) -> Encoded:
+                    batch: int = 1024, prefix_ids: Sequence[int] = (), suffix_ids: Sequence[int] = ()) -> Encoded:
     """Ids with the model's special tokens ([CLS] ... [SEP] for BERT), truncated to
-    `max_length`; `tokenizer` is an nlpft `HFTokenizer` (its `.hf` is called in batches)."""
+    `max_length`. `tokenizer` is an nlpft `TextTokenizer`: a Hugging Face one (`HFTokenizer`,
+    whose `.hf` adds its own special tokens and handles pairs) or a word-level one, whose
+    ids get `prefix_ids`/`suffix_ids` around them (e.g. the RNN LM's [EOS] markers)."""
+    if not hasattr(tokenizer, "hf"):
+        return _encode_words(tokenizer, texts, pairs, max_length, list(prefix_ids), list(suffix_ids))
     hf = tokenizer.hf
     use_pairs = pairs is not None and any(p is not None for p in pairs)
     ids: list[list[int]] = []
@@ -54,6 +58,23 @@ def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None]
         truncated += sum(len(f) > max_length for f in full)
         ids.extend(list(x) for x in out["input_ids"])
     return Encoded(ids, types, truncated)
+
+
+def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], suffix: list[int]) -> Encoded:
+    from nlpft.errors import UserInputError
+
+    if pairs is not None and any(p is not None for p in pairs):
+        raise UserInputError("sentence pairs (--text-pair-col) need a transformer backbone; word-level "
+                             "backbones (static vectors, the RNN LM) read one text")
+    room = max_length - len(prefix) - len(suffix)
+    unk = tokenizer.unk_id if tokenizer.unk_id is not None else 0
+    ids, truncated = [], 0
+    for words in tokenizer.encode_batch(list(texts)):
+        if len(words) > room:
+            truncated += 1
+            words = words[:room]
+        ids.append(prefix + (list(words) or [unk]) + suffix)  # never empty: pooling needs a token
+    return Encoded(ids, None, truncated)
 
 
 def label_values(examples: Sequence[LabeledExample], task: str, label_map: LabelMap | None) -> list:

@@ -128,3 +128,29 @@ class KeepBest(TrainerCallback):
         (self.save or (lambda m, d: m.save_pretrained(str(d))))(model, tmp)
         shutil.rmtree(self.best_dir, ignore_errors=True)
         tmp.rename(self.best_dir)
+
+
+class GradualUnfreeze(TrainerCallback):
+    """ULMFiT's gradual unfreezing: at the start of epoch e (0-based) the top e+1 layer
+    groups train and the rest stay frozen (groups as `WordClassifier.layer_groups`, top
+    first). Decided from `state.epoch`, so a resumed run freezes exactly as before.
+    Parameters frozen before training (e.g. --freeze-embeddings) stay frozen."""
+
+    def __init__(self, groups: list[list[torch.nn.Parameter]]):
+        self.groups = groups
+        self.always_frozen = {id(p) for group in groups for p in group if not p.requires_grad}
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = int(state.epoch or 0)
+        for depth, params in enumerate(self.groups):
+            for param in params:
+                param.requires_grad = depth <= epoch and id(param) not in self.always_frozen
+
+
+def discriminative_optimizer(groups: list[list[torch.nn.Parameter]], lr: float, weight_decay: float,
+                             factor: float = 2.6) -> torch.optim.Optimizer:
+    """AdamW with one parameter group per layer group: the top gets `lr`, each group below
+    `factor` times less (ULMFiT's discriminative fine-tuning)."""
+    param_groups = [{"params": params, "lr": lr / factor ** depth, "weight_decay": weight_decay}
+                    for depth, params in enumerate(groups) if params]
+    return torch.optim.AdamW(param_groups, lr=lr)

@@ -59,6 +59,9 @@ class FinetuneOptions:
     eval_every: int | None = None  # steps; None: every epoch
     checkpoint_every: int = 200
     group_by_length: bool = True
+    freeze_embeddings: bool = False
+    no_gradual_unfreeze: bool = False
+    layer_lr_factor: float = 2.6
     precision: str = "fp32"
     seed: int = 13
     threads: int | None = None
@@ -123,6 +126,7 @@ def _check_options(opts: FinetuneOptions) -> None:
         (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
         (opts.lr is None or opts.lr > 0, "--lr must be positive"),
         (opts.patience is None or opts.patience >= 1, "--patience must be at least 1"),
+        (opts.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
         (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
          "--valid-fraction and --test-fraction must be between 0 and 0.5"),
     ]
@@ -138,9 +142,11 @@ def finetune(opts: FinetuneOptions) -> Path:
     # under torchrun every process runs this; rank 0 owns the output directory
     output = RunOutput(opts.out, resume=opts.resume or rank != 0)
     splits = read_splits(opts, bad_rows_dir=output.final.parent if output.final.parent.exists() else None)
+    resolved = None
     if opts.model == "tfidf":
         backbone = "tfidf"
-        resolved = None
+    elif (word_kind := word_backbone_kind(opts.model)) is not None:
+        backbone = word_kind
     else:
         from nlpft.pretrained.loading import resolve_model
 
@@ -169,7 +175,8 @@ def finetune(opts: FinetuneOptions) -> Path:
         if backbone == "tfidf":
             result = _finetune_tfidf(opts, splits, work)
         else:
-            result = _finetune_hf(opts, splits, resolved, work, output)
+            built = _hf_backbone(opts, resolved) if resolved is not None else _word_backbone(opts, backbone)
+            result = _finetune_neural(opts, splits, built, work, output)
         if rank != 0:
             return output.final
         headline = _write_outputs(opts, splits, work, backbone, **result)
@@ -199,15 +206,24 @@ def _finetune_tfidf(opts: FinetuneOptions, splits: Splits, work: Path) -> dict:
             "parameters": model.num_parameters(), "steps": None, "epochs": None}
 
 
-def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, output: RunOutput) -> dict:
-    import torch
+@dataclass
+class Backbone:
+    """What the shared training path needs from a backbone."""
 
-    from nlpft.finetune.data import (
-        EncodedDataset,
-        encode_examples,
-        label_values,
-    )
-    from nlpft.finetune.tasks import HF_PROBLEM_TYPE, TaskSpec, class_weights
+    kind: str  # "hf-encoder" | "hf-decoder" | "static" | "rnn-lm"
+    tokenizer: object  # an nlpft TextTokenizer
+    pad_id: int
+    max_length: int
+    build_model: object  # (num_labels, names, task) -> model
+    default_lr: float
+    prefix_ids: tuple = ()
+    suffix_ids: tuple = ()
+    processing_class: object = None  # saved with the model (Hugging Face tokenizers)
+    ulmfit: bool = False
+
+
+def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
+    from nlpft.finetune.tasks import HF_PROBLEM_TYPE
     from nlpft.pretrained.loading import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(resolved)
@@ -216,18 +232,118 @@ def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, ou
         if hf_tok.eos_token is None:
             raise UserInputError(f"{resolved.name}: the tokenizer has neither a pad nor an end-of-text token")
         hf_tok.pad_token = hf_tok.eos_token
-    max_length = min(opts.max_length, tokenizer.max_length)
+
+    def build(num_labels: int, names: list[str], task: str):
+        extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[task]}
+        if names:
+            extra.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+        model, info = load_model(resolved, head="sequence-classification", quiet=True, output_loading_info=True,
+                                 **extra)
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = hf_tok.pad_token_id
+        new_head = sorted(info.get("missing_keys", []))
+        if new_head and not opts.quiet:
+            print(f"  new {num_labels}-way head initialised ({', '.join(new_head[:3])}); fine-tuning trains it "
+                  "with the backbone", file=sys.stderr)
+        return model
+
+    return Backbone(kind=f"hf-{resolved.family}", tokenizer=tokenizer, pad_id=hf_tok.pad_token_id,
+                    max_length=min(opts.max_length, tokenizer.max_length), build_model=build,
+                    default_lr=2e-5 if resolved.family == "encoder" else 5e-5, processing_class=hf_tok)
+
+
+def word_backbone_kind(spec: str) -> str | None:
+    """"rnn-lm" for an `nlpft lm train` directory, "static" for an `nlpft embed train`
+    directory or a word2vec file, None otherwise."""
+    from nlpft.runners.hf_lm import is_rnn_lm_dir
+
+    path = Path(spec)
+    if is_rnn_lm_dir(spec):
+        return "rnn-lm"
+    if path.is_dir() and (path / "vectors.bin").is_file():
+        return "static"
+    if path.is_file() and path.suffix in {".bin", ".txt", ".vec", ".gz"}:
+        return "static"
+    return None
+
+
+def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
+    from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
+
+    if kind == "rnn-lm":
+        from nlpft.lm.data import EOS_TOKEN
+        from nlpft.runners.lm import load_model_dir
+
+        lm, tokenizer = load_model_dir(opts.model)
+        eos = tokenizer.token_to_id(EOS_TOKEN)
+        marks = (eos,) if eos is not None else ()
+
+        def build(num_labels: int, names: list[str], task: str):
+            config = WordClassifierConfig(kind="rnn-lm", num_labels=num_labels, vocab_size=lm.config.vocab_size,
+                                          embedding_dim=lm.config.embedding_dim, pad_id=lm.config.pad_id,
+                                          freeze_embeddings=opts.freeze_embeddings, rnn=lm.config.to_dict())
+            model = WordClassifier(config)
+            model.lm.load_state_dict(lm.state_dict())
+            return model
+
+        # the LM saw every line between [EOS] marks: texts are framed the same way
+        return Backbone(kind="rnn-lm", tokenizer=tokenizer, pad_id=lm.config.pad_id, max_length=opts.max_length,
+                        build_model=build, default_lr=2e-3, prefix_ids=marks, suffix_ids=marks, ulmfit=True)
+
+    import numpy as np_
+
+    from nlpft.embeddings.vectors_io import load_vectors
+    from nlpft.runners.lm import vectors_for_vocabulary
+    from nlpft.tokenization import WordTokenizer
+
+    kv = load_vectors(opts.model)
+    folder = Path(opts.model)
+    if folder.is_dir() and (folder / "tokenizer.json").is_file():
+        tokenizer = WordTokenizer.load(folder / "tokenizer.json")
+    else:  # a bare word2vec file: its words are the vocabulary; keep case if the file has any
+        words = list(kv.index_to_key)
+        tokenizer = WordTokenizer.from_vocabulary(words, lowercase=not any(w != w.lower() for w in words[:10000]))
+    pad = tokenizer.token_to_id("[PAD]") or 0
+
+    def build(num_labels: int, names: list[str], task: str):
+        import torch
+
+        config = WordClassifierConfig(kind="static", num_labels=num_labels, vocab_size=tokenizer.vocab_size,
+                                      embedding_dim=kv.vector_size, pad_id=pad,
+                                      freeze_embeddings=opts.freeze_embeddings)
+        model = WordClassifier(config)
+        init = np_.random.default_rng(opts.seed).uniform(-0.1, 0.1, (tokenizer.vocab_size, kv.vector_size))
+        matrix, coverage = vectors_for_vocabulary(kv, tokenizer, init.astype(np_.float32))
+        matrix[pad] = 0.0
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(matrix))
+        if not opts.quiet:
+            print(f"  static vectors: {coverage['found']:,}/{coverage['words']:,} words "
+                  f"({coverage['coverage']:.1%}) {'frozen' if opts.freeze_embeddings else 'tuned'}", file=sys.stderr)
+        return model
+
+    return Backbone(kind="static", tokenizer=tokenizer, pad_id=pad, max_length=opts.max_length, build_model=build,
+                    default_lr=2e-3)
+
+
+def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, work: Path,
+                     output: RunOutput) -> dict:
+    import torch
+
+    from nlpft.finetune.data import EncodedDataset, encode_examples, label_values
+    from nlpft.finetune.tasks import TaskSpec, class_weights
 
     def encode(rows):
         pairs = [e.text_pair for e in rows] if opts.text_pair_col else None
-        return encode_examples(tokenizer, [e.text for e in rows], pairs, max_length)
+        return encode_examples(backbone.tokenizer, [e.text for e in rows], pairs, backbone.max_length,
+                               prefix_ids=backbone.prefix_ids, suffix_ids=backbone.suffix_ids)
 
     encoded = {name: encode(getattr(splits, name)) for name in ("train", "valid", "test")}
     labels = {name: label_values(getattr(splits, name), opts.task, splits.label_map) for name in encoded}
     datasets = {name: EncodedDataset(encoded[name], labels[name]) for name in encoded}
     if not opts.quiet and encoded["train"].truncated:
-        print(f"  {encoded['train'].truncated:,} training texts are longer than {max_length} tokens and were cut "
-              "(raise --max-length to keep more)", file=sys.stderr)
+        print(f"  {encoded['train'].truncated:,} training texts are longer than {backbone.max_length} tokens and "
+              "were cut (raise --max-length to keep more)", file=sys.stderr)
 
     names = list(splits.label_map.labels) if splits.label_map is not None else []
     num_labels = len(names) if opts.task != "regression" else 1
@@ -237,18 +353,8 @@ def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, ou
                     if opts.task != "regression" else None)
 
     torch.manual_seed(opts.seed)
-    extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[opts.task]}
-    if names:
-        extra.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
-    model, info = load_model(resolved, head="sequence-classification", quiet=True, output_loading_info=True, **extra)
-    if getattr(model.config, "pad_token_id", None) is None:
-        model.config.pad_token_id = hf_tok.pad_token_id
-    new_head = sorted(info.get("missing_keys", []))
-    if new_head and not opts.quiet:
-        print(f"  new {num_labels}-way head initialised ({', '.join(new_head[:3])}); fine-tuning trains it "
-              "with the backbone", file=sys.stderr)
-
-    trainer, _ = _hf_trainer(opts, model, hf_tok, datasets, task, work, output)
+    model = backbone.build_model(num_labels, names, opts.task)
+    trainer = _trainer(opts, model, backbone, datasets, task, work, output)
     from nlpft.training.hf import complete_checkpoints, latest_checkpoint
 
     resume_from = None
@@ -279,12 +385,15 @@ def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, ou
     if opts.task == "multi":
         task.tune_thresholds(task.scores(_logits(trainer, datasets["valid"])), np.asarray(labels["valid"]))
     test_scores = task.scores(_logits(trainer, datasets["test"]))
-    model.config.use_cache = True
+    if hasattr(model, "config") and hasattr(model.config, "use_cache"):
+        model.config.use_cache = True
     trainer.save_model(str(work))
     trainer.accelerator.wait_for_everyone()
     if _rank() == 0:
         import shutil
 
+        if backbone.processing_class is None:
+            backbone.tokenizer.save(work)  # tokenizer.json next to the classifier
         (work / "training_args.json").unlink(missing_ok=True)
         shutil.rmtree(best, ignore_errors=True)
     steps_this_run = trainer.state.global_step - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
@@ -293,7 +402,8 @@ def _finetune_hf(opts: FinetuneOptions, splits: Splits, resolved, work: Path, ou
             "history": trainer.state.log_history, "parameters": sum(p.numel() for p in model.parameters()),
             "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
             "train_examples_per_s": examples_seen / train_s if train_s > 0 else None,
-            "truncated": {name: e.truncated for name, e in encoded.items()}}
+            "truncated": {name: e.truncated for name, e in encoded.items()},
+            "text_framing": {"prefix_ids": list(backbone.prefix_ids), "suffix_ids": list(backbone.suffix_ids)}}
 
 
 def _logits(trainer, dataset) -> np.ndarray:
@@ -302,27 +412,35 @@ def _logits(trainer, dataset) -> np.ndarray:
     return np.asarray(logits, dtype=np.float32)
 
 
-def _hf_trainer(opts: FinetuneOptions, model, tokenizer, datasets: dict, task, work: Path, output: RunOutput):
+def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, task, work: Path,
+             output: RunOutput):
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from nlpft.finetune.data import PadCollator
-    from nlpft.finetune.trainer import ClassifierTrainer, KeepBest
+    from nlpft.finetune.trainer import (
+        ClassifierTrainer,
+        GradualUnfreeze,
+        KeepBest,
+        discriminative_optimizer,
+    )
     from nlpft.training.hf import ProgressBar, StopOnSignal
 
     per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
     by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
     eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
+    lr = opts.lr or backbone.default_lr
+    default_epochs = 3.0 if backbone.kind.startswith("hf-") else 5.0
     args = TrainingArguments(
         output_dir=str(output.checkpoint_dir),
         per_device_train_batch_size=opts.batch_size,
         per_device_eval_batch_size=max(opts.batch_size, 32),
         gradient_accumulation_steps=opts.grad_accum,
-        learning_rate=opts.lr or (2e-5 if model.config.model_type != "gpt2" else 5e-5),
+        learning_rate=lr,
         weight_decay=opts.weight_decay,
         warmup_steps=opts.warmup,
         lr_scheduler_type=opts.scheduler,
-        num_train_epochs=opts.epochs if opts.epochs is not None else 3.0,
+        num_train_epochs=opts.epochs if opts.epochs is not None else default_epochs,
         max_steps=opts.max_steps or -1,
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=eval_steps if by_steps else None,
@@ -343,17 +461,24 @@ def _hf_trainer(opts: FinetuneOptions, model, tokenizer, datasets: dict, task, w
     )
     greater = opts.task != "regression"
     metric = "macro_f1" if greater else "loss"
-    keeper = KeepBest(work / BEST_DIR, metric=metric, greater_is_better=greater, patience=opts.patience)
-    callbacks = [StopOnSignal(), keeper]
+    callbacks = [StopOnSignal(), KeepBest(work / BEST_DIR, metric=metric, greater_is_better=greater,
+                                          patience=opts.patience)]
+    optimizers = (None, None)
+    if backbone.ulmfit:
+        groups = model.layer_groups()
+        optimizers = (discriminative_optimizer(groups, lr, opts.weight_decay, opts.layer_lr_factor), None)
+        if not opts.no_gradual_unfreeze:
+            callbacks.append(GradualUnfreeze(groups))
     if not opts.quiet:
         callbacks.append(ProgressBar(eval_name="valid loss"))
     trainer = ClassifierTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
-        data_collator=PadCollator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=callbacks,
-        compute_metrics=_metric_fn(task), task=task, group_by_length=opts.group_by_length)
+        data_collator=PadCollator(backbone.pad_id), processing_class=backbone.processing_class,
+        callbacks=callbacks, compute_metrics=_metric_fn(task), task=task, group_by_length=opts.group_by_length,
+        optimizers=optimizers)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    return trainer, keeper
+    return trainer
 
 
 def _metric_fn(task):
@@ -384,7 +509,7 @@ def _gold(rows, task: str, label_map):
 
 def _write_outputs(opts: FinetuneOptions, splits: Splits, work: Path, backbone: str, task_spec, test_scores,
                    train_s: float, history: list, parameters: int, steps, epochs, train_examples_per_s=None,
-                   truncated=None) -> str:
+                   truncated=None, text_framing=None) -> str:
     from nlpft.finetune import metrics as m
 
     names = list(splits.label_map.labels) if splits.label_map is not None else []
@@ -410,7 +535,8 @@ def _write_outputs(opts: FinetuneOptions, splits: Splits, work: Path, backbone: 
                                   "label_map": splits.label_map.to_dict() if splits.label_map else None,
                                   "text_col": opts.text_col, "text_pair_col": opts.text_pair_col,
                                   "label_col": opts.label_col, "label_delimiter": opts.label_delimiter,
-                                  "max_length": opts.max_length, "options": asdict(opts)})
+                                  "max_length": opts.max_length, "text_framing": text_framing,
+                                  "options": asdict(opts)})
     headline = m.headline(opts.task, test_metrics)
     return headline
 
@@ -473,25 +599,37 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
     import torch
 
     from nlpft.finetune.data import EncodedDataset, PadCollator, encode_examples
-    from nlpft.pretrained.loading import load_model, load_tokenizer
-    from nlpft.training.hf import transformers_quiet
 
-    with transformers_quiet():
-        tokenizer = load_tokenizer(str(model_dir))
-        model = load_model(str(model_dir), head="sequence-classification", quiet=True)
-    if tokenizer.hf.pad_token_id is None:
-        tokenizer.hf.pad_token = tokenizer.hf.eos_token
-    max_length = min(int(meta.get("max_length") or 512), tokenizer.max_length)
-    encoded = encode_examples(tokenizer, texts, pairs, max_length)
+    framing = meta.get("text_framing") or {}
+    if meta["backbone"] in ("static", "rnn-lm"):
+        from nlpft.finetune.word_models import WordClassifier
+        from nlpft.tokenization import WordTokenizer
+
+        model = WordClassifier.from_pretrained(model_dir)
+        tokenizer = WordTokenizer.load(Path(model_dir) / "tokenizer.json")
+        pad_id, max_length = model.config.pad_id, int(meta.get("max_length") or 256)
+    else:
+        from nlpft.pretrained.loading import load_model, load_tokenizer
+        from nlpft.training.hf import transformers_quiet
+
+        with transformers_quiet():
+            tokenizer = load_tokenizer(str(model_dir))
+            model = load_model(str(model_dir), head="sequence-classification", quiet=True)
+        if tokenizer.hf.pad_token_id is None:
+            tokenizer.hf.pad_token = tokenizer.hf.eos_token
+        pad_id = tokenizer.hf.pad_token_id
+        max_length = min(int(meta.get("max_length") or 512), tokenizer.max_length)
+    encoded = encode_examples(tokenizer, texts, pairs, max_length, prefix_ids=framing.get("prefix_ids", ()),
+                              suffix_ids=framing.get("suffix_ids", ()))
     dataset = EncodedDataset(encoded)
-    collate = PadCollator(tokenizer.hf.pad_token_id)
+    collate = PadCollator(pad_id)
     order = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")  # similar lengths together
     logits = np.zeros((len(texts), task.num_labels), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
             batch = collate([dataset[int(i)] for i in index])
-            logits[index] = model(**batch).logits.float().numpy()
+            logits[index] = model(**batch)["logits"].float().numpy()
     return task.scores(logits), task, encoded.truncated
 
 

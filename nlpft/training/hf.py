@@ -158,9 +158,12 @@ class SafeCheckpointTrainer(Trainer):
             return
         output_dir.mkdir(parents=True, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        if not isinstance(model, PreTrainedModel):
-            raise TypeError(f"SafeCheckpointTrainer saves PreTrainedModel instances, not {type(model).__name__}")
-        model.save_pretrained(str(output_dir), state_dict=state_dict)
+        if isinstance(model, PreTrainedModel):
+            model.save_pretrained(str(output_dir), state_dict=state_dict)
+        elif hasattr(model, "save_pretrained"):  # nlpft's own models: model.safetensors + JSON
+            model.save_pretrained(str(output_dir))
+        else:
+            raise TypeError(f"SafeCheckpointTrainer saves models with save_pretrained, not {type(model).__name__}")
         if self.processing_class is not None:
             self.processing_class.save_pretrained(str(output_dir))
         (output_dir / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")

@@ -1,0 +1,133 @@
+"""Classifiers on nlpft's word-level backbones: static vectors and the RNN language model.
+
+static   fastText-style: word vectors (from `nlpft embed train` or any word2vec file, frozen
+         or tuned) -> mean and max over the text -> a one-hidden-layer MLP.
+rnn-lm   ULMFiT-style: the LM's embedding and LSTM/GRU stack (its pretrained weights) ->
+         concat pooling [last state, max, mean] -> the same MLP. Trained with
+         discriminative learning rates (each layer down the stack gets the rate of the one
+         above / 2.6) and gradual unfreezing (epoch 1 trains the head, each further epoch
+         unfreezes one more layer group from the top); see `layer_groups`.
+
+Inputs are right-padded id batches with an attention mask; pooling ignores the padding,
+and an RNN's "last state" is read at each text's last real token (a unidirectional RNN's
+outputs there never saw the padding that follows). Saved as `model.safetensors` +
+`classifier.json`, next to the backbone's `tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nlpft.errors import UserInputError
+
+CONFIG_NAME = "classifier.json"
+WEIGHTS_NAME = "model.safetensors"
+KINDS = ("static", "rnn-lm")
+
+
+@dataclass
+class WordClassifierConfig:
+    kind: str  # "static" | "rnn-lm"
+    num_labels: int
+    vocab_size: int
+    embedding_dim: int
+    pad_id: int = 0
+    head_hidden: int = 256
+    dropout: float = 0.2
+    freeze_embeddings: bool = False
+    rnn: dict | None = field(default=None)  # RNNLMConfig of the backbone (rnn-lm)
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise UserInputError(f"classifier kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.kind == "rnn-lm" and not self.rnn:
+            raise UserInputError("an rnn-lm classifier needs the language model's config")
+
+
+class WordClassifier(nn.Module):
+    def __init__(self, config: WordClassifierConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        if config.kind == "static":
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+            features = 2 * config.embedding_dim  # mean, max
+        else:
+            from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
+
+            self.lm = RNNLanguageModel(RNNLMConfig.from_dict(config.rnn))
+            features = 3 * self.lm.config.hidden_dim  # last, max, mean
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(features, config.head_hidden), nn.ReLU(),
+                                  nn.Dropout(config.dropout), nn.Linear(config.head_hidden, config.num_labels))
+        if config.freeze_embeddings:
+            self.token_embedding().weight.requires_grad = False
+
+    def token_embedding(self) -> nn.Embedding:
+        return self.embedding if self.config.kind == "static" else self.lm.embedding
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels=None, **_) -> dict:
+        mask = attention_mask.unsqueeze(-1).to(torch.float32)  # (B, T, 1)
+        if self.config.kind == "static":
+            x = self.embedding(input_ids)  # (B, T, E)
+        else:
+            x, _ = self.lm.encode(input_ids)  # (B, T, H)
+        x = x.float()
+        mean = (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, F)
+        largest = x.masked_fill(mask == 0, float("-inf")).max(1).values  # (B, F)
+        if self.config.kind == "static":
+            pooled = torch.cat([mean, largest], dim=1)
+        else:
+            last_index = attention_mask.sum(1).clamp(min=1) - 1  # (B,)
+            last = x[torch.arange(x.size(0), device=x.device), last_index]  # (B, H)
+            pooled = torch.cat([last, largest, mean], dim=1)
+        return {"logits": self.head(pooled)}
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameter groups from the top (head) down (embedding), for discriminative learning
+        rates and gradual unfreezing."""
+        groups = [list(self.head.parameters())]
+        if self.config.kind == "rnn-lm":
+            groups += [list(layer.parameters()) for layer in reversed(self.lm.layers)]
+            groups.append(list(self.lm.embedding.parameters()))
+        else:
+            groups.append(list(self.embedding.parameters()))
+        return groups
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """All parameters (the Trainer's FLOP estimate asks for those outside the embedding)."""
+        skip = {id(p) for p in self.token_embedding().parameters()} if exclude_embeddings else set()
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+    # -- files -------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n", encoding="utf-8")
+        tmp = directory / (WEIGHTS_NAME + ".tmp")
+        save_model(self, str(tmp))  # a tied LM decoder shares the embedding: stored once
+        tmp.replace(directory / WEIGHTS_NAME)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> WordClassifier:
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        try:
+            config = WordClassifierConfig(**json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8")))
+            model = cls(config)
+            missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise UserInputError(f"{directory}: classifier files missing or damaged ({exc})") from None
+        if missing or unexpected:
+            raise UserInputError(f"{directory / WEIGHTS_NAME}: weights do not match classifier.json "
+                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        model.eval()
+        return model
