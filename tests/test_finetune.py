@@ -323,3 +323,17 @@ def test_ulmfit_schedule():
         unfreeze.on_epoch_begin(None, state, control)
         assert [all(p.requires_grad for p in g) for g in groups] == expected
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+def test_bundled_polarity_dataset(tmp_path):
+    """`--train polarity` is the 200-sentence CSV installed with nlpft (README command 1)."""
+    from nlpft.data.labeled import read_labeled
+    from nlpft.data.registry import load_registry, resolve_labeled_file
+
+    path = Path(resolve_labeled_file("polarity"))
+    data = read_labeled(path)
+    assert len(data) == 200 and data.label_counts() == {"neg": 100, "pos": 100}
+    assert load_registry()["polarity"].verify()  # the checksum in the registry matches the file
+    out = tmp_path / "pol"
+    assert main(["finetune", "--train", "polarity", "--model", "tfidf", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test_examples"] == 20

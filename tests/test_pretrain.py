@@ -288,3 +288,17 @@ def test_sigterm_checkpoints_and_resume_finishes(corpus, tmp_path):
     assert 0 < step < 400
     assert main([*args, "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 400
+
+
+def test_name_registers_model(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NLPFT_HOME", str(tmp_path / "home"))
+    out = tmp_path / "named"
+    assert pretrain(corpus, out, "--arch", "gpt2", "--max-steps", "2", "--name", "story-gpt", *FAST) == 0
+    assert main(["models", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    row = next(r for r in rows if r["name"] == "story-gpt")
+    assert row["available"] and row["kind"] == "nlpft" and Path(row["where"]) == out.resolve()
+    assert main(["lm", "generate", "--model", "story-gpt", "--prompt", "the cat", "--max-tokens", "3",
+                 "--seed", "1"]) == 0
+    assert capsys.readouterr().out.startswith("the cat")
+    assert pretrain(corpus, tmp_path / "x", "--arch", "gpt2", "--name", "minilm") == 2  # built-in names are taken

@@ -55,7 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("finetune", help="train a classifier on a labeled CSV", description=DESCRIPTION,
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--train", required=True, metavar="FILE", help="labeled .csv, .tsv or .jsonl")
+    d.add_argument("--train", required=True, metavar="FILE",
+                   help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news")
     d.add_argument("--valid", metavar="FILE", help="validation file (default: 10%% of --train, stratified)")
     d.add_argument("--test", metavar="FILE", help="test file (default: 10%% of --train, stratified)")
     d.add_argument("--text-col", default="text", help="default: %(default)s")
@@ -67,6 +68,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     d.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows (and report them) instead of stopping")
     d.add_argument("--valid-fraction", type=float, default=0.1, help="default: %(default)s")
     d.add_argument("--test-fraction", type=float, default=0.1, help="default: %(default)s")
+    p.add_argument("--random-init", action="store_true",
+                   help="keep the backbone's architecture and tokenizer but start from random weights "
+                        "(a baseline that shows what pretraining buys)")
     p.add_argument("--model", default="minilm",
                    help="backbone: a model alias, a Hugging Face directory, a cached hub id, or tfidf "
                         "(default: %(default)s)")
@@ -134,7 +138,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col", "task", "label_delimiter",
                "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
                "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
-               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze", "layer_lr_factor", "precision", "seed", "threads", "quiet", "resume")
+               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze", "layer_lr_factor", "random_init", "precision", "seed", "threads", "quiet", "resume")
 
 
 def run_finetune(args: argparse.Namespace) -> int:

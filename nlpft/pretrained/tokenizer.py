@@ -29,7 +29,7 @@ class HFTokenizer(TextTokenizer):
         self._id_to_token: dict[int, str] | None = None
 
     @classmethod
-    def load(cls, spec) -> "HFTokenizer":
+    def load(cls, spec) -> HFTokenizer:
         from nlpft.pretrained.loading import load_tokenizer
 
         return load_tokenizer(spec)

@@ -62,6 +62,7 @@ class FinetuneOptions:
     freeze_embeddings: bool = False
     no_gradual_unfreeze: bool = False
     layer_lr_factor: float = 2.6
+    random_init: bool = False
     precision: str = "fp32"
     seed: int = 13
     threads: int | None = None
@@ -138,6 +139,11 @@ def _check_options(opts: FinetuneOptions) -> None:
 # -- finetune ------------------------------------------------------------------------------
 def finetune(opts: FinetuneOptions) -> Path:
     _check_options(opts)
+    from nlpft.data.registry import resolve_labeled_file
+
+    opts.train = resolve_labeled_file(opts.train)  # a path, or a dataset name such as `polarity`
+    opts.valid = resolve_labeled_file(opts.valid) if opts.valid else None
+    opts.test = resolve_labeled_file(opts.test) if opts.test else None
     rank = _rank()
     # under torchrun every process runs this; rank 0 owns the output directory
     output = RunOutput(opts.out, resume=opts.resume or rank != 0)
@@ -237,8 +243,18 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
         extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[task]}
         if names:
             extra.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
-        model, info = load_model(resolved, head="sequence-classification", quiet=True, output_loading_info=True,
-                                 **extra)
+        if opts.random_init:  # the architecture and tokenizer only: what pretraining buys, measured
+            from transformers import AutoModelForSequenceClassification
+
+            from nlpft.pretrained.loading import load_config
+
+            config = load_config(resolved)
+            for key, value in extra.items():
+                setattr(config, key, value)
+            model, info = AutoModelForSequenceClassification.from_config(config), {}
+        else:
+            model, info = load_model(resolved, head="sequence-classification", quiet=True,
+                                     output_loading_info=True, **extra)
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = hf_tok.pad_token_id
         new_head = sorted(info.get("missing_keys", []))
@@ -283,7 +299,8 @@ def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
                                           embedding_dim=lm.config.embedding_dim, pad_id=lm.config.pad_id,
                                           freeze_embeddings=opts.freeze_embeddings, rnn=lm.config.to_dict())
             model = WordClassifier(config)
-            model.lm.load_state_dict(lm.state_dict())
+            if not opts.random_init:
+                model.lm.load_state_dict(lm.state_dict())
             return model
 
         # the LM saw every line between [EOS] marks: texts are framed the same way
@@ -312,6 +329,8 @@ def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
                                       embedding_dim=kv.vector_size, pad_id=pad,
                                       freeze_embeddings=opts.freeze_embeddings)
         model = WordClassifier(config)
+        if opts.random_init:
+            return model
         init = np_.random.default_rng(opts.seed).uniform(-0.1, 0.1, (tokenizer.vocab_size, kv.vector_size))
         matrix, coverage = vectors_for_vocabulary(kv, tokenizer, init.astype(np_.float32))
         matrix[pad] = 0.0

@@ -54,6 +54,7 @@ class PretrainOptions:
     threads: int | None = None
     quiet: bool = False
     resume: bool = False
+    name: str | None = None  # remember the output under this model name
 
 
 def _validate(opts: PretrainOptions) -> None:
@@ -68,6 +69,11 @@ def _validate(opts: PretrainOptions) -> None:
     elif opts.vocab_size is not None:
         raise UserInputError("--vocab-size applies to a tokenizer trained from scratch; with --from the "
                              "checkpoint's tokenizer is used")
+    if opts.name:
+        from nlpft.pretrained.aliases import ALIASES, KNOWN_HUB_IDS
+
+        if opts.name in ALIASES or opts.name in KNOWN_HUB_IDS or "/" in opts.name or not opts.name.strip():
+            raise UserInputError(f"--name {opts.name!r} is taken by a built-in name or is not a plain name")
     if opts.tokenizer and opts.from_model:
         raise UserInputError("--tokenizer cannot be combined with --from: a checkpoint only works with "
                              "its own tokenizer")
@@ -280,6 +286,13 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
 
     shutil.rmtree(data_dir, ignore_errors=True)
     final = output.publish()
+    if opts.name:
+        from nlpft.pretrained.aliases import register_user_alias
+
+        registry = register_user_alias(opts.name, final, f"{model.config.model_type} pretrained by nlpft on "
+                                                         f"{text.name} ({objective.upper()})")
+        if not opts.quiet:
+            print(f"model name '{opts.name}' -> {final} (in {registry})", file=sys.stderr)
     if not opts.quiet:
         what = "MLM loss" if objective == "mlm" else "loss"
         print(f"pretrain: valid {what} {valid['loss']:.3f} (perplexity {valid['perplexity']:.2f}), "

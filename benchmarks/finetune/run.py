@@ -1,0 +1,229 @@
+"""Compare every fine-tuning backbone on BBC News (../shared/corpora/bbc_news.csv, 5 classes).
+
+One fixed, seeded, stratified 80/10/10 split (written to train/valid/test CSVs); every
+backbone trains on the same files with `nlpft finetune`, for each of --seeds:
+
+  tfidf            TF-IDF 1-2 grams + logistic regression
+  w2v-austen-kjv   static vectors (word2vec, 100-d) trained on austen + kjv, tuned, + MLP
+  w2v-bbc          the same, trained on the CSV's own training text
+  rnn-random       the RNN LM architecture (2x200 LSTM) from random weights
+  rnn-lm           ULMFiT: the RNN LM pretrained on the CSV's training text, then fine-tuned
+  minilm           all-MiniLM-L6-v2 (default settings of `nlpft finetune`)
+  gpt2-nlpft       a tiny GPT-2 pretrained by `nlpft pretrain` (--gpt DIR, or pretrained here
+                   on austen + kjv for --gpt-steps steps)
+
+Reported per backbone: test accuracy and macro F1 (mean ± std over seeds), training time,
+training examples/s, parameters, peak RSS. In the same run, for MiniLM, the examples/s of
+plain_trainer.py (stock transformers, every text padded to --max-length, fp32) and the
+ratio nlpft / plain.
+
+    python benchmarks/finetune/run.py --quick              # 1 epoch for transformers, fewer for the rest
+    python benchmarks/finetune/run.py --backbones tfidf minilm --seeds 13
+
+Writes results.json and results.md under --results. Every number is measured in the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BACKBONES = ("tfidf", "w2v-austen-kjv", "w2v-bbc", "rnn-random", "rnn-lm", "minilm", "gpt2-nlpft")
+
+
+def _run(cmd: list[str]) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def _nlpft(*args: str) -> str:
+    return _run([sys.executable, "-m", "nlpft", *args])
+
+
+def _say(message: str) -> None:
+    print(f"[finetune] {message}", file=sys.stderr, flush=True)
+
+
+def _find(name: str) -> Path:
+    sys.path.insert(0, str(HERE.parents[1]))
+    from nlpft.data.registry import shared_corpora_dirs
+
+    for folder in shared_corpora_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    sys.exit(f"{name} not found in ../shared/corpora or $NLPFT_CORPORA_DIR")
+
+
+def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
+    from nlpft.data.labeled import read_labeled, stratified_split
+
+    rows = list(read_labeled(src))
+    parts = stratified_split(rows, valid_fraction=0.1, test_fraction=0.1, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, part in zip(("train", "valid", "test"), parts, strict=True):
+        paths[name] = folder / f"{name}.csv"
+        with open(paths[name], "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            writer.writerows([r.text, r.label] for r in part)
+    (folder / "train.txt").write_text("\n".join(r.text for r in parts[0]) + "\n", encoding="utf-8")
+    return paths
+
+
+def prepare(backbone: str, work: Path, split: dict, quick: bool, gpt: str | None, gpt_steps: int) -> str:
+    """The --model value for `backbone`, training what it needs first."""
+    if backbone in ("tfidf", "minilm"):
+        return backbone
+    if backbone == "w2v-austen-kjv":
+        out = work / "w2v-austen-kjv"
+        if not out.exists():
+            _say("word2vec on austen + kjv ...")
+            _nlpft("embed", "train", "--algo", "word2vec", "--corpus", str(_find("austen.txt")),
+                   str(_find("kjv.txt")), "--out", str(out), "--dim", "100", "--quiet")
+        return str(out)
+    if backbone == "w2v-bbc":
+        out = work / "w2v-bbc"
+        if not out.exists():
+            _say("word2vec on the BBC training text ...")
+            _nlpft("embed", "train", "--algo", "word2vec", "--corpus", str(split["train"].with_suffix(".txt")),
+                   "--out", str(out), "--dim", "100", "--min-count", "2", "--epochs", "10", "--quiet")
+        return str(out)
+    if backbone in ("rnn-random", "rnn-lm"):
+        out = work / "rnn-lm-bbc"
+        if not out.exists():
+            _say("RNN LM on the BBC training text ...")
+            _nlpft("lm", "train", "--corpus", str(split["train"].with_suffix(".txt")), "--out", str(out),
+                   "--epochs", "2" if quick else "5", "--quiet", "--seed", "1")
+        return str(out)
+    if backbone == "gpt2-nlpft":
+        if gpt:
+            return gpt
+        out = work / "gpt2-austen-kjv"
+        if not out.exists():
+            _say(f"tiny GPT-2 on austen + kjv, {gpt_steps} steps ...")
+            _nlpft("pretrain", "--arch", "gpt2", "--corpus", str(_find("austen.txt")), str(_find("kjv.txt")),
+                   "--out", str(out), "--max-steps", str(gpt_steps), "--quiet", "--seed", "1")
+        return str(out)
+    raise ValueError(backbone)
+
+
+def settings(backbone: str, quick: bool) -> list[str]:
+    if backbone == "tfidf":
+        return []
+    if backbone in ("minilm", "gpt2-nlpft"):
+        return ["--epochs", "1" if quick else "3"] + (["--lr", "5e-4"] if backbone == "gpt2-nlpft" else [])
+    if backbone == "rnn-random":
+        return ["--epochs", "4" if quick else "8", "--random-init", "--no-gradual-unfreeze", "--layer-lr-factor", "1",
+                "--batch-size", "32"]
+    if backbone == "rnn-lm":
+        return ["--epochs", "4" if quick else "8", "--batch-size", "32"]
+    return ["--epochs", "5" if quick else "10", "--batch-size", "32"]  # static vectors
+
+
+def run_backbone(backbone: str, model: str, split: dict, seeds: list[int], quick: bool, work: Path) -> dict:
+    runs = []
+    for seed in seeds:
+        out = work / "runs" / f"{backbone}-{seed}"
+        _say(f"{backbone}, seed {seed} ...")
+        started = time.perf_counter()
+        _nlpft("finetune", "--train", str(split["train"]), "--valid", str(split["valid"]), "--test",
+               str(split["test"]), "--model", model, "--out", str(out), "--seed", str(seed), "--quiet",
+               *settings(backbone, quick))
+        wall = time.perf_counter() - started
+        m = json.loads((out / "metrics.json").read_text())
+        runs.append({"seed": seed, "wall_s": wall, "accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],
+                     "train_s": m["train_time_s"], "examples_per_s": m.get("train_examples_per_s"),
+                     "parameters": m["parameters"], "peak_rss_mib": m["peak_rss_mib"], "epochs": m["epochs"]})
+    acc = [r["accuracy"] for r in runs]
+    f1 = [r["macro_f1"] for r in runs]
+    rates = [r["examples_per_s"] for r in runs if r["examples_per_s"]]
+    return {"backbone": backbone, "model": model, "settings": settings(backbone, quick), "runs": runs,
+            "accuracy_mean": statistics.mean(acc), "accuracy_std": statistics.pstdev(acc),
+            "macro_f1_mean": statistics.mean(f1), "macro_f1_std": statistics.pstdev(f1),
+            "train_s_mean": statistics.mean(r["train_s"] for r in runs),
+            "examples_per_s_mean": statistics.mean(rates) if rates else None,
+            "parameters": runs[0]["parameters"], "peak_rss_mib_max": max(r["peak_rss_mib"] for r in runs)}
+
+
+def plain_baseline(split: dict, quick: bool, seed: int) -> dict:
+    from nlpft.pretrained.loading import resolve_model
+
+    _say("plain transformers MiniLM, padded to max length ...")
+    line = _run([sys.executable, str(HERE / "plain_trainer.py"), "--model", str(resolve_model("minilm").path),
+                 "--train", str(split["train"]), "--test", str(split["test"]), "--epochs", "1" if quick else "3",
+                 "--seed", str(seed)])
+    return json.loads(line.strip().splitlines()[-1])
+
+
+def _md(results: dict) -> str:
+    out = ["# Fine-tuning benchmark: BBC News (5 classes)", "", results["machine"], "",
+           f"Split: {results['split']['train']} train / {results['split']['valid']} valid / "
+           f"{results['split']['test']} test (stratified, seed 13); seeds {results['seeds']}"
+           + ("; --quick settings" if results["quick"] else ""), "",
+           "| backbone | accuracy | macro F1 | train time | train examples/s | parameters | peak RSS |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in results["rows"]:
+        rate = f"{row['examples_per_s_mean']:,.1f}" if row["examples_per_s_mean"] else "n/a"
+        out.append(f"| {row['backbone']} | {row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f} "
+                   f"| {row['macro_f1_mean']:.4f} ± {row['macro_f1_std']:.4f} | {row['train_s_mean']:.0f} s "
+                   f"| {rate} | {row['parameters']:,} | {row['peak_rss_mib_max']:.0f} MiB |")
+    if results.get("plain"):
+        p = results["plain"]
+        out += ["", f"Plain transformers MiniLM (pad to max length, fp32): {p['examples_per_s']:.1f} examples/s, "
+                    f"accuracy {p['accuracy']:.4f}; nlpft / plain examples/s: **{results['speed_ratio']:.2f}**"]
+    out += ["", "Settings per backbone: " + "; ".join(f"{r['backbone']}: {' '.join(r['settings']) or 'defaults'}"
+                                                       for r in results["rows"])]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14, 15])
+    ap.add_argument("--quick", action="store_true", help="fewer epochs (see `settings`)")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain transformers baseline")
+    ap.add_argument("--gpt", default=None, help="a GPT-2 directory from `nlpft pretrain` (default: pretrain one)")
+    ap.add_argument("--gpt-steps", type=int, default=600)
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                          f"torch {torch.__version__}, Python {platform.python_version()}",
+               "seeds": args.seeds, "quick": args.quick, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        split = write_split(_find("bbc_news.csv"), work / "split")
+        results["split"] = {name: sum(1 for _ in open(path, encoding="utf-8")) - 1 for name, path in split.items()}
+        started = time.perf_counter()
+        for backbone in args.backbones:
+            model = prepare(backbone, work, split, args.quick, args.gpt, args.gpt_steps)
+            results["rows"].append(run_backbone(backbone, model, split, args.seeds, args.quick, work))
+        if "minilm" in args.backbones and not args.no_plain:
+            results["plain"] = plain_baseline(split, args.quick, args.seeds[0])
+            minilm = next(r for r in results["rows"] if r["backbone"] == "minilm")
+            results["speed_ratio"] = minilm["runs"][0]["examples_per_s"] / results["plain"]["examples_per_s"]
+        results["total_wall_s"] = time.perf_counter() - started
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report = _md(results)
+    (args.results / "results.md").write_text(report + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
