@@ -302,3 +302,14 @@ def test_name_registers_model(corpus, tmp_path, monkeypatch, capsys):
                  "--seed", "1"]) == 0
     assert capsys.readouterr().out.startswith("the cat")
     assert pretrain(corpus, tmp_path / "x", "--arch", "gpt2", "--name", "minilm") == 2  # built-in names are taken
+
+
+def test_continue_gpt_from_own_output(gpt_dir, corpus, tmp_path):
+    """--from works for GPT-style checkpoints too: causal LM, same tokenizer, no new head."""
+    out = tmp_path / "gpt-more"
+    assert main(["pretrain", "--from", str(gpt_dir), "--corpus", str(corpus), "--out", str(out), "--max-steps", "4",
+                 "--block-size", "32", "--batch-size", "4", "--max-eval-blocks", "8", "--quiet", "--threads", "1",
+                 "--lr", "1e-3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["objective"] == "clm" and not metrics["new_head_weights"]
+    assert (out / "tokenizer.json").read_bytes() == (gpt_dir / "tokenizer.json").read_bytes()

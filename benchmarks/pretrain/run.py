@@ -221,18 +221,27 @@ def _md(results: dict) -> str:
     out = ["# nlpft pretrain benchmark", "", f"{results['machine']}", ""]
     if "gpt-austen" in results:
         r = results["gpt-austen"]
-        g, n = r["gpt"], r["rnn"]
+        n = r["rnn"]
         out += ["## Tiny GPT-2 vs RNN LM on Jane Austen (same held-out test text)", "",
-                "| model | params | train wall | train tokens/s | peak RSS | test ppl (own tokens) | test ppl per word |",
-                "|---|---:|---:|---:|---:|---:|---:|",
-                f"| GPT-2 tiny, {g['steps']} steps, BPE {g['vocab_size']:,} | {g['parameters']:,} | {g['wall_s']:.0f} s "
-                f"| {g['train_tokens_per_s']:,.0f} | {g['peak_rss_mib']:.0f} MiB | {g['test_file_ppl_per_token']:.1f} "
-                f"| {g['test_file_ppl_per_word']:.1f} |",
-                f"| RNN LM (defaults), {n['epochs']} epochs, words (OOV {n['oov_rate']:.1%}) | {n['parameters']:,} "
-                f"| {n['wall_s']:.0f} s | {n['train_tokens_per_s']:,.0f} | {n['peak_rss_mib']:.0f} MiB "
-                f"| {n['test_file_ppl_per_token']:.1f} | {n['test_file_ppl_per_word']:.1f} |", "",
-                f"Per word = exp(total test nats / {r['test_file_word_units']:,} words + line ends).", "",
-                "Samples (temperature 0.8, top-k 50, seed 1):", ""]
+                "| model | params | wall (whole command) | train tokens/s | peak RSS | valid ppl (own tokens) "
+                "| test ppl (own tokens) | test ppl per word |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key in ("gpt", "gpt_bf16"):
+            if key in r:
+                g = r[key]
+                out.append(f"| GPT-2 tiny {g.get('precision', 'fp32')}, {g['steps']} steps, BPE {g['vocab_size']:,} "
+                           f"| {g['parameters']:,} | {g['wall_s']:.0f} s | {g['train_tokens_per_s']:,.0f} "
+                           f"| {g['peak_rss_mib']:.0f} MiB | {g['valid_ppl']:.1f} | {g['test_file_ppl_per_token']:.1f} "
+                           f"| {g['test_file_ppl_per_word']:.1f} |")
+        out += [f"| RNN LM (defaults), {n['epochs']} epochs, words (OOV {n['oov_rate']:.1%}) | {n['parameters']:,} "
+                f"| {n['wall_s']:.0f} s{'*' if n.get('note') else ''} | {n['train_tokens_per_s']:,.0f}"
+                f"{'*' if n.get('note') else ''} | {n['peak_rss_mib']:.0f} MiB | | {n['test_file_ppl_per_token']:.1f} "
+                f"| {n['test_file_ppl_per_word']:.1f} |", "",
+                f"Per word = exp(total test nats / {r['test_file_word_units']:,} words + line ends): the RNN LM's "
+                "unit, so both columns compare; the RNN LM's figure is flattered by [UNK] (rare words share one id)."]
+        if n.get("note"):
+            out.append(f"\\* {n['note']}.")
+        out += ["", "Samples from the fp32 model (temperature 0.8, top-k 50, seed 1; / marks a line break):", ""]
         out += [f"> {s.replace(chr(10), ' / ')}" for s in r["samples"]]
         out.append("")
     if "austen+kjv" in results:
