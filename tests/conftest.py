@@ -40,3 +40,22 @@ def small_corpus(tmp_path: Path) -> Path:
     path = tmp_path / "small.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def kill_after_first_checkpoint(cmd: list[str], out: Path, timeout: float = 240) -> None:
+    """Run `cmd` (a training command writing `out`) and SIGKILL it as soon as its first
+    complete checkpoint (one with complete.json) exists under `out`.partial/checkpoint."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = out.with_name(out.name + ".partial") / "checkpoint"
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if root.is_dir() and any((d / "complete.json").is_file() for d in root.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint"

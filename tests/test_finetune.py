@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.cli.main import main
+from tests.conftest import kill_after_first_checkpoint
 
 POSITIVE = ["good", "great", "excellent", "lovely", "wonderful"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful"]
@@ -204,22 +205,6 @@ def test_bad_csv_fails_before_model_loads(tmp_path, capsys):
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
-def _kill_after_first_checkpoint(cmd: list[str], out: Path) -> None:
-    import signal
-    import time
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = out.with_name(out.name + ".partial") / "checkpoint"
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline:
-        if root.is_dir() and any((d / "complete.json").is_file() for d in root.iterdir()):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint"
-
-
 def test_resume_after_sigkill_mid_epoch_gives_same_metrics(data_csv, tiny_bert, tmp_path):
     """Killed mid-epoch (checkpoint at step 8 of 15 per epoch) and resumed: the same weights
     and test metrics as a run that was never interrupted."""
@@ -229,7 +214,7 @@ def test_resume_after_sigkill_mid_epoch_gives_same_metrics(data_csv, tiny_bert, 
             "--patience", "10", *FAST[:1], "2", *FAST[2:]]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main([*args, "--out", str(straight)]) == 0
-    _kill_after_first_checkpoint([sys.executable, "-m", "nlpft", *args, "--out", str(resumed)], resumed)
+    kill_after_first_checkpoint([sys.executable, "-m", "nlpft", *args, "--out", str(resumed)], resumed)
     assert main([*args, "--out", str(resumed), "--resume"]) == 0
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(a[k].equal(b[k]) for k in a)

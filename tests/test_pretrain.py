@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.cli.main import main
+from tests.conftest import kill_after_first_checkpoint
 
 FAST = ["--size", "tiny", "--block-size", "32", "--batch-size", "4", "--vocab-size", "300",
         "--eval-every", "5", "--max-eval-blocks", "8", "--quiet", "--threads", "1"]
@@ -223,19 +224,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "nlpft", *args]
 
 
-def _kill_after_first_checkpoint(cmd: list[str], out: Path) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = out.with_name(out.name + ".partial") / "checkpoint"
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline:
-        if root.is_dir() and any((d / "complete.json").is_file() for d in root.iterdir()):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint"
-
-
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])
 def test_resume_after_sigkill_is_exact(arch, corpus, tmp_path):
     """Killed after a checkpoint and resumed, the run ends with the very same weights as an
@@ -247,7 +235,7 @@ def test_resume_after_sigkill_is_exact(arch, corpus, tmp_path):
             *FAST]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main([*args, "--out", str(straight)]) == 0
-    _kill_after_first_checkpoint(_cli(*args, "--out", str(resumed)), resumed)
+    kill_after_first_checkpoint(_cli(*args, "--out", str(resumed)), resumed)
     checkpoints = resumed.with_name("resumed.partial") / "checkpoint"
     assert not no_pickles(checkpoints)
     assert main([*args, "--out", str(resumed), "--resume"]) == 0
@@ -260,7 +248,7 @@ def test_missing_rng_state_is_an_error(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["pretrain", "--arch", "gpt2", "--corpus", str(corpus), "--out", str(out), "--max-steps", "12",
             "--checkpoint-every", "5", *FAST]
-    _kill_after_first_checkpoint(_cli(*args), out)
+    kill_after_first_checkpoint(_cli(*args), out)
     checkpoint = next((out.with_name("run.partial") / "checkpoint").glob("checkpoint-*"))
     for file in checkpoint.glob("rng-*"):
         file.unlink()

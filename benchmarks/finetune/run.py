@@ -149,7 +149,7 @@ def run_backbone(backbone: str, model: str, split: dict, seeds: list[int], quick
     acc = [r["accuracy"] for r in runs]
     f1 = [r["macro_f1"] for r in runs]
     rates = [r["examples_per_s"] for r in runs if r["examples_per_s"]]
-    return {"backbone": backbone, "model": model, "settings": settings(backbone, quick), "runs": runs,
+    return {"backbone": backbone, "model": Path(model).name, "settings": settings(backbone, quick), "runs": runs,
             "accuracy_mean": statistics.mean(acc), "accuracy_std": statistics.pstdev(acc),
             "macro_f1_mean": statistics.mean(f1), "macro_f1_std": statistics.pstdev(f1),
             "train_s_mean": statistics.mean(r["train_s"] for r in runs),

@@ -124,7 +124,9 @@ def _flag(args, name, default):
 
 
 def _eval(model: str, corpus: Path, *extra: str) -> dict:
-    return json.loads(_nlpft("lm", "eval", "--model", model, "--corpus", str(corpus), "--json", *extra))
+    result = json.loads(_nlpft("lm", "eval", "--model", model, "--corpus", str(corpus), "--json", *extra))
+    result["model"] = Path(model).name  # results keep no machine paths
+    return result
 
 
 # -- parts ---------------------------------------------------------------------------------

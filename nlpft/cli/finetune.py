@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options
+from nlpft.cli.main import add_common_options, add_training_options, run_training
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
@@ -142,19 +141,12 @@ OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from nlpft.lm.trainer import Interrupted
     from nlpft.runners.finetune import FinetuneOptions, finetune
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
     if values["seed"] is None:
         values["seed"] = 13
-    try:
-        finetune(FinetuneOptions(train=args.train, out=args.out, **values))
-    except Interrupted as exc:
-        print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
-              file=sys.stderr)
-        return 128 + int(getattr(signal, str(exc), signal.SIGINT))
-    return 0
+    return run_training(lambda: finetune(FinetuneOptions(train=args.train, out=args.out, **values)))
 
 
 def run_predict(args: argparse.Namespace) -> int:

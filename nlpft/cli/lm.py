@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import sys
 
-from nlpft.cli.main import add_command_group, add_common_options, add_training_options
+from nlpft.cli.main import (
+    add_command_group,
+    add_common_options,
+    add_training_options,
+    run_training,
+)
 
 TRAIN_DESCRIPTION = """\
 Train an LSTM/GRU language model on a corpus.
@@ -128,7 +131,7 @@ TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "w
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from nlpft.lm.trainer import Interrupted, LMTrainConfig
+    from nlpft.lm.trainer import LMTrainConfig
     from nlpft.runners.lm import LMDataOptions, train_lm
 
     data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
@@ -139,14 +142,8 @@ def run_train(args: argparse.Namespace) -> int:
     train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
     if train_values["epochs"] is None:
         train_values["epochs"] = 10
-    try:
-        train_lm(data, model_options, LMTrainConfig(**train_values), args.out, resume=args.resume,
-                 threads=args.threads, quiet=args.quiet)
-    except Interrupted as exc:
-        print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
-              file=sys.stderr)
-        return 128 + int(getattr(signal, str(exc), signal.SIGINT))
-    return 0
+    return run_training(lambda: train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
+                                         resume=args.resume, threads=args.threads, quiet=args.quiet))
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -157,6 +157,22 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def run_training(train) -> int:
+    """Call `train()`; a Ctrl-C/SIGTERM that stopped it after writing a checkpoint becomes
+    a one-line hint and the shell's 128 + signal exit code."""
+    import signal
+
+    from nlpft.lm.trainer import Interrupted
+
+    try:
+        train()
+    except Interrupted as exc:
+        print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
+              file=sys.stderr)
+        return 128 + int(getattr(signal, str(exc), signal.SIGINT))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 
-from nlpft.cli.main import add_common_options, add_training_options
+from nlpft.cli.main import add_common_options, add_training_options, run_training
 
 DESCRIPTION = """\
 Pretrain a transformer language model on a corpus with the Hugging Face Trainer.
@@ -104,16 +102,9 @@ OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_s
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from nlpft.lm.trainer import Interrupted
     from nlpft.runners.pretrain import PretrainOptions, pretrain
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
     if values["seed"] is None:
         values["seed"] = 13
-    try:
-        pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values))
-    except Interrupted as exc:
-        print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
-              file=sys.stderr)
-        return 128 + int(getattr(signal, str(exc), signal.SIGINT))
-    return 0
+    return run_training(lambda: pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values)))
