@@ -374,7 +374,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
     torch.manual_seed(opts.seed)
     model = backbone.build_model(num_labels, names, opts.task)
     trainer = _trainer(opts, model, backbone, datasets, task, work, output)
-    from nlpft.training.hf import complete_checkpoints, latest_checkpoint
+    from nlpft.training.hf import StopOnSignal, checkpoint_step, complete_checkpoints, latest_checkpoint
 
     resume_from = None
     if opts.resume:
@@ -386,7 +386,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_s = time.perf_counter() - started
-    stopper = next(cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "StopOnSignal")
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
     if stopper.signal_name is not None:
         from nlpft.lm.trainer import Interrupted
 
@@ -415,7 +415,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
             backbone.tokenizer.save(work)  # tokenizer.json next to the classifier
         (work / "training_args.json").unlink(missing_ok=True)
         shutil.rmtree(best, ignore_errors=True)
-    steps_this_run = trainer.state.global_step - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    steps_this_run = trainer.state.global_step - (checkpoint_step(resume_from) if resume_from else 0)
     examples_seen = steps_this_run * opts.batch_size * opts.grad_accum * trainer.args.world_size
     return {"task_spec": task, "test_scores": test_scores, "train_s": train_s,
             "history": trainer.state.log_history, "parameters": sum(p.numel() for p in model.parameters()),

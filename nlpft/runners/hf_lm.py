@@ -63,7 +63,7 @@ def eval_hf_lm(spec: str, corpus: list[str], batch_size: int = 8, block_size: in
                precision: str = "fp32", threads: int | None = None, seed: int = 13,
                mlm_probability: float = 0.15) -> dict:
     from nlpft.data.registry import resolve_corpus
-    from nlpft.pretrained.loading import resolve_model
+    from nlpft.pretrained.loading import max_positions, resolve_model
 
     text = resolve_corpus(corpus)
     text.validate()
@@ -79,7 +79,7 @@ def eval_hf_lm(spec: str, corpus: list[str], batch_size: int = 8, block_size: in
     if threads:
         torch.set_num_threads(threads)
     model, tokenizer = _load_lm(resolved, objective)
-    limit = _positions(model.config)
+    limit = max_positions(resolved.config) or 512
     block_size = block_size or min(limit, 512 if objective == "clm" else 128)
     if not 8 <= block_size <= limit:
         raise UserInputError(f"--block-size must be between 8 and the model's {limit} positions")
@@ -142,18 +142,10 @@ def _score(model, dataset, batch_size: int, objective: str, precision: str) -> t
     return total, count
 
 
-def _positions(config) -> int:
-    for key in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 512
-
-
 def generate_hf(spec: str, prompt: str, max_tokens: int = 50, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> str:
     """The continuation of `prompt` (new text only)."""
-    from nlpft.pretrained.loading import resolve_model
+    from nlpft.pretrained.loading import max_positions, resolve_model
 
     resolved = resolve_model(spec)
     if _objective(resolved) != "clm":
@@ -170,7 +162,7 @@ def generate_hf(spec: str, prompt: str, max_tokens: int = 50, temperature: float
         ids = [start] + ids  # the model saw text after an end-of-text token, or from a block start
     if not ids:
         raise UserInputError("give a --prompt: the tokenizer has no start token to begin from")
-    limit = _positions(model.config)
+    limit = max_positions(resolved.config) or 512
     if len(ids) + max_tokens > limit:
         raise UserInputError(f"prompt ({len(ids)} tokens) plus --max-tokens {max_tokens} exceeds the model's "
                              f"{limit} positions; shorten one of them")

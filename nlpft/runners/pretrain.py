@@ -235,7 +235,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
 
     trainer, stopper = _trainer(opts, model, tokenizer, blocks["train"], eval_sets["valid"], train_collator,
                                 eval_collator, masker, work, "valid MLM loss" if objective == "mlm" else "valid loss")
-    from nlpft.training.hf import latest_checkpoint
+    from nlpft.training.hf import checkpoint_step, latest_checkpoint
 
     resume_from = latest_checkpoint(output.checkpoint_dir) if opts.resume else None
     if opts.resume and resume_from is not None and not opts.quiet:
@@ -253,7 +253,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
 
     valid = _evaluate(trainer, eval_sets["valid"])
     test = _evaluate(trainer, eval_sets["test"])
-    steps_this_run = trainer.state.global_step - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    steps_this_run = trainer.state.global_step - (checkpoint_step(resume_from) if resume_from else 0)
     tokens_per_step = opts.batch_size * opts.grad_accum * block_size
     model.config.use_cache = True
     trainer.save_model(str(work))  # model.safetensors, config.json, tokenizer files, training_args.json

@@ -47,7 +47,8 @@ COMPLETE = "complete.json"
 TRAINER_STATE = "trainer_state.json"
 
 
-def _step_of(path: Path) -> int:
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a `checkpoint-N` directory was saved at (-1 for other names)."""
     try:
         return int(path.name[len(PREFIX):])
     except ValueError:
@@ -60,8 +61,8 @@ def complete_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     if not run_dir.is_dir():
         return []
     found = [p for p in run_dir.iterdir()
-             if p.is_dir() and p.name.startswith(PREFIX) and _step_of(p) >= 0 and (p / COMPLETE).is_file()]
-    return sorted(found, key=_step_of)
+             if p.is_dir() and p.name.startswith(PREFIX) and checkpoint_step(p) >= 0 and (p / COMPLETE).is_file()]
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
