@@ -163,6 +163,46 @@ def test_finetune_gpt_decoder_without_pad_token(data_csv, tiny_gpt, tmp_path):
     assert config["architectures"] == ["GPT2ForSequenceClassification"] and config["pad_token_id"] is not None
 
 
+def test_mean_pooling_encoder(data_csv, tiny_bert, tiny_gpt, tmp_path, capsys):
+    out = tmp_path / "mean-clf"
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out),
+                 "--pooling", "mean", *FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert (out / "pooled_head.safetensors").is_file() and (out / "pooled_head.json").is_file()
+    from transformers import AutoModel
+
+    assert type(AutoModel.from_pretrained(out)).__name__ == "BertModel"  # the encoder is a stock directory
+    # predict reloads encoder + head: the same decisions as the test predictions written in training
+    with open(out / "predictions.csv", encoding="utf-8") as fh:
+        test_rows = list(csv.DictReader(fh))
+    source = write_csv(tmp_path / "test-again.csv", test_rows)
+    again = tmp_path / "again.csv"
+    assert main(["predict", "--model", str(out), "--input", str(source), "--out", str(again)]) == 0
+    with open(again, encoding="utf-8") as fh:
+        predicted = list(csv.DictReader(fh))
+    assert [r["predicted"] for r in predicted] == [r["predicted"] for r in test_rows]
+    assert max(abs(float(a["p_pos"]) - float(b["p_pos"])) for a, b in zip(predicted, test_rows, strict=True)) < 0.05
+    capsys.readouterr()
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_gpt), "--out", str(tmp_path / "x"),
+                 "--pooling", "mean", *FAST]) == 2
+    assert "--pooling mean applies to BERT-style encoders" in capsys.readouterr().err
+
+
+def test_precision_auto_picks_bf16_only_for_transformers_on_bf16_hardware(monkeypatch):
+    from nlpft.errors import UserInputError
+    from nlpft.training import precision
+
+    monkeypatch.setattr(precision, "bf16_is_native", lambda: True)
+    assert precision.resolve_precision("auto") == "bf16"
+    assert precision.resolve_precision("auto", transformer=False) == "fp32"
+    assert precision.resolve_precision("fp32") == "fp32"
+    monkeypatch.setattr(precision, "bf16_is_native", lambda: False)
+    assert precision.resolve_precision("auto") == "fp32" and precision.resolve_precision("bf16") == "bf16"
+    with pytest.raises(UserInputError, match="fp16"):
+        precision.resolve_precision("fp16")
+
+
 def test_tfidf_baseline_and_reload(data_csv, tmp_path, capsys):
     out = tmp_path / "tfidf"
     assert main(["finetune", "--train", str(data_csv), "--model", "tfidf", "--out", str(out), "--quiet"]) == 0

@@ -100,8 +100,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--layer-lr-factor", type=float, default=2.6,
                    help="RNN LM: each layer down the stack learns this many times slower (default: %(default)s; "
                         "1 = one rate)")
-    o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
+    o.add_argument("--pooling", choices=["cls", "mean"], default="cls",
+                   help="BERT-style encoders: cls = the stock [CLS] pooler, and the output works with "
+                        "pipeline('text-classification'); mean = the average of the token states (how sentence-"
+                        "embedding models such as MiniLM were trained), loaded by nlpft predict/evaluate "
+                        "(default: %(default)s)")
+    o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
+                        "recent GPUs), else fp32; weights stay fp32 (default: %(default)s)")
     o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(_handler=run_finetune, _parser=p)
@@ -137,7 +143,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col", "task", "label_delimiter",
                "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
                "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
-               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze", "layer_lr_factor", "random_init", "precision", "seed", "threads", "quiet", "resume")
+               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze",
+               "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads", "quiet", "resume")
 
 
 def run_finetune(args: argparse.Namespace) -> int:

@@ -163,7 +163,9 @@ def run_training(train) -> int:
     import signal
 
     from nlpft.lm.trainer import Interrupted
+    from nlpft.training.allocator import keep_freed_memory
 
+    keep_freed_memory()  # a training step's large buffers are reused, not re-faulted (see allocator.py)
     try:
         train()
     except Interrupted as exc:

@@ -88,8 +88,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--max-eval-blocks", type=int, default=200,
                    help="validation/test blocks used, spread over the split (default: %(default)s)")
     o.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default: %(default)s)")
-    o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
+    o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
+                        "recent GPUs), else fp32; weights stay fp32 (default: %(default)s)")
     o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(_handler=run_pretrain, _parser=p)

@@ -63,7 +63,8 @@ class FinetuneOptions:
     no_gradual_unfreeze: bool = False
     layer_lr_factor: float = 2.6
     random_init: bool = False
-    precision: str = "fp32"
+    pooling: str = "cls"  # BERT-style encoders: "cls" (the stock pooler) or "mean"
+    precision: str = "auto"  # auto: bf16 for transformers where the hardware does it natively
     seed: int = 13
     threads: int | None = None
     quiet: bool = False
@@ -127,6 +128,7 @@ def _check_options(opts: FinetuneOptions) -> None:
         (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
         (opts.lr is None or opts.lr > 0, "--lr must be positive"),
         (opts.patience is None or opts.patience >= 1, "--patience must be at least 1"),
+        (opts.pooling in ("cls", "mean"), "--pooling must be cls or mean"),
         (opts.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
         (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
          "--valid-fraction and --test-fraction must be between 0 and 0.5"),
@@ -161,11 +163,18 @@ def finetune(opts: FinetuneOptions) -> Path:
             raise UserInputError(f"{opts.model}: a {resolved.model_type} model is neither an encoder (BERT-style) "
                                  "nor a decoder (GPT-style)")
         backbone = f"hf-{resolved.family}"
+    if opts.pooling == "mean" and backbone != "hf-encoder":
+        what = "a GPT-style decoder (pooled at its last token)" if backbone == "hf-decoder" else "not one"
+        raise UserInputError(f"--pooling mean applies to BERT-style encoders; {opts.model} is {what}")
+    from nlpft.training.precision import resolve_precision
+
+    opts.precision = resolve_precision(opts.precision, transformer=backbone.startswith("hf-"))
     opts.quiet = opts.quiet or rank != 0
     if not opts.quiet:
         sizes = f"{len(splits.train):,} train, {len(splits.valid):,} valid, {len(splits.test):,} test examples"
         labels = f", {len(splits.label_map)} labels" if splits.label_map is not None else ""
-        print(f"finetune: {sizes}{labels}; backbone {opts.model}", file=sys.stderr)
+        matrix_work = f", {opts.precision}" if backbone != "tfidf" else ""
+        print(f"finetune: {sizes}{labels}; backbone {opts.model}{matrix_work}", file=sys.stderr)
         for name, summary in splits.skipped.items():
             print(f"  {name}: skipped {summary}", file=sys.stderr)
     import torch
@@ -243,6 +252,21 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
         extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[task]}
         if names:
             extra.update(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+        if opts.pooling == "mean":
+            from nlpft.finetune.pooled import MeanPoolClassifier
+
+            if opts.random_init:
+                from transformers import AutoModel
+
+                from nlpft.pretrained.loading import load_config
+
+                encoder = AutoModel.from_config(load_config(resolved))
+            else:
+                encoder = load_model(resolved, head="base", quiet=True)
+            for key, value in extra.items():
+                setattr(encoder.config, key, value)
+            encoder.train()
+            return MeanPoolClassifier(encoder, num_labels)
         if opts.random_init:  # the architecture and tokenizer only: what pretraining buys, measured
             from transformers import AutoModelForSequenceClassification
 
@@ -425,6 +449,14 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
             "text_framing": {"prefix_ids": list(backbone.prefix_ids), "suffix_ids": list(backbone.suffix_ids)}}
 
 
+def _save_state(model, directory: Path) -> None:
+    """The whole module's weights, under the names `load_weights` restores them by (a
+    mean-pooling classifier's save_pretrained writes encoder and head to separate files)."""
+    from safetensors.torch import save_model
+
+    save_model(model, str(Path(directory) / "model.safetensors"))
+
+
 def _logits(trainer, dataset) -> np.ndarray:
     output = trainer.predict(dataset)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
@@ -480,8 +512,8 @@ def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, t
     )
     greater = opts.task != "regression"
     metric = "macro_f1" if greater else "loss"
-    callbacks = [StopOnSignal(), KeepBest(work / BEST_DIR, metric=metric, greater_is_better=greater,
-                                          patience=opts.patience)]
+    callbacks = [StopOnSignal(), KeepBest(work / BEST_DIR, save=_save_state, metric=metric,
+                                          greater_is_better=greater, patience=opts.patience)]
     optimizers = (None, None)
     if backbone.ulmfit:
         groups = model.layer_groups()
@@ -544,7 +576,7 @@ def _write_outputs(opts: FinetuneOptions, splits: Splits, work: Path, backbone: 
     summary = {"model": opts.model, "task": opts.task, "backbone": backbone, "train_examples": len(splits.train),
                "valid_examples": len(splits.valid), "test_examples": len(splits.test), "epochs": epochs,
                "steps": steps, "train_time_s": train_s, "train_examples_per_s": train_examples_per_s,
-               "parameters": parameters, "peak_rss_mib": peak_rss_bytes() / 2**20}
+               "precision": opts.precision if backbone != "tfidf" else None, "parameters": parameters, "peak_rss_mib": peak_rss_bytes() / 2**20}
     m.write_report(work / "report.md", summary, test_metrics, opts.task, plots)
     write_json(work / "metrics.json", {"test": test_metrics, **summary, "skipped_rows": splits.skipped,
                                        "truncated": truncated,
@@ -631,9 +663,12 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
         from nlpft.pretrained.loading import load_model, load_tokenizer
         from nlpft.training.hf import transformers_quiet
 
+        from nlpft.finetune.pooled import MeanPoolClassifier, is_mean_pooled
+
         with transformers_quiet():
             tokenizer = load_tokenizer(str(model_dir))
-            model = load_model(str(model_dir), head="sequence-classification", quiet=True)
+            model = (MeanPoolClassifier.from_pretrained(model_dir) if is_mean_pooled(model_dir)
+                     else load_model(str(model_dir), head="sequence-classification", quiet=True))
         if tokenizer.hf.pad_token_id is None:
             tokenizer.hf.pad_token = tokenizer.hf.eos_token
         pad_id = tokenizer.hf.pad_token_id

@@ -49,7 +49,7 @@ class PretrainOptions:
     eval_every: int = 200
     checkpoint_every: int = 200
     max_eval_blocks: int = 200
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: bf16 where the hardware does it natively
     seed: int = 13
     threads: int | None = None
     quiet: bool = False
@@ -117,6 +117,9 @@ def pretrain(opts: PretrainOptions) -> Path:
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    from nlpft.training.precision import resolve_precision
+
+    opts.precision = resolve_precision(opts.precision)
     output = RunOutput(opts.out, resume=opts.resume)
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
