@@ -189,6 +189,20 @@ def test_mean_pooling_encoder(data_csv, tiny_bert, tiny_gpt, tmp_path, capsys):
     assert "--pooling mean applies to BERT-style encoders" in capsys.readouterr().err
 
 
+def test_tokenizer_model_mismatch_is_a_clear_error(data_csv, tiny_bert, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken-bert"
+    shutil.copytree(tiny_bert, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["vocab_size"] = 50  # fewer embedding rows than the tokenizer has ids
+    (broken / "config.json").write_text(json.dumps(config))
+    assert main(["finetune", "--train", str(data_csv), "--model", str(broken), "--out", str(tmp_path / "x"),
+                 *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the tokenizer has" in err and "50 rows" in err and not (tmp_path / "x").exists()
+
+
 def test_precision_auto_picks_bf16_only_for_transformers_on_bf16_hardware(monkeypatch):
     from nlpft.errors import UserInputError
     from nlpft.training import precision

@@ -247,6 +247,13 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
         if hf_tok.eos_token is None:
             raise UserInputError(f"{resolved.name}: the tokenizer has neither a pad nor an end-of-text token")
         hf_tok.pad_token = hf_tok.eos_token
+    from nlpft.pretrained.loading import load_config
+
+    embedding_rows = getattr(load_config(resolved), "vocab_size", None)  # checked before the weights load
+    if embedding_rows is not None and len(hf_tok) > embedding_rows:
+        raise UserInputError(f"{resolved.where}: the tokenizer has {len(hf_tok):,} ids but the model's embedding "
+                             f"has {embedding_rows:,} rows; the tokenizer and the weights come from different "
+                             "checkpoints (save them together, or pass the matching tokenizer's directory)")
 
     def build(num_labels: int, names: list[str], task: str):
         extra = {"num_labels": num_labels, "problem_type": HF_PROBLEM_TYPE[task]}
@@ -258,8 +265,6 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
             if opts.random_init:
                 from transformers import AutoModel
 
-                from nlpft.pretrained.loading import load_config
-
                 encoder = AutoModel.from_config(load_config(resolved))
             else:
                 encoder = load_model(resolved, head="base", quiet=True)
@@ -269,8 +274,6 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
             return MeanPoolClassifier(encoder, num_labels)
         if opts.random_init:  # the architecture and tokenizer only: what pretraining buys, measured
             from transformers import AutoModelForSequenceClassification
-
-            from nlpft.pretrained.loading import load_config
 
             config = load_config(resolved)
             for key, value in extra.items():
@@ -357,6 +360,9 @@ def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
             return model
         init = np_.random.default_rng(opts.seed).uniform(-0.1, 0.1, (tokenizer.vocab_size, kv.vector_size))
         matrix, coverage = vectors_for_vocabulary(kv, tokenizer, init.astype(np_.float32))
+        if coverage["found"] == 0:
+            raise UserInputError(f"{opts.model}: none of the tokenizer's {coverage['words']:,} words has a vector; "
+                                 "tokenizer.json and the vectors come from different runs")
         matrix[pad] = 0.0
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(matrix))
