@@ -18,7 +18,7 @@ training examples/s, parameters, peak RSS. In the same run, for MiniLM, the exam
 plain_trainer.py (stock transformers, every text padded to --max-length, fp32) and the
 ratio nlpft / plain.
 
-    python benchmarks/finetune/run.py --quick              # 1 epoch for transformers, fewer for the rest
+    python benchmarks/finetune/run.py --quick              # 1 MiniLM epoch, fewer for the rest: < 1 hour
     python benchmarks/finetune/run.py --backbones tfidf minilm --seeds 13
 
 Writes results.json and results.md under --results. Every number is measured in the run.
@@ -198,6 +198,9 @@ def _md(results: dict) -> str:
                 f"{results['total_wall_s'] / 60:.1f} min (`{results['command']}`)"]
     out += ["", "Settings per backbone: " + "; ".join(f"{r['backbone']}: {' '.join(r['settings']) or 'defaults'}"
                                                        for r in results["rows"])]
+    if results["quick"]:
+        out += ["", "--quick trains MiniLM for one epoch to fit the hour; `nlpft finetune`'s defaults (3 epochs, "
+                    "no --quick) are what MiniLM's full accuracy needs."]
     return "\n".join(out)
 
 

@@ -67,6 +67,17 @@ class MeanPoolClassifier(nn.Module):
             {"pooling": "mean", "num_labels": self.classifier.out_features, "dropout": self.dropout.p},
             indent=2) + "\n", encoding="utf-8")
 
+    def load_checkpoint_weights(self, directory: str | os.PathLike) -> None:
+        """Weights written by `save_pretrained` (a checkpoint being resumed), every tensor checked."""
+        from safetensors.torch import load_file, load_model
+
+        directory = Path(directory)
+        missing, unexpected = load_model(self.encoder, str(directory / "model.safetensors"), strict=False)
+        if missing or unexpected:
+            raise UserInputError(f"{directory / 'model.safetensors'}: does not fit the encoder (missing "
+                                 f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        self.classifier.load_state_dict(load_file(str(directory / HEAD_WEIGHTS)))
+
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> MeanPoolClassifier:
         from safetensors.torch import load_file

@@ -198,6 +198,15 @@ class SafeCheckpointTrainer(Trainer):
         (output_dir / f"rng-{rank}.json").write_text(json.dumps(meta), encoding="utf-8")
 
     # -- loading -----------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Model weights on resume. nlpft's own classes whose files are not one state dict
+        (an encoder directory plus a separate head) load themselves, strictly."""
+        target = model if model is not None else self.model
+        if hasattr(target, "load_checkpoint_weights"):
+            target.load_checkpoint_weights(resume_from_checkpoint)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         if checkpoint is None:
             return
