@@ -203,6 +203,19 @@ def test_tokenizer_model_mismatch_is_a_clear_error(data_csv, tiny_bert, tmp_path
     assert "the tokenizer has" in err and "50 rows" in err and not (tmp_path / "x").exists()
 
 
+def test_progress_reports_classifier_metrics_not_perplexity(data_csv, tiny_bert, tmp_path, capsys):
+    """The evaluation lines of a classifier show its accuracy and macro F1; exp(loss) means
+    nothing for a classifier and is left out."""
+    args = ["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(tmp_path / "out"),
+            "--epochs", "1", "--max-steps", "2", "--eval-every", "2", "--max-length", "32", "--threads", "1"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    printed = (captured.out + captured.err).replace("\r", "\n")
+    lines = [line for line in printed.splitlines() if line.startswith("step 2:")]
+    assert lines and "accuracy" in lines[0] and "macro f1" in lines[0], printed[-2000:]
+    assert "perplexity" not in printed
+
+
 def test_precision_auto_picks_bf16_only_for_transformers_on_bf16_hardware(monkeypatch):
     from nlpft.errors import UserInputError
     from nlpft.training import precision

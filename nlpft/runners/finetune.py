@@ -404,7 +404,12 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
     torch.manual_seed(opts.seed)
     model = backbone.build_model(num_labels, names, opts.task)
     trainer = _trainer(opts, model, backbone, datasets, task, work, output)
-    from nlpft.training.hf import StopOnSignal, checkpoint_step, complete_checkpoints, latest_checkpoint
+    from nlpft.training.hf import (
+        StopOnSignal,
+        checkpoint_step,
+        complete_checkpoints,
+        latest_checkpoint,
+    )
 
     resume_from = None
     if opts.resume:
@@ -471,9 +476,6 @@ def _logits(trainer, dataset) -> np.ndarray:
 
 def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, task, work: Path,
              output: RunOutput):
-    from transformers import TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     from nlpft.finetune.data import PadCollator
     from nlpft.finetune.trainer import (
         ClassifierTrainer,
@@ -481,15 +483,20 @@ def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, t
         KeepBest,
         discriminative_optimizer,
     )
-    from nlpft.training.hf import ProgressBar, StopOnSignal
+    from nlpft.training.hf import (
+        ProgressBar,
+        StopOnSignal,
+        training_arguments,
+        use_progress_bar,
+    )
 
     per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
     by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
     eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
     lr = opts.lr or backbone.default_lr
     default_epochs = 3.0 if backbone.kind.startswith("hf-") else 5.0
-    args = TrainingArguments(
-        output_dir=str(output.checkpoint_dir),
+    args = training_arguments(
+        output.checkpoint_dir, seed=opts.seed, precision=opts.precision,
         per_device_train_batch_size=opts.batch_size,
         per_device_eval_batch_size=max(opts.batch_size, 32),
         gradient_accumulation_steps=opts.grad_accum,
@@ -501,18 +508,8 @@ def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, t
         max_steps=opts.max_steps or -1,
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=eval_steps if by_steps else None,
-        save_strategy="steps",
         save_steps=opts.checkpoint_every,
-        save_total_limit=1,
-        logging_strategy="steps",
         logging_steps=max(1, min(50, per_epoch // 4 or 1)),
-        report_to="none",
-        seed=opts.seed,
-        data_seed=opts.seed,
-        bf16=opts.precision == "bf16",
-        use_cpu=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         label_names=["labels"],
         remove_unused_columns=False,
     )
@@ -526,15 +523,12 @@ def _trainer(opts: FinetuneOptions, model, backbone: Backbone, datasets: dict, t
         optimizers = (discriminative_optimizer(groups, lr, opts.weight_decay, opts.layer_lr_factor), None)
         if not opts.no_gradual_unfreeze:
             callbacks.append(GradualUnfreeze(groups))
-    if not opts.quiet:
-        callbacks.append(ProgressBar(eval_name="valid loss"))
     trainer = ClassifierTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=PadCollator(backbone.pad_id), processing_class=backbone.processing_class,
         callbacks=callbacks, compute_metrics=_metric_fn(task), task=task, group_by_length=opts.group_by_length,
         optimizers=optimizers)
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
+    use_progress_bar(trainer, None if opts.quiet else ProgressBar(eval_name="valid loss", perplexity=False))
     return trainer
 
 
@@ -666,10 +660,9 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
         tokenizer = WordTokenizer.load(Path(model_dir) / "tokenizer.json")
         pad_id, max_length = model.config.pad_id, int(meta.get("max_length") or 256)
     else:
+        from nlpft.finetune.pooled import MeanPoolClassifier, is_mean_pooled
         from nlpft.pretrained.loading import load_model, load_tokenizer
         from nlpft.training.hf import transformers_quiet
-
-        from nlpft.finetune.pooled import MeanPoolClassifier, is_mean_pooled
 
         with transformers_quiet():
             tokenizer = load_tokenizer(str(model_dir))

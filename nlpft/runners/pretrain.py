@@ -11,7 +11,6 @@ test loss -> publish OUT as a plain Hugging Face model directory.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -338,13 +337,16 @@ def _evaluate(trainer, dataset) -> dict:
 
 def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, train_collator, eval_collator,
              masker, work: Path, eval_name: str):
-    from transformers import TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from nlpft.training.hf import (
+        ProgressBar,
+        SafeCheckpointTrainer,
+        StopOnSignal,
+        training_arguments,
+        use_progress_bar,
+    )
 
-    from nlpft.training.hf import ProgressBar, SafeCheckpointTrainer, StopOnSignal
-
-    args = TrainingArguments(
-        output_dir=str(work / "checkpoint"),
+    args = training_arguments(
+        work / "checkpoint", seed=opts.seed, precision=opts.precision,
         per_device_train_batch_size=opts.batch_size,
         per_device_eval_batch_size=opts.batch_size,
         gradient_accumulation_steps=opts.grad_accum,
@@ -356,34 +358,15 @@ def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, trai
         max_steps=opts.max_steps or -1,
         eval_strategy="steps",
         eval_steps=opts.eval_every,
-        save_strategy="steps",
         save_steps=opts.checkpoint_every,
-        save_total_limit=1,
-        logging_strategy="steps",
         logging_steps=min(50, opts.eval_every),
-        report_to="none",
-        seed=opts.seed,
-        data_seed=opts.seed,
-        bf16=opts.precision == "bf16",
-        use_cpu=not _accelerator_available(),
-        dataloader_num_workers=0,
-        disable_tqdm=True,  # ProgressBar instead
         prediction_loss_only=True,
     )
     stopper = StopOnSignal()
-    callbacks = [stopper]
-    if not opts.quiet:
-        callbacks.append(ProgressBar(tokens_per_step=opts.batch_size * opts.grad_accum * train_set.block_size,
-                                     eval_name=eval_name))
     trainer = SafeCheckpointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
                                     data_collator=train_collator, eval_data_collator=eval_collator,
-                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=callbacks)
-    trainer.remove_callback(ProgressCallback)  # ProgressBar replaces it
-    trainer.remove_callback(PrinterCallback)
+                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=[stopper])
+    bar = None if opts.quiet else ProgressBar(
+        tokens_per_step=opts.batch_size * opts.grad_accum * train_set.block_size, eval_name=eval_name)
+    use_progress_bar(trainer, bar)
     return trainer, stopper
-
-
-def _accelerator_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != ""

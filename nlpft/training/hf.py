@@ -96,6 +96,43 @@ def _read_json(path: Path) -> dict:
         raise UserInputError(f"{path}: unreadable checkpoint file ({exc}); drop --resume to start over") from None
 
 
+def accelerator_available() -> bool:
+    """A CUDA device this process may use (`CUDA_VISIBLE_DEVICES=""` hides them)."""
+    return torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != ""
+
+
+def training_arguments(output_dir: str | os.PathLike, *, seed: int, precision: str, **settings):
+    """`TrainingArguments` with what every nlpft training command shares; `settings` add the
+    command's own (batch sizes, schedule, evaluation) and may override these."""
+    from transformers import TrainingArguments
+
+    shared = {
+        "output_dir": str(output_dir),
+        "save_strategy": "steps",
+        "save_total_limit": 1,        # older checkpoints are removed once a newer one is complete
+        "logging_strategy": "steps",
+        "report_to": "none",          # nothing leaves the machine unless asked
+        "seed": seed,
+        "data_seed": seed,
+        "bf16": precision == "bf16",
+        "use_cpu": not accelerator_available(),
+        "dataloader_num_workers": 0,  # batches are cheap to build; workers only add start-up time
+        "disable_tqdm": True,         # `ProgressBar` instead (see `use_progress_bar`)
+    }
+    return TrainingArguments(**{**shared, **settings})
+
+
+def use_progress_bar(trainer: Trainer, bar: TrainerCallback | None) -> None:
+    """Replace the Trainer's nested tqdm bars and printed dicts by one `ProgressBar` (or by
+    nothing, for `--quiet`)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if bar is not None:
+        trainer.add_callback(bar)
+
+
 class SafeCheckpointTrainer(Trainer):
     """`transformers.Trainer` whose checkpoints are safetensors + JSON, published atomically.
 
@@ -276,11 +313,17 @@ class ProgressBar(TrainerCallback):
     per evaluation, in place of the Trainer's nested bars and printed log dicts.
 
     `tokens_per_step` (all processes) turns step rate into tokens/s; `eval_name` labels
-    evaluation lines (e.g. "valid MLM loss")."""
+    evaluation lines (e.g. "valid MLM loss"); `perplexity` adds exp(loss) to them, which means
+    something for language models only. Other metrics the evaluation returns (a classifier's
+    accuracy and macro F1) follow the loss."""
 
-    def __init__(self, tokens_per_step: int | None = None, eval_name: str = "valid loss"):
+    _NOT_SHOWN = frozenset({"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
+                            "eval_model_preparation_time", "epoch"})
+
+    def __init__(self, tokens_per_step: int | None = None, eval_name: str = "valid loss", perplexity: bool = True):
         self.tokens_per_step = tokens_per_step
         self.eval_name = eval_name
+        self.perplexity = perplexity
         self.bar = None
         self._start_step = 0
         self._started = 0.0
@@ -300,14 +343,16 @@ class ProgressBar(TrainerCallback):
         if self.bar is None:
             return
         self.bar.update(state.global_step - self.bar.n)
+        postfix = self._postfix(state)
         if self.tokens_per_step:
             import time
 
             elapsed = time.perf_counter() - self._started
             steps = state.global_step - self._start_step
             if elapsed > 0 and steps:
-                self.bar.set_postfix_str(self._postfix(state) + f" {steps * self.tokens_per_step / elapsed:,.0f} tok/s",
-                                         refresh=False)
+                postfix += f" {steps * self.tokens_per_step / elapsed:,.0f} tok/s"
+        if postfix:
+            self.bar.set_postfix_str(postfix.strip(), refresh=False)
 
     def _postfix(self, state) -> str:
         for record in reversed(state.log_history):
@@ -321,8 +366,14 @@ class ProgressBar(TrainerCallback):
         import math
 
         loss = float(metrics["eval_loss"])
-        self.bar.write(f"step {state.global_step}: {self.eval_name} {loss:.3f} "
-                       f"(perplexity {math.exp(min(loss, 50.0)):.2f})")
+        line = f"step {state.global_step}: {self.eval_name} {loss:.3f}"
+        if self.perplexity:
+            line += f" (perplexity {math.exp(min(loss, 50.0)):.2f})"
+        line += "".join(f", {name[len('eval_'):].replace('_', ' ')} {float(value):.4f}"
+                        for name, value in metrics.items()
+                        if name.startswith("eval_") and name not in self._NOT_SHOWN
+                        and isinstance(value, (int, float)))
+        self.bar.write(line)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
