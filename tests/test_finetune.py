@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -329,6 +330,7 @@ def test_static_vectors_backbone(data_csv, review_text, tmp_path, capsys):
                  "--lr", "5e-3", "--threads", "1", "--quiet", "--warmup", "0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backbone"] == "static" and metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert 0.0 <= metrics["unknown_token_rate"]["train"] < 0.05  # vectors trained on this very text
     assert (out / "tokenizer.json").is_file() and (out / "classifier.json").is_file()
     assert main(["predict", "--model", str(out), "--text", "the hotel was wonderful and lovely today"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "pos"
@@ -379,6 +381,52 @@ def test_ulmfit_schedule():
         unfreeze.on_epoch_begin(None, state, control)
         assert [all(p.requires_grad for p in g) for g in groups] == expected
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+def test_patience_waits_for_gradual_unfreezing(tmp_path):
+    """While gradual unfreezing still holds layers back, a flat validation score does not stop
+    training; from the epoch every layer trains, it does."""
+    from transformers import TrainerControl, TrainerState
+
+    from nlpft.finetune.trainer import KeepBest
+
+    keep = KeepBest(tmp_path / "best", metric="macro_f1", greater_is_better=True, patience=2,
+                    patience_from_epoch=4.0)
+    state, control = TrainerState(), TrainerControl()
+    args = SimpleNamespace(should_save=False)
+    stopped_at = None
+    for epoch in range(1, 9):
+        state.epoch = float(epoch)
+        keep.on_evaluate(args, state, control, metrics={"eval_macro_f1": 0.5, "eval_loss": 1.0})
+        if control.should_training_stop:
+            stopped_at = epoch
+            break
+    assert stopped_at == 5  # evaluations at epochs 4 and 5 count; 2 and 3 did not
+    replay = KeepBest(tmp_path / "best", metric="macro_f1", greater_is_better=True, patience=2,
+                      patience_from_epoch=4.0)
+    state.log_history = [{"eval_macro_f1": 0.5, "eval_loss": 1.0, "epoch": float(e)} for e in range(1, 5)]
+    replay.on_train_begin(None, state, control)
+    assert replay.bad_evaluations == 1  # a resumed run counts the same way
+
+
+def test_default_learning_rate_by_model_size():
+    from nlpft.runners.finetune import SMALL_MODEL, SMALL_MODEL_LR, Backbone, default_lr
+
+    def backbone(kind, lr):
+        return Backbone(kind=kind, tokenizer=None, pad_id=0, max_length=8, build_model=None, default_lr=lr)
+
+    assert default_lr(backbone("hf-encoder", 2e-5), 22_700_000) == 2e-5
+    assert default_lr(backbone("hf-decoder", 5e-5), SMALL_MODEL - 1) == SMALL_MODEL_LR
+    assert default_lr(backbone("static", 2e-3), 1_000_000) == 2e-3  # word-level models keep their own
+
+
+def test_unknown_words_are_counted(tmp_path):
+    from nlpft.finetune.data import encode_examples
+    from nlpft.tokenization import WordTokenizer
+
+    tokenizer = WordTokenizer.from_vocabulary(["the", "film", "was", "good"])
+    encoded = encode_examples(tokenizer, ["the film was good", "the zzz was qqq"], None, max_length=16)
+    assert (encoded.tokens, encoded.unknown) == (8, 2) and encoded.unknown_rate == 0.25
 
 
 def test_bundled_polarity_dataset(tmp_path):

@@ -74,9 +74,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="backbone: a model alias, a Hugging Face directory, a cached hub id, or tfidf "
                         "(default: %(default)s)")
     add_common_options(p)
-    add_training_options(p, "default: 3; early stopping may end sooner")
+    add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
+                            "early stopping may end sooner")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5; 5e-5 for GPT-2)")
+    o.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
+                        "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
+                        "and the RNN LM)")
     o.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     o.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
     o.add_argument("--max-length", type=int, default=256, help="tokens per text, longer ones are cut (default: %(default)s)")

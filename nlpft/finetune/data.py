@@ -28,6 +28,12 @@ class Encoded:
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
     truncated: int  # texts cut at max_length
+    tokens: int = 0   # word-level only: tokens before truncation ...
+    unknown: int = 0  # ... and how many of them the vocabulary lacks ([UNK])
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown / self.tokens if self.tokens else 0.0
 
 
 def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int,
@@ -68,13 +74,15 @@ def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], s
                              "backbones (static vectors, the RNN LM) read one text")
     room = max_length - len(prefix) - len(suffix)
     unk = tokenizer.unk_id if tokenizer.unk_id is not None else 0
-    ids, truncated = [], 0
+    ids, truncated, tokens, unknown = [], 0, 0, 0
     for words in tokenizer.encode_batch(list(texts)):
+        tokens += len(words)
+        unknown += sum(1 for w in words if w == tokenizer.unk_id) if tokenizer.unk_id is not None else 0
         if len(words) > room:
             truncated += 1
             words = words[:room]
         ids.append(prefix + (list(words) or [unk]) + suffix)  # never empty: pooling needs a token
-    return Encoded(ids, None, truncated)
+    return Encoded(ids, None, truncated, tokens, unknown)
 
 
 def label_values(examples: Sequence[LabeledExample], task: str, label_map: LabelMap | None) -> list:

@@ -72,11 +72,13 @@ class KeepBest(TrainerCallback):
 
     "Improved" means a better `metric`, or an equal one with a lower validation loss: on
     small validation sets accuracy-like metrics plateau while the model still gets better,
-    and a plateau alone should not end training. The best values are rebuilt from the
-    evaluation log on resume (checkpoints keep the log)."""
+    and a plateau alone should not end training. Evaluations before epoch `patience_from_epoch`
+    (while gradual unfreezing still holds layers back) never count against the patience.
+    The best values are rebuilt from the evaluation log on resume (checkpoints keep the log)."""
 
     def __init__(self, best_dir: Path, metric: str = "eval_loss", greater_is_better: bool = False,
-                 patience: int | None = None, save=None):
+                 patience: int | None = None, save=None, patience_from_epoch: float = 0.0):
+        self.patience_from_epoch = patience_from_epoch
         self.best_dir = Path(best_dir)
         self.metric = metric if metric.startswith("eval_") else f"eval_{metric}"
         self.greater = greater_is_better
@@ -92,6 +94,9 @@ class KeepBest(TrainerCallback):
         loss = float(metrics.get("eval_loss", math.inf))
         return (-value if self.greater else value, loss)  # smaller is better, loss breaks ties
 
+    def _counts(self, epoch: float | None) -> bool:
+        return epoch is None or epoch >= self.patience_from_epoch - 1e-6
+
     def _improves(self, key: tuple[float, float]) -> bool:
         return self.best is None or key < self.best
 
@@ -103,7 +108,7 @@ class KeepBest(TrainerCallback):
                 continue
             if self._improves(key):
                 self.best, self.bad_evaluations = key, 0
-            else:
+            elif self._counts(record.get("epoch")):
                 self.bad_evaluations += 1
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -116,7 +121,7 @@ class KeepBest(TrainerCallback):
             state.best_global_step = state.global_step
             if args.should_save and model is not None:
                 self._save(model)
-        else:
+        elif self._counts(state.epoch):
             self.bad_evaluations += 1
             if self.patience is not None and self.bad_evaluations >= self.patience:
                 control.should_training_stop = True
