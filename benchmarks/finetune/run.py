@@ -28,42 +28,24 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/harness.py
+import harness  # noqa: E402
+from harness import nlpft as _nlpft  # noqa: E402
+from harness import run as _run  # noqa: E402
+from harness import shared_file as _find  # noqa: E402
+
+_say = functools.partial(harness.say, "finetune")
+
 BACKBONES = ("tfidf", "w2v-austen-kjv", "w2v-bbc", "rnn-random", "rnn-lm", "minilm", "minilm-mean", "gpt2-nlpft")
-
-
-def _run(cmd: list[str]) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def _nlpft(*args: str) -> str:
-    return _run([sys.executable, "-m", "nlpft", *args])
-
-
-def _say(message: str) -> None:
-    print(f"[finetune] {message}", file=sys.stderr, flush=True)
-
-
-def _find(name: str) -> Path:
-    sys.path.insert(0, str(HERE.parents[1]))
-    from nlpft.data.registry import shared_corpora_dirs
-
-    for folder in shared_corpora_dirs():
-        if (folder / name).is_file():
-            return folder / name
-    sys.exit(f"{name} not found in ../shared/corpora or $NLPFT_CORPORA_DIR")
 
 
 def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
@@ -218,10 +200,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
 
-    import torch
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                          f"torch {torch.__version__}, Python {platform.python_version()}",
+    results = {"machine": harness.machine(),
                "seeds": args.seeds, "quick": args.quick, "rows": [],
                "command": " ".join(["python benchmarks/finetune/run.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,26 +25,17 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/harness.py
+from harness import nlpft as _nlpft  # noqa: E402
+from harness import run as _run  # noqa: E402
 
 DROPOUT_OFF = ["--embedding-dropout", "0", "--input-dropout", "0", "--hidden-dropout", "0", "--output-dropout", "0"]
-
-
-def _run(cmd: list[str]) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def _nlpft(*args: str) -> str:
-    return _run([sys.executable, "-m", "nlpft", *args])
 
 
 def _train(label: str, corpus: str, out: Path, tokenizer: Path, extra: list[str]) -> dict:

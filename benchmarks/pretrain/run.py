@@ -32,44 +32,26 @@ Writes results.json and results.md under --results. Every number is measured in 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/harness.py
+import harness  # noqa: E402
+from harness import nlpft as _nlpft  # noqa: E402
+from harness import run as _run  # noqa: E402
+from harness import shared_file as _find_corpus  # noqa: E402
+
+_say = functools.partial(harness.say, "pretrain")
+
 PARTS = ("gpt-austen", "austen+kjv", "overhead", "dapt")
-
-
-def _run(cmd: list[str]) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def _nlpft(*args: str) -> str:
-    return _run([sys.executable, "-m", "nlpft", *args])
-
-
-def _say(message: str) -> None:
-    print(f"[pretrain] {message}", file=sys.stderr, flush=True)
-
-
-def _find_corpus(name: str) -> Path:
-    sys.path.insert(0, str(HERE.parents[1]))
-    from nlpft.data.registry import shared_corpora_dirs
-
-    for folder in shared_corpora_dirs():
-        if (folder / name).is_file():
-            return folder / name
-    sys.exit(f"{name} not found in ../shared/corpora or $NLPFT_CORPORA_DIR")
 
 
 def split_text(src: Path, folder: Path, test_fraction: float = 0.1, seed: int = 7) -> tuple[Path, Path]:
@@ -291,10 +273,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep the trained models here (default: a temp dir)")
     args = ap.parse_args()
 
-    import torch
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                          f"torch {torch.__version__}, Python {platform.python_version()}"}
+    results = {"machine": harness.machine()}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
