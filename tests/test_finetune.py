@@ -263,6 +263,58 @@ def test_multilabel_and_regression_tfidf(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["test"]["spearman"] > 0.8
 
 
+@pytest.mark.parametrize("backbone", ["transformer", "tfidf"])
+def test_sentence_pairs_use_both_texts(tiny_bert, tmp_path, capsys, backbone):
+    """The label is the sentiment of the *second* text, so only a model that reads the pair
+    can learn it; predict needs the second text too, and the saved model scores as trained."""
+    first, second = make_rows(300, 11), make_rows(300, 12)
+    random.Random(0).shuffle(second)
+    rows = [{"text": a["text"], "second": b["text"], "label": b["label"]} for a, b in zip(first, second, strict=True)]
+    data = write_csv(tmp_path / "pairs.csv", rows, fields=("text", "second", "label"))
+    out = tmp_path / "pairs"
+    model = ["--model", str(tiny_bert), *FAST, "--max-length", "64"] if backbone == "transformer" else \
+        ["--model", "tfidf", "--quiet"]
+    assert main(["finetune", "--train", str(data), "--text-pair-col", "second", "--out", str(out), *model]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] >= 0.9
+    assert main(["evaluate", "--model", str(out), "--input", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.9  # reloaded from disk
+    with open(out / "predictions.csv", encoding="utf-8") as fh:
+        assert next(csv.reader(fh))[:4] == ["row", "text", "text_pair", "gold"]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--text", "the film was lovely and good"]) == 2
+    assert "--text-pair" in capsys.readouterr().err
+    assert main(["predict", "--model", str(out), "--text", "the film was lovely and good",
+                 "--text-pair", "the meal was awful and dreadful"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "neg"
+
+
+@pytest.mark.parametrize("task", ["multi", "regression"])
+def test_multilabel_and_regression_heads_on_a_transformer(tiny_bert, tmp_path, task):
+    """The other two heads on a transformer: per-label thresholds tuned and saved (multi),
+    one output scored by Spearman (regression); config.json tells stock transformers which."""
+    rng = random.Random(3)
+    phrases = {"good": "the film was good", "bad": "the meal was awful", "usual": "the hotel was usual"}
+    rows = []
+    for _ in range(300):
+        tags = [t for t in phrases if rng.random() < 0.45] or ["good"]
+        rows.append({"text": " and ".join(phrases[t] for t in tags) + " today", "label": ";".join(tags),
+                     "score": str(len(tags) + rng.random() * 0.1)})
+    label_col = "label" if task == "multi" else "score"
+    data = write_csv(tmp_path / "data.csv", rows, fields=("text", label_col))
+    out = tmp_path / task
+    assert main(["finetune", "--train", str(data), "--task", task, "--label-col", label_col,
+                 "--model", str(tiny_bert), "--out", str(out), *FAST, "--max-length", "48"]) == 0
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    config = json.loads((out / "config.json").read_text())
+    if task == "multi":
+        assert test["micro_f1"] >= 0.9, test
+        assert config["problem_type"] == "multi_label_classification"
+        assert len(json.loads((out / "finetune.json").read_text())["task"]["thresholds"]) == 3
+    else:
+        assert test["spearman"] >= 0.8, test
+        assert config["problem_type"] == "regression"
+
+
 def test_bad_csv_fails_before_model_loads(tmp_path, capsys):
     path = tmp_path / "bad.csv"
     path.write_text("review,label\nfine,pos\n", encoding="utf-8")

@@ -124,7 +124,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     src.add_argument("--input", metavar="FILE", help=".csv, .tsv or .jsonl with a text column")
     src.add_argument("--text", help="one text, classified and printed")
     pr.add_argument("--out", metavar="FILE", help="predictions CSV (needed with --input)")
+    pr.add_argument("--text-pair", metavar="TEXT", help="the second text, for a model trained on text pairs")
     pr.add_argument("--text-col", default=None, help="default: the column the model was trained on")
+    pr.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     pr.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     pr.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     pr.set_defaults(_handler=run_predict, _parser=pr)
@@ -135,6 +137,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", required=True, metavar="DIR", help="the --out directory of `nlpft finetune`")
     ev.add_argument("--input", required=True, metavar="FILE", help="labeled .csv, .tsv or .jsonl")
     ev.add_argument("--text-col", default=None, help="default: the column the model was trained on")
+    ev.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
     ev.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
@@ -154,8 +157,6 @@ def run_finetune(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import FinetuneOptions, finetune
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
-    if values["seed"] is None:
-        values["seed"] = 13
     return run_training(lambda: finetune(FinetuneOptions(train=args.train, out=args.out, **values)))
 
 
@@ -163,7 +164,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import predict
 
     result = predict(args.model, args.input, args.text, args.out, text_col=args.text_col,
-                     batch_size=args.batch_size)
+                     batch_size=args.batch_size, text_pair=args.text_pair, text_pair_col=args.text_pair_col)
     if result["skipped"]:
         rows = ", ".join(str(s.row) for s in result["skipped"][:10])
         more = f" and {len(result['skipped']) - 10} more" if len(result["skipped"]) > 10 else ""
@@ -193,7 +194,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import evaluate
 
     result = evaluate(args.model, args.input, out=args.out, text_col=args.text_col, label_col=args.label_col,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, text_pair_col=args.text_pair_col)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

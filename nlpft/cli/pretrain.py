@@ -106,6 +106,4 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from nlpft.runners.pretrain import PretrainOptions, pretrain
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
-    if values["seed"] is None:
-        values["seed"] = 13
     return run_training(lambda: pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values)))

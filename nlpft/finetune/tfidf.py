@@ -1,7 +1,9 @@
 """`--model tfidf`: a scikit-learn TF-IDF + linear model baseline, saved without pickle.
 
 Word uni- and bigrams (sublinear tf, min df 2, at most 200k features) feed a logistic
-regression (single: multinomial; multi: one per label) or a ridge regression. The fitted
+regression (single: multinomial; multi: one per label) or a ridge regression. For
+sentence pairs one vocabulary is fitted on both texts and each text gets its own block of
+features (first text | second text), so the model can tell which side a word is on. The fitted
 state is plain arrays, so it is saved as safetensors (idf, coefficients, intercepts) and
 JSON (vocabulary, settings) and rebuilt on load: no joblib or pickle file is ever written
 or read.
@@ -24,11 +26,22 @@ STATE_FILE = "tfidf.json"
 
 
 class TfidfClassifier:
-    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task: TaskSpec):
+    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task: TaskSpec, pairs: bool = False):
         self.vectorizer = vectorizer
-        self.coef = coef  # (outputs, features)
+        self.coef = coef  # (outputs, features), features doubled for pairs
         self.intercept = intercept  # (outputs,)
         self.task = task
+        self.pairs = pairs
+
+    def features(self, texts: list[str], pairs: list[str] | None = None):
+        """(texts, features) sparse; for pairs [first text | second text]."""
+        if not self.pairs:
+            return self.vectorizer.transform(texts)
+        from scipy.sparse import hstack
+
+        if pairs is None:
+            raise UserInputError("this TF-IDF model was trained on text pairs; pass the second texts too")
+        return hstack([self.vectorizer.transform(texts), self.vectorizer.transform(pairs)]).tocsr()
 
     @classmethod
     def fit(cls, examples, task: str, label_map, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
@@ -36,16 +49,19 @@ class TfidfClassifier:
         from sklearn.linear_model import LogisticRegression, Ridge
 
         texts = [e.text for e in examples]
+        pairs = [e.text_pair or "" for e in examples] if any(e.text_pair is not None for e in examples) else None
         vectorizer = TfidfVectorizer(**VECTORIZER)
         try:
-            features = vectorizer.fit_transform(texts)
+            vectorizer.fit(texts + (pairs or []))
         except ValueError:  # every term below min_df
             vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
-            features = vectorizer.fit_transform(texts)
+            vectorizer.fit(texts + (pairs or []))
+        features = cls(vectorizer, None, None, None, pairs=pairs is not None).features(texts, pairs)
         if task == "regression":
             reg = Ridge(alpha=1.0).fit(features, [float(e.label) for e in examples])
             return cls(vectorizer, reg.coef_.reshape(1, -1).astype(np.float32),
-                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1))
+                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1),
+                       pairs=pairs is not None)
         n = len(label_map)
         if task == "multi":
             gold = np.stack([label_map.encode_multi(e.label) for e in examples])
@@ -58,25 +74,28 @@ class TfidfClassifier:
                     continue
                 lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, column)
                 coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
-            return cls(vectorizer, coef, intercept, TaskSpec("multi", n))
+            return cls(vectorizer, coef, intercept, TaskSpec("multi", n), pairs=pairs is not None)
         gold = np.asarray([label_map.encode(e.label) for e in examples])
         lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, gold)
         coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         if n == 2 and coef.shape[0] == 1:  # binary: sklearn keeps one row; make it two logits
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.array([0.0, intercept[0]], dtype=np.float32)
-        return cls(vectorizer, coef, intercept, TaskSpec("single", n))
+        return cls(vectorizer, coef, intercept, TaskSpec("single", n), pairs=pairs is not None)
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        features = self.vectorizer.transform(texts)
-        return np.asarray(features @ self.coef.T) + self.intercept  # (texts, outputs)
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        return np.asarray(self.features(texts, pairs) @ self.coef.T) + self.intercept  # (texts, outputs)
 
-    def scores(self, texts: list[str]) -> np.ndarray:
-        return self.task.scores(self.logits(texts))
+    def scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        return self.task.scores(self.logits(texts, pairs))
+
+    def scores_of(self, examples) -> np.ndarray:
+        pairs = [e.text_pair or "" for e in examples] if self.pairs else None
+        return self.scores([e.text for e in examples], pairs)
 
     def tune_thresholds(self, examples, label_map) -> None:
         """Multi-label: per-label thresholds with the best F1 on `examples` (validation)."""
-        scores = self.scores([e.text for e in examples])
+        scores = self.scores_of(examples)
         gold = np.stack([label_map.encode_multi(e.label) for e in examples])
         self.task.tune_thresholds(scores, gold)
 
@@ -89,12 +108,13 @@ class TfidfClassifier:
 
         folder = Path(folder)
         vocabulary = sorted(self.vectorizer.vocabulary_.items(), key=lambda kv: kv[1])
-        save_file({"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.coef, "intercept": self.intercept},
-                  str(folder / WEIGHTS_FILE))
+        # safetensors writes the raw buffer: sklearn's coefficients may be Fortran-ordered
+        arrays = {"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.coef, "intercept": self.intercept}
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS_FILE))
         settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in VECTORIZER.items() if k != "dtype"}
         settings["min_df"] = self.vectorizer.min_df
         state = {"vectorizer": settings, "vocabulary": [term for term, _ in vocabulary],
-                 "task": self.task.to_dict()}
+                 "task": self.task.to_dict(), "pairs": self.pairs}
         (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
     @classmethod
@@ -113,4 +133,5 @@ class TfidfClassifier:
         vectorizer = TfidfVectorizer(**settings)
         vectorizer.vocabulary_ = {term: i for i, term in enumerate(state["vocabulary"])}
         vectorizer.idf_ = arrays["idf"]
-        return cls(vectorizer, arrays["coef"], arrays["intercept"], TaskSpec.from_dict(state["task"]))
+        return cls(vectorizer, arrays["coef"], arrays["intercept"], TaskSpec.from_dict(state["task"]),
+                   pairs=bool(state.get("pairs", False)))

@@ -70,7 +70,7 @@ class FinetuneOptions:
     random_init: bool = False
     pooling: str = "cls"  # BERT-style encoders: "cls" (the stock pooler) or "mean"
     precision: str = "auto"  # auto: bf16 for transformers where the hardware does it natively
-    seed: int = 13
+    seed: int = 1
     threads: int | None = None
     quiet: bool = False
     resume: bool = False
@@ -221,7 +221,7 @@ def _finetune_tfidf(opts: FinetuneOptions, splits: Splits, work: Path) -> dict:
     if opts.task == "multi":
         model.tune_thresholds(splits.valid, splits.label_map)
     model.save(work)
-    scores = model.scores([e.text for e in splits.test])
+    scores = model.scores_of(splits.test)
     return {"task_spec": model.task, "test_scores": scores, "train_s": train_s, "history": [],
             "parameters": model.num_parameters(), "steps": None, "epochs": None}
 
@@ -623,11 +623,12 @@ def _write_outputs(opts: FinetuneOptions, splits: Splits, work: Path, backbone: 
 
 def write_predictions(path: Path, rows, task: str, names: list[str], scores: np.ndarray, decided: np.ndarray,
                       gold: bool) -> None:
-    """CSV: row, text, [gold], predicted, then one probability column per label."""
+    """CSV: row, text, [text_pair], [gold], predicted, then one probability column per label."""
+    has_pair = any(getattr(row, "text_pair", None) is not None for row in rows)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        header = ["row", "text"] + (["gold"] if gold else []) + ["predicted"]
+        header = ["row", "text"] + (["text_pair"] if has_pair else []) + (["gold"] if gold else []) + ["predicted"]
         if task != "regression":
             header += [f"p_{name}" for name in names]
         writer.writerow(header)
@@ -638,7 +639,7 @@ def write_predictions(path: Path, rows, task: str, names: list[str], scores: np.
                 predicted = ";".join(n for n, on in zip(names, decided[i], strict=True) if on)
             else:
                 predicted = f"{float(decided[i]):.6g}"
-            record = [row.row, row.text]
+            record = [row.row, row.text] + ([row.text_pair or ""] if has_pair else [])
             if gold:
                 label = row.label
                 record.append(";".join(label) if isinstance(label, tuple) else label)
@@ -675,7 +676,7 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
 
         model = TfidfClassifier.load(Path(model_dir))
         model.task.thresholds = task.thresholds
-        return model.scores(texts), task, 0
+        return model.scores(texts, [p or "" for p in pairs] if pairs is not None else None), task, 0
     import torch
 
     from nlpft.finetune.data import EncodedDataset, PadCollator, encode_examples
@@ -716,23 +717,34 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
 
 
 def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
-            text_col: str | None = None, batch_size: int = 32) -> dict:
+            text_col: str | None = None, batch_size: int = 32, text_pair: str | None = None,
+            text_pair_col: str | None = None) -> dict:
     from nlpft.data.labeled import LabeledExample, LabelMap, read_labeled
 
     meta = load_meta(model_dir)
     if (input_path is None) == (text is None):
         raise UserInputError("pass either --input FILE or --text TEXT")
+    trained_on_pairs = bool(meta.get("text_pair_col"))
     skipped = []
     if text is not None:
         if not text.strip():
             raise UserInputError("--text is empty")
-        rows = [LabeledExample(text=text, label=None, row=1)]
+        if trained_on_pairs and not (text_pair or "").strip():
+            raise UserInputError(f"{model_dir} was trained on text pairs (columns {meta['text_col']!r} and "
+                                 f"{meta['text_pair_col']!r}); pass the second text with --text-pair")
+        if text_pair is not None and not trained_on_pairs:
+            raise UserInputError(f"{model_dir} was trained on single texts; drop --text-pair")
+        rows = [LabeledExample(text=text, label=None, row=1, text_pair=text_pair)]
     else:
         if out is None:
             raise UserInputError("--input needs --out FILE for the predictions")
+        if text_pair is not None:
+            raise UserInputError("--text-pair goes with --text; with --input, the pair is a column "
+                                 "(--text-pair-col)")
         data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=meta["label_col"],
-                            text_pair_col=meta.get("text_pair_col"), task=meta["task"]["task"],
-                            label_delimiter=meta.get("label_delimiter", ";"), require_label=False,
+                            text_pair_col=(text_pair_col or meta["text_pair_col"]) if trained_on_pairs else None,
+                            task=meta["task"]["task"], label_delimiter=meta.get("label_delimiter", ";"),
+                            require_label=False,
                             training=False)
         rows, skipped = list(data), list(data.skipped_rows)
         if not rows:
@@ -748,15 +760,15 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
 
 
 def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
-             label_col: str | None = None, batch_size: int = 32) -> dict:
+             label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None) -> dict:
     from nlpft.data.labeled import LabelMap, check_labels, read_labeled
     from nlpft.finetune import metrics as m
 
     meta = load_meta(model_dir)
     task_name = meta["task"]["task"]
     data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
-                        text_pair_col=meta.get("text_pair_col"), task=task_name,
-                        label_delimiter=meta.get("label_delimiter", ";"), training=False)
+                        text_pair_col=(text_pair_col or meta["text_pair_col"]) if meta.get("text_pair_col") else None,
+                        task=task_name, label_delimiter=meta.get("label_delimiter", ";"), training=False)
     label_map = LabelMap.from_dict(meta["label_map"]) if meta.get("label_map") else None
     rows = list(data)
     if label_map is not None:

@@ -49,7 +49,7 @@ class PretrainOptions:
     checkpoint_every: int = 200
     max_eval_blocks: int = 200
     precision: str = "auto"  # auto: bf16 where the hardware does it natively
-    seed: int = 13
+    seed: int = 1
     threads: int | None = None
     quiet: bool = False
     resume: bool = False
