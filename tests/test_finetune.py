@@ -239,6 +239,15 @@ def test_tfidf_baseline_and_reload(data_csv, tmp_path, capsys):
     assert not [p for p in out.iterdir() if p.suffix in {".pkl", ".joblib", ".bin"}]
     assert main(["predict", "--model", str(out), "--text", "the concert was lovely and book today"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "pos"
+    # the model read back from disk scores the test split exactly as the trained one did
+    with open(out / "predictions.csv", encoding="utf-8") as fh:
+        trained = list(csv.DictReader(fh))
+    source = write_csv(tmp_path / "test.csv", trained, fields=("text",))
+    assert main(["predict", "--model", str(out), "--input", str(source), "--out", str(tmp_path / "p.csv")]) == 0
+    with open(tmp_path / "p.csv", encoding="utf-8") as fh:
+        reloaded = list(csv.DictReader(fh))
+    probabilities = [k for k in trained[0] if k.startswith("p_")]
+    assert [[r[k] for k in probabilities] for r in reloaded] == [[r[k] for k in probabilities] for r in trained]
 
 
 def test_multilabel_and_regression_tfidf(tmp_path):
