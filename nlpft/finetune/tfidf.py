@@ -33,15 +33,13 @@ class TfidfClassifier:
         self.task = task
         self.pairs = pairs
 
-    def features(self, texts: list[str], pairs: list[str] | None = None):
+    def features(self, texts: list[str], pairs: list[str | None] | None = None):
         """(texts, features) sparse; for pairs [first text | second text]."""
         if not self.pairs:
             return self.vectorizer.transform(texts)
-        from scipy.sparse import hstack
-
         if pairs is None:
             raise UserInputError("this TF-IDF model was trained on text pairs; pass the second texts too")
-        return hstack([self.vectorizer.transform(texts), self.vectorizer.transform(pairs)]).tocsr()
+        return _side_by_side(self.vectorizer, texts, pairs)
 
     @classmethod
     def fit(cls, examples, task: str, label_map, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
@@ -49,19 +47,19 @@ class TfidfClassifier:
         from sklearn.linear_model import LogisticRegression, Ridge
 
         texts = [e.text for e in examples]
-        pairs = [e.text_pair or "" for e in examples] if any(e.text_pair is not None for e in examples) else None
+        paired = any(e.text_pair is not None for e in examples)
+        pairs = [e.text_pair or "" for e in examples] if paired else []
         vectorizer = TfidfVectorizer(**VECTORIZER)
         try:
-            vectorizer.fit(texts + (pairs or []))
+            vectorizer.fit(texts + pairs)
         except ValueError:  # every term below min_df
             vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
-            vectorizer.fit(texts + (pairs or []))
-        features = cls(vectorizer, None, None, None, pairs=pairs is not None).features(texts, pairs)
+            vectorizer.fit(texts + pairs)
+        features = _side_by_side(vectorizer, texts, pairs) if paired else vectorizer.transform(texts)
         if task == "regression":
             reg = Ridge(alpha=1.0).fit(features, [float(e.label) for e in examples])
             return cls(vectorizer, reg.coef_.reshape(1, -1).astype(np.float32),
-                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1),
-                       pairs=pairs is not None)
+                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1), paired)
         n = len(label_map)
         if task == "multi":
             gold = np.stack([label_map.encode_multi(e.label) for e in examples])
@@ -74,24 +72,23 @@ class TfidfClassifier:
                     continue
                 lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, column)
                 coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
-            return cls(vectorizer, coef, intercept, TaskSpec("multi", n), pairs=pairs is not None)
+            return cls(vectorizer, coef, intercept, TaskSpec("multi", n), paired)
         gold = np.asarray([label_map.encode(e.label) for e in examples])
         lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, gold)
         coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         if n == 2 and coef.shape[0] == 1:  # binary: sklearn keeps one row; make it two logits
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.array([0.0, intercept[0]], dtype=np.float32)
-        return cls(vectorizer, coef, intercept, TaskSpec("single", n), pairs=pairs is not None)
+        return cls(vectorizer, coef, intercept, TaskSpec("single", n), paired)
 
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+    def logits(self, texts: list[str], pairs: list[str | None] | None = None) -> np.ndarray:
         return np.asarray(self.features(texts, pairs) @ self.coef.T) + self.intercept  # (texts, outputs)
 
-    def scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+    def scores(self, texts: list[str], pairs: list[str | None] | None = None) -> np.ndarray:
         return self.task.scores(self.logits(texts, pairs))
 
     def scores_of(self, examples) -> np.ndarray:
-        pairs = [e.text_pair or "" for e in examples] if self.pairs else None
-        return self.scores([e.text for e in examples], pairs)
+        return self.scores([e.text for e in examples], [e.text_pair for e in examples])
 
     def tune_thresholds(self, examples, label_map) -> None:
         """Multi-label: per-label thresholds with the best F1 on `examples` (validation)."""
@@ -135,3 +132,10 @@ class TfidfClassifier:
         vectorizer.idf_ = arrays["idf"]
         return cls(vectorizer, arrays["coef"], arrays["intercept"], TaskSpec.from_dict(state["task"]),
                    pairs=bool(state.get("pairs", False)))
+
+
+def _side_by_side(vectorizer, texts: list[str], pairs: list[str | None]):
+    """(texts, 2 x vocabulary): the first texts' features, then the second texts'."""
+    from scipy.sparse import hstack
+
+    return hstack([vectorizer.transform(texts), vectorizer.transform([p or "" for p in pairs])]).tocsr()

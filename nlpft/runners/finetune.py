@@ -676,7 +676,7 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
 
         model = TfidfClassifier.load(Path(model_dir))
         model.task.thresholds = task.thresholds
-        return model.scores(texts, [p or "" for p in pairs] if pairs is not None else None), task, 0
+        return model.scores(texts, pairs), task, 0
     import torch
 
     from nlpft.finetune.data import EncodedDataset, PadCollator, encode_examples
@@ -716,6 +716,11 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
     return task.scores(logits), task, encoded.truncated
 
 
+def _pair_column(meta: dict, override: str | None) -> str | None:
+    """The second text's column for a pair model (`override` or the trained one), else None."""
+    return (override or meta["text_pair_col"]) if meta.get("text_pair_col") else None
+
+
 def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
             text_col: str | None = None, batch_size: int = 32, text_pair: str | None = None,
             text_pair_col: str | None = None) -> dict:
@@ -742,7 +747,7 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
             raise UserInputError("--text-pair goes with --text; with --input, the pair is a column "
                                  "(--text-pair-col)")
         data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=meta["label_col"],
-                            text_pair_col=(text_pair_col or meta["text_pair_col"]) if trained_on_pairs else None,
+                            text_pair_col=_pair_column(meta, text_pair_col),
                             task=meta["task"]["task"], label_delimiter=meta.get("label_delimiter", ";"),
                             require_label=False,
                             training=False)
@@ -767,7 +772,7 @@ def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: 
     meta = load_meta(model_dir)
     task_name = meta["task"]["task"]
     data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
-                        text_pair_col=(text_pair_col or meta["text_pair_col"]) if meta.get("text_pair_col") else None,
+                        text_pair_col=_pair_column(meta, text_pair_col),
                         task=task_name, label_delimiter=meta.get("label_delimiter", ";"), training=False)
     label_map = LabelMap.from_dict(meta["label_map"]) if meta.get("label_map") else None
     rows = list(data)
