@@ -749,12 +749,11 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
         data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=meta["label_col"],
                             text_pair_col=_pair_column(meta, text_pair_col),
                             task=meta["task"]["task"], label_delimiter=meta.get("label_delimiter", ";"),
-                            require_label=False,
-                            training=False)
+                            require_label=False, training=False)
         rows, skipped = list(data), list(data.skipped_rows)
         if not rows:
             raise UserInputError(f"{input_path}: no row has text to classify")
-    pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None
+    pairs = [r.text_pair for r in rows] if trained_on_pairs else None
     scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
     decided = task.decide(scores)
     names = list(LabelMap.from_dict(meta["label_map"]).labels) if meta.get("label_map") else []
