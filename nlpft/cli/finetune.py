@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options, run_training
+from nlpft.cli.main import (
+    add_common_options,
+    add_training_options,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_training,
+)
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
@@ -77,23 +84,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
+    o.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
                         "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
                         "and the RNN LM)")
-    o.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    o.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
-    o.add_argument("--max-length", type=int, default=256, help="tokens per text, longer ones are cut (default: %(default)s)")
-    o.add_argument("--warmup", type=float, default=0.1,
+    o.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+    o.add_argument("--grad-accum", type=positive_int, default=1, help="batches per optimizer step (default: %(default)s)")
+    o.add_argument("--max-length", type=positive_int, default=256, help="tokens per text, longer ones are cut (default: %(default)s)")
+    o.add_argument("--warmup", type=non_negative_float, default=0.1,
                    help="warmup: a fraction of all steps if below 1, else steps (default: %(default)s)")
     o.add_argument("--scheduler", choices=["linear", "cosine", "constant_with_warmup"], default="linear",
                    help="default: %(default)s")
-    o.add_argument("--weight-decay", type=float, default=0.01, help="default: %(default)s")
+    o.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="default: %(default)s")
     o.add_argument("--class-weights", default=None, metavar="auto|LABEL=W,...",
                    help="weight the loss per class: auto (inverse frequency) or explicit weights")
-    o.add_argument("--patience", type=int, default=2,
+    o.add_argument("--patience", type=positive_int, default=2,
                    help="evaluations without improvement before stopping (default: %(default)s)")
-    o.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: every epoch)")
-    o.add_argument("--checkpoint-every", type=int, default=200, help="default: %(default)s")
+    o.add_argument("--eval-every", type=positive_int, default=None, help="evaluate every N steps (default: every epoch)")
+    o.add_argument("--checkpoint-every", type=positive_int, default=200, help="default: %(default)s")
     o.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                    help="shuffle freely instead of batching texts of similar length")
     o.add_argument("--freeze-embeddings", action="store_true",
@@ -111,7 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
                         "recent GPUs), else fp32; weights stay fp32 (default: %(default)s)")
-    o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(_handler=run_finetune, _parser=p)
 
@@ -127,7 +134,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     pr.add_argument("--text-pair", metavar="TEXT", help="the second text, for a model trained on text pairs")
     pr.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     pr.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
-    pr.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    pr.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
     pr.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     pr.set_defaults(_handler=run_predict, _parser=pr)
 
@@ -140,7 +147,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
-    ev.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    ev.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_evaluate, _parser=ev)
