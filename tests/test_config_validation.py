@@ -69,16 +69,18 @@ def test_predict_and_evaluate_batch_size_zero(command, tfidf_run, train_csv, tmp
 
 
 @pytest.mark.parametrize("argv", [
-    ["embed", "train", "--corpus", "lee", "--out", "x", "--dim", "0"],
-    ["embed", "train", "--corpus", "lee", "--out", "x", "--threads", "0"],
-    ["lm", "train", "--corpus", "lee", "--out", "x", "--hidden-dim", "-3"],
-    ["lm", "generate", "--model", "x", "--seed", "-1"],
-    ["pretrain", "--arch", "gpt2", "--corpus", "lee", "--out", "x", "--batch-size", "0"],
-    ["encode", "--input", "x.txt", "--out", "x.npy", "--batch-size", "0"],
+    ["embed", "train", "--corpus", "lee", "--out", "OUT", "--dim", "0"],
+    ["embed", "train", "--corpus", "lee", "--out", "OUT", "--threads", "0"],
+    ["lm", "train", "--corpus", "lee", "--out", "OUT", "--hidden-dim", "-3"],
+    ["lm", "generate", "--model", "OUT", "--seed", "-1"],
+    ["pretrain", "--arch", "gpt2", "--corpus", "lee", "--out", "OUT", "--batch-size", "0"],
+    ["encode", "--input", "OUT.txt", "--out", "OUT.npy", "--batch-size", "0"],
 ])
-def test_other_commands_check_ranges_while_parsing(argv, capsys):
-    err = _fails_cleanly(argv, capsys)
+def test_other_commands_check_ranges_while_parsing(argv, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    err = _fails_cleanly([arg.replace("OUT", out) for arg in argv], capsys)
     assert "argument --" in err  # argparse named the flag before anything was read or loaded
+    assert not list(tmp_path.iterdir())
 
 
 def test_python_api_rejects_bad_seed_threads_and_batch_size(tfidf_run, train_csv, tmp_path):
@@ -141,7 +143,8 @@ def test_config_values_are_converted_and_flags_still_win(tmp_path):
 def test_config_file_too_big(tmp_path, capsys):
     config = tmp_path / "big.yaml"
     config.write_text("# padding\n" * 200_000)
-    err = _fails_cleanly(["embed", "train", "--corpus", "lee", "--out", "x", "--config", str(config)], capsys)
+    err = _fails_cleanly(["embed", "train", "--corpus", "lee", "--out", str(tmp_path / "o"), "--config", str(config)],
+                         capsys)
     assert str(config) in err and "too big" in err
 
 

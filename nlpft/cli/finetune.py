@@ -21,8 +21,10 @@ Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
 The file is read and checked before any model loads: missing columns, empty texts or
 labels, ragged rows, bad encodings and single-class files are reported at once, with row
 numbers (--skip-bad-rows trains on the good rows and says how many were dropped). Labels
-are read as text ("1" and "1.0" are different labels). Without --valid/--test files, a
-seeded, stratified 80/10/10 split is made.
+are read as text ("1" and "1.0" are different labels); labels that differ only in case
+("Pos", "pos") are reported with their counts, and --normalize-labels makes them one class
+named by the most frequent spelling. Without --valid/--test files, a seeded, stratified
+80/10/10 split is made.
 
 Backbones (--model):
   minilm, a Hugging Face directory or cached hub id   BERT- or GPT-style transformer with a
@@ -72,6 +74,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="one label per text, several (multi), or a number (default: %(default)s)")
     d.add_argument("--label-delimiter", default=";", help="separates labels in a multi-label cell (default: %(default)s)")
     d.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows (and report them) instead of stopping")
+    d.add_argument("--normalize-labels", action="store_true",
+                   help="labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, "
+                        "named by its most frequent spelling; evaluate applies the same to its files")
     d.add_argument("--valid-fraction", type=float, default=0.1, help="default: %(default)s")
     d.add_argument("--test-fraction", type=float, default=0.1, help="default: %(default)s")
     p.add_argument("--random-init", action="store_true",
@@ -148,16 +153,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
     ev.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
+    ev.add_argument("--normalize-labels", action="store_true",
+                    help="merge labels that differ only in case into the model's spelling (automatic when the "
+                         "model was fine-tuned with --normalize-labels)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_evaluate, _parser=ev)
 
 
 OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col", "task", "label_delimiter",
-               "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
-               "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
-               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze",
-               "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads", "quiet", "resume")
+               "skip_bad_rows", "normalize_labels", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr",
+               "batch_size", "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights",
+               "patience", "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings",
+               "no_gradual_unfreeze", "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads",
+               "quiet", "resume")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -201,7 +210,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import evaluate
 
     result = evaluate(args.model, args.input, out=args.out, text_col=args.text_col, label_col=args.label_col,
-                      batch_size=args.batch_size, text_pair_col=args.text_pair_col)
+                      batch_size=args.batch_size, text_pair_col=args.text_pair_col,
+                      normalize_labels=args.normalize_labels)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -48,6 +48,7 @@ class FinetuneOptions:
     task: str = "single"
     label_delimiter: str = ";"
     skip_bad_rows: bool = False
+    normalize_labels: bool = False  # merge labels that differ only in case (see data.labeled.label_key)
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     epochs: float | None = None
@@ -91,19 +92,28 @@ def read_splits(opts: FinetuneOptions, bad_rows_dir: Path | None = None) -> Spli
     from nlpft.data.labeled import (
         build_label_map,
         check_labels,
+        preferred_spellings,
         read_labeled,
+        respell_labels,
         stratified_split,
     )
 
     common = dict(text_col=opts.text_col, label_col=opts.label_col, text_pair_col=opts.text_pair_col,
                   task=opts.task, label_delimiter=opts.label_delimiter, skip_bad_rows=opts.skip_bad_rows,
-                  bad_rows_dir=bad_rows_dir)
+                  bad_rows_dir=bad_rows_dir, normalize_labels=opts.normalize_labels)
     train = read_labeled(opts.train, training=True, **common)
     valid = read_labeled(opts.valid, training=False, **common) if opts.valid else None
     test = read_labeled(opts.test, training=False, **common) if opts.test else None
+    files = [data for data in (train, valid, test) if data is not None]
+    for warning in filter(None, (data.label_variants_warning() for data in files)):
+        print(f"warning: {warning}", file=sys.stderr)  # a data problem: shown even with --quiet
     skipped = {name: data.skipped_summary() for name, data in (("train", train), ("valid", valid), ("test", test))
                if data is not None and data.num_skipped}
     train_rows, valid_rows, test_rows = list(train), list(valid) if valid else None, list(test) if test else None
+    if opts.normalize_labels and opts.task != "regression":  # valid/test spell each label as train does
+        spellings = preferred_spellings(train_rows)
+        valid_rows = respell_labels(valid_rows, spellings) if valid_rows is not None else None
+        test_rows = respell_labels(test_rows, spellings) if test_rows is not None else None
     if valid_rows is None or test_rows is None:
         fractions = (0.0 if valid_rows is not None else opts.valid_fraction,
                      0.0 if test_rows is not None else opts.test_fraction)
@@ -785,7 +795,7 @@ def _pair_column(meta: dict, override: str | None) -> str | None:
 def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
             text_col: str | None = None, batch_size: int = 32, text_pair: str | None = None,
             text_pair_col: str | None = None) -> dict:
-    from nlpft.data.labeled import LabeledExample, LabelMap, read_labeled
+    from nlpft.data.labeled import LabeledExample, read_labeled
 
     _check_batch_size(batch_size)
     meta = load_meta(model_dir)
@@ -826,18 +836,25 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
 
 
 def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
-             label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None) -> dict:
-    from nlpft.data.labeled import LabelMap, check_labels, read_labeled
+             label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None,
+             normalize_labels: bool = False) -> dict:
+    """Metrics of the model on a labeled file. Labels are merged by case as in training when
+    the model was trained with normalize_labels, or when `normalize_labels` is given."""
+    from nlpft.data.labeled import check_labels, label_key, read_labeled, respell_labels
     from nlpft.finetune import metrics as m
 
     _check_batch_size(batch_size)
     meta = load_meta(model_dir)
     task_name = meta["task"]["task"]
+    normalize_labels = normalize_labels or bool((meta.get("options") or {}).get("normalize_labels"))
     data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
-                        text_pair_col=_pair_column(meta, text_pair_col),
-                        task=task_name, label_delimiter=meta.get("label_delimiter", ";"), training=False)
+                        text_pair_col=_pair_column(meta, text_pair_col), task=task_name,
+                        label_delimiter=meta.get("label_delimiter", ";"), training=False,
+                        normalize_labels=normalize_labels)
     label_map = _label_map(model_dir, meta) if meta.get("label_map") else None
     rows = list(data)
+    if normalize_labels and label_map is not None:  # spelled as the model's labels are
+        rows = respell_labels(rows, {label_key(label): label for label in label_map.labels})
     if label_map is not None:
         check_labels(rows, label_map, input_path)
     pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None
