@@ -182,7 +182,7 @@ def _expected(action: argparse.Action) -> str:
     """What an option takes, for a config error: "true or false", "a list of ...", ..."""
     if action.nargs == 0:
         return "true or false"
-    kind = action.metavar or action.dest.upper()
+    kind = "a text"
     if action.choices is not None:
         kind = "one of " + ", ".join(map(str, action.choices))
     elif action.type in (int, positive_int, non_negative_int, seed_int):

@@ -106,7 +106,8 @@ def read_splits(opts: FinetuneOptions, bad_rows_dir: Path | None = None) -> Spli
     test = read_labeled(opts.test, training=False, **common) if opts.test else None
     files = [data for data in (train, valid, test) if data is not None]
     for warning in filter(None, (data.label_variants_warning() for data in files)):
-        print(f"warning: {warning}", file=sys.stderr)  # a data problem: shown even with --quiet
+        if _rank() == 0:  # a data problem: shown even with --quiet, once under torchrun
+            print(f"warning: {warning}", file=sys.stderr)
     skipped = {name: data.skipped_summary() for name, data in (("train", train), ("valid", valid), ("test", test))
                if data is not None and data.num_skipped}
     train_rows, valid_rows, test_rows = list(train), list(valid) if valid else None, list(test) if test else None
@@ -702,7 +703,8 @@ def _check_meta(meta: object, path: Path) -> None:
         if not isinstance(meta[name], kinds):
             raise bad(f"field {name!r} is {_json_kind(meta[name])}, expected {what}")
     for name, kinds, what in (("text_pair_col", str, "a text"), ("label_map", dict, "an object"),
-                              ("max_length", int, "a whole number"), ("text_framing", dict, "an object")):
+                              ("max_length", int, "a whole number"), ("text_framing", dict, "an object"),
+                              ("options", dict, "an object")):
         if meta.get(name) is not None and not isinstance(meta[name], kinds):
             raise bad(f"field {name!r} is {_json_kind(meta[name])}, expected {what} or null")
     if meta["backbone"] not in BACKBONES:
