@@ -688,7 +688,7 @@ BACKBONES = ("tfidf", "static", "rnn-lm", "hf-encoder", "hf-decoder")
 def _check_meta(meta: object, path: Path) -> None:
     """The fields predict/evaluate read, each of the right kind; a damaged or hand-made
     finetune.json stops here rather than as a KeyError after the model loads."""
-    from nlpft.finetune.tasks import TASKS
+    from nlpft.data.labeled import TASKS  # the same names as finetune.tasks, without importing torch
 
     def bad(problem: str) -> UserInputError:
         return UserInputError(f"{path}: {problem}; the directory is not a complete nlpft fine-tuning output: "
