@@ -19,6 +19,7 @@ from nlpft.data.labeled import (
     LabelMap,
     build_label_map,
     check_labels,
+    label_key,
     read_labeled,
     stratified_split,
 )
@@ -170,6 +171,13 @@ def test_tsv_named_csv_gets_a_hint(tmp_path):
     assert "if this is a TSV file, name it .tsv" in _error(path)
 
 
+def test_semicolon_delimited_csv_gets_a_hint(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("text;label\na good film;pos\na bad film;neg\n")
+    error = _error(path)
+    assert "missing column 'text'" in error and "';'-delimited" in error
+
+
 def test_single_class_training_file(tmp_path):
     path = _csv(tmp_path / "one.csv", ["a,pos", "b,pos", "c,pos"])
     error = _error(path)
@@ -197,7 +205,7 @@ def test_row_problems_collected_in_one_message(tmp_path):
     assert f"{EMPTY_TEXT} (1 row): row 5;" in error
     assert f"{EMPTY_LABEL} (1 row): row 6;" in error
     assert "--skip-bad-rows" in error
-    listing = tmp_path / "train.bad-rows.txt"
+    listing = tmp_path / "train.csv.bad-rows.txt"
     assert f"Full list of bad rows: {listing}" in error
     assert [line.split("\t")[0] for line in listing.read_text().splitlines()[1:]] == ["3", "4", "5", "6"]
 
@@ -207,7 +215,7 @@ def test_many_bad_rows_show_five_and_a_count(tmp_path):
     path = _csv(tmp_path / "many.csv", rows)
     error = _error(path)
     assert "empty text (46 rows): rows 6, 7, 8, 9, 10 and 41 more;" in error
-    listing = tmp_path / "many.bad-rows.txt"
+    listing = tmp_path / "many.csv.bad-rows.txt"
     assert len(listing.read_text().splitlines()) == 1 + 46
 
 
@@ -215,12 +223,12 @@ def test_bad_rows_file_in_chosen_dir_or_temp_fallback(tmp_path):
     path = _csv(tmp_path / "in.csv", [*_two_classes(), ",x"])
     out = tmp_path / "reports"
     out.mkdir()
-    assert str(out / "in.bad-rows.txt") in _error(path, bad_rows_dir=out)
+    assert str(out / "in.csv.bad-rows.txt") in _error(path, bad_rows_dir=out)
     not_a_dir = tmp_path / "plain-file"
     not_a_dir.write_text("")
     error = _error(path, bad_rows_dir=not_a_dir)
     written = Path(re.search(r"Full list of bad rows: (\S+)", error).group(1))
-    assert written.name == "in.bad-rows.txt" and written.parent != not_a_dir and written.is_file()
+    assert written.name == "in.csv.bad-rows.txt" and written.parent != not_a_dir and written.is_file()
 
 
 def test_skip_bad_rows_counts_each_row_once(tmp_path):
@@ -332,6 +340,90 @@ def test_unseen_labels_named_with_counts(tmp_path):
     assert "'business', 'politics'" in message
     check_labels(train, label_map, train.file)  # no error for known labels
     check_labels(read_labeled(_csv(tmp_path / "p.csv", ["q"], header="text"), require_label=False), label_map, "p.csv")
+
+
+# -- labels that differ only in case ------------------------------------------------------
+def _case_variants(tmp_path: Path) -> Path:
+    rows = ["a,pos"] * 5 + ["b,Pos"] * 2 + ["c,neg"] * 4 + ["d,NEG"] * 4 + ["e,ＰＯＳ"]
+    return _csv(tmp_path / "cased.csv", rows)
+
+
+def test_labels_differing_in_case_are_listed_with_counts(tmp_path):
+    data = read_labeled(_case_variants(tmp_path))
+    assert sorted(data.label_counts()) == ["NEG", "Pos", "neg", "pos", "ＰＯＳ"]  # unchanged by default
+    assert data.label_variants == {"pos": Counter({"pos": 5, "Pos": 2, "ＰＯＳ": 1}),
+                                   "neg": Counter({"neg": 4, "NEG": 4})}
+    warning = data.label_variants_warning()
+    assert warning.startswith(f"{data.file}: labels that differ only in case are separate classes: ")
+    assert "'pos' (5 rows), 'Pos' (2 rows), 'ＰＯＳ' (1 row)" in warning
+    assert "'neg' (4 rows), 'NEG' (4 rows)" in warning and "--normalize-labels" in warning
+    assert read_labeled(_csv(tmp_path / "clean.csv", _two_classes())).label_variants_warning() is None
+
+
+def test_normalize_labels_keeps_the_most_frequent_spelling(tmp_path):
+    data = read_labeled(_case_variants(tmp_path), normalize_labels=True)
+    # 'pos' has the most rows; 'neg' and 'NEG' tie and the first in the file wins
+    assert data.label_counts() == Counter({"pos": 8, "neg": 8})
+    assert data.label_variants == {} and data.label_variants_warning() is None
+    assert label_key(" Ｐos ") == "pos"
+
+
+def test_normalize_labels_in_multi_label_cells_and_single_class_check(tmp_path):
+    multi = _csv(tmp_path / "multi.csv", ['a,"x;X"', "b,x;y", "c,Y"])
+    assert read_labeled(multi, task="multi", normalize_labels=True).labels() == [("x",), ("x", "y"), ("y",)]
+    one_class = _csv(tmp_path / "one.csv", ["a,pos", "b,Pos", "c,pos"])
+    assert "single class only" in _error(one_class, normalize_labels=True)
+
+
+def test_unseen_label_differing_only_in_case_gets_a_hint(tmp_path):
+    train = read_labeled(_csv(tmp_path / "train.csv", _two_classes()))
+    test = read_labeled(_csv(tmp_path / "test.csv", ["x,Pos", "y,neg"]), training=False)
+    with pytest.raises(UserInputError, match=r"'Pos' is 'pos' but for case: pass --normalize-labels"):
+        check_labels(test, build_label_map(train), test.file)
+
+
+def _sentiment_rows(n: int, cased: bool) -> list[str]:
+    good, bad = ["good", "great", "lovely"], ["bad", "awful", "dreadful"]
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        if cased and i % 8 < 2:  # a quarter of each class capitalised
+            label = label.capitalize()
+        rows.append(f"the film was {(good if label.lower() == 'pos' else bad)[i % 3]} {i},{label}")
+    return rows
+
+
+def test_finetune_warns_about_case_variants_and_normalize_labels_merges_them(tmp_path, capsys):
+    from nlpft.cli.main import main
+
+    train = _csv(tmp_path / "train.csv", _sentiment_rows(40, cased=True))
+    assert main(["finetune", "--train", str(train), "--model", "tfidf", "--out", str(tmp_path / "as-is"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "'neg' (15 rows), 'Neg' (5 rows)" in err and "--normalize-labels" in err
+    assert len(json.loads((tmp_path / "as-is" / "finetune.json").read_text())["label_map"]["label2id"]) == 4
+
+    merged = tmp_path / "merged"
+    assert main(["finetune", "--train", str(train), "--model", "tfidf", "--out", str(merged), "--quiet",
+                 "--normalize-labels"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    meta = json.loads((merged / "finetune.json").read_text())
+    assert sorted(meta["label_map"]["label2id"]) == ["neg", "pos"] and meta["options"]["normalize_labels"]
+    # evaluate merges the same way, from the saved options, onto the model's spelling
+    test = _csv(tmp_path / "test.csv", [row.replace(",neg", ",NEG") for row in _sentiment_rows(12, cased=True)])
+    assert main(["evaluate", "--model", str(merged), "--input", str(test), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sorted(result["per_class"]) == ["neg", "pos"] and result["accuracy"] > 0.9
+
+
+def test_csv_and_jsonl_of_one_stem_keep_separate_bad_row_lists(tmp_path):
+    csv_file = _csv(tmp_path / "train.csv", [*_two_classes(), ",pos"])
+    jsonl_file = tmp_path / "train.jsonl"
+    jsonl_file.write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}\nnot json\n')
+    assert str(tmp_path / "train.csv.bad-rows.txt") in _error(csv_file)
+    assert str(tmp_path / "train.jsonl.bad-rows.txt") in _error(jsonl_file)
+    assert "empty text" in (tmp_path / "train.csv.bad-rows.txt").read_text()
+    assert "not a JSON object" in (tmp_path / "train.jsonl.bad-rows.txt").read_text()
 
 
 # -- splitting ----------------------------------------------------------------------------

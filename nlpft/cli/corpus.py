@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nlpft.cli.main import add_command_group
+from nlpft.cli.main import add_command_group, non_negative_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     st = verbs.add_parser("stats", help="lines, tokens, types of a corpus",
                           description="Count lines, tokens and word types with nlpft's word tokenizer.")
     st.add_argument("corpus", nargs="+", metavar="PATH", help="file(s), directories, or corpus names")
-    st.add_argument("--min-count", type=int, default=5, help="also report types seen at least this often (default: %(default)s)")
+    st.add_argument("--min-count", type=non_negative_int, default=5, help="also report types seen at least this often (default: %(default)s)")
     st.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(_handler=run_stats, _parser=st)

@@ -6,7 +6,15 @@ import argparse
 import json
 import sys
 
-from nlpft.cli.main import add_command_group, add_common_options, add_training_options
+from nlpft.cli.main import (
+    add_command_group,
+    add_common_options,
+    add_training_options,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 TRAIN_DESCRIPTION = """\
 Train static word vectors from a corpus.
@@ -49,36 +57,36 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_common_options(train)
     add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe")
     g = train.add_argument_group("vocabulary and context")
-    g.add_argument("--dim", type=int, default=100, help="vector dimensions (default: %(default)s)")
-    g.add_argument("--window", type=int, default=None,
+    g.add_argument("--dim", type=positive_int, default=100, help="vector dimensions (default: %(default)s)")
+    g.add_argument("--window", type=positive_int, default=None,
                    help="context words on each side (default: 5 for word2vec/fastText, 15 for GloVe)")
-    g.add_argument("--min-count", type=int, default=5, help="drop words seen fewer times (default: %(default)s)")
-    g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many most frequent words")
+    g.add_argument("--min-count", type=positive_int, default=5, help="drop words seen fewer times (default: %(default)s)")
+    g.add_argument("--max-vocab", type=positive_int, default=None, help="keep at most this many most frequent words")
     g.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
-    g.add_argument("--threads", type=int, default=2, help="worker threads (default: %(default)s; use 1 with "
+    g.add_argument("--threads", type=positive_int, default=2, help="worker threads (default: %(default)s; use 1 with "
                    "--seed for bit-identical reruns)")
-    g.add_argument("--max-memory", dest="max_memory_gb", type=float, default=8.0, metavar="GIB",
+    g.add_argument("--max-memory", dest="max_memory_gb", type=positive_float, default=8.0, metavar="GIB",
                    help="refuse to start when the estimated memory exceeds this (default: %(default)s GiB)")
     w = train.add_argument_group("word2vec and fastText")
     w.add_argument("--architecture", choices=["skipgram", "cbow"], default="skipgram",
                    help="predict context from word (skipgram) or word from context (cbow) (default: %(default)s)")
     w.add_argument("--loss", choices=["negative", "hierarchical"], default="negative",
                    help="negative sampling or hierarchical softmax (default: %(default)s)")
-    w.add_argument("--negative", type=int, default=5, help="negative samples per word (default: %(default)s)")
-    w.add_argument("--sample", type=float, default=1e-3,
+    w.add_argument("--negative", type=non_negative_int, default=5, help="negative samples per word (default: %(default)s)")
+    w.add_argument("--sample", type=non_negative_float, default=1e-3,
                    help="down-sampling threshold for frequent words; 0 turns it off (default: %(default)s)")
-    w.add_argument("--alpha", type=float, default=None,
+    w.add_argument("--alpha", type=positive_float, default=None,
                    help="initial learning rate, decayed linearly (default: 0.025 skipgram, 0.05 cbow)")
-    w.add_argument("--min-alpha", type=float, default=1e-4, help="final learning rate (default: %(default)s)")
+    w.add_argument("--min-alpha", type=non_negative_float, default=1e-4, help="final learning rate (default: %(default)s)")
     f = train.add_argument_group("fastText")
-    f.add_argument("--min-n", type=int, default=3, help="shortest character n-gram (default: %(default)s)")
-    f.add_argument("--max-n", type=int, default=6, help="longest character n-gram (default: %(default)s)")
-    f.add_argument("--buckets", type=int, default=2_000_000,
+    f.add_argument("--min-n", type=positive_int, default=3, help="shortest character n-gram (default: %(default)s)")
+    f.add_argument("--max-n", type=positive_int, default=6, help="longest character n-gram (default: %(default)s)")
+    f.add_argument("--buckets", type=positive_int, default=2_000_000,
                    help="hash buckets for n-gram vectors; memory is buckets x dim x 8 bytes (default: %(default)s)")
     gl = train.add_argument_group("GloVe")
-    gl.add_argument("--x-max", type=float, default=10.0, help="count at which a pair's weight saturates (default: %(default)s)")
-    gl.add_argument("--weight-power", type=float, default=0.75, help="exponent of the weighting function (default: %(default)s)")
-    gl.add_argument("--glove-lr", type=float, default=0.05, help="AdaGrad learning rate (default: %(default)s)")
+    gl.add_argument("--x-max", type=positive_float, default=10.0, help="count at which a pair's weight saturates (default: %(default)s)")
+    gl.add_argument("--weight-power", type=positive_float, default=0.75, help="exponent of the weighting function (default: %(default)s)")
+    gl.add_argument("--glove-lr", type=positive_float, default=0.05, help="AdaGrad learning rate (default: %(default)s)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
     train.set_defaults(_handler=run_train, _parser=train)
 
@@ -91,7 +99,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="analogy files in questions-words.txt format (default: Google analogies)")
     ev.add_argument("--similarity", nargs="*", metavar="FILE", default=None,
                     help="word-pair files: word1 word2 score, tab-separated (default: WordSim-353, SimLex-999)")
-    ev.add_argument("--restrict-vocab", type=int, default=300_000,
+    ev.add_argument("--restrict-vocab", type=positive_int, default=300_000,
                     help="only the most frequent N words answer analogies (default: %(default)s)")
     ev.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     add_common_options(ev, out_required=False)
@@ -101,7 +109,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                           description="Nearest neighbours by cosine similarity; `--analogy a b c` gives b - a + c.")
     nb.add_argument("--vectors", required=True, metavar="PATH", help="vectors directory or file")
     nb.add_argument("words", nargs="*", help="words to look up")
-    nb.add_argument("--topn", type=int, default=10, help="neighbours per word (default: %(default)s)")
+    nb.add_argument("--topn", type=positive_int, default=10, help="neighbours per word (default: %(default)s)")
     nb.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="a is to b as c is to ?")
     nb.add_argument("--json", action="store_true", help="print JSON")
     nb.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")

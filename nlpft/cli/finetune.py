@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options, run_training
+from nlpft.cli.main import (
+    add_common_options,
+    add_training_options,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_training,
+)
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
@@ -14,8 +21,10 @@ Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
 The file is read and checked before any model loads: missing columns, empty texts or
 labels, ragged rows, bad encodings and single-class files are reported at once, with row
 numbers (--skip-bad-rows trains on the good rows and says how many were dropped). Labels
-are read as text ("1" and "1.0" are different labels). Without --valid/--test files, a
-seeded, stratified 80/10/10 split is made.
+are read as text ("1" and "1.0" are different labels); labels that differ only in case
+("Pos", "pos") are reported with their counts, and --normalize-labels makes them one class
+named by the most frequent spelling. Without --valid/--test files, a seeded, stratified
+80/10/10 split is made.
 
 Backbones (--model):
   minilm, a Hugging Face directory or cached hub id   BERT- or GPT-style transformer with a
@@ -65,6 +74,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="one label per text, several (multi), or a number (default: %(default)s)")
     d.add_argument("--label-delimiter", default=";", help="separates labels in a multi-label cell (default: %(default)s)")
     d.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows (and report them) instead of stopping")
+    d.add_argument("--normalize-labels", action="store_true",
+                   help="labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, "
+                        "named by its most frequent spelling; evaluate applies the same to its files")
     d.add_argument("--valid-fraction", type=float, default=0.1, help="default: %(default)s")
     d.add_argument("--test-fraction", type=float, default=0.1, help="default: %(default)s")
     p.add_argument("--random-init", action="store_true",
@@ -77,23 +89,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
+    o.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
                         "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
                         "and the RNN LM)")
-    o.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    o.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
-    o.add_argument("--max-length", type=int, default=256, help="tokens per text, longer ones are cut (default: %(default)s)")
-    o.add_argument("--warmup", type=float, default=0.1,
+    o.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+    o.add_argument("--grad-accum", type=positive_int, default=1, help="batches per optimizer step (default: %(default)s)")
+    o.add_argument("--max-length", type=positive_int, default=256, help="tokens per text, longer ones are cut (default: %(default)s)")
+    o.add_argument("--warmup", type=non_negative_float, default=0.1,
                    help="warmup: a fraction of all steps if below 1, else steps (default: %(default)s)")
     o.add_argument("--scheduler", choices=["linear", "cosine", "constant_with_warmup"], default="linear",
                    help="default: %(default)s")
-    o.add_argument("--weight-decay", type=float, default=0.01, help="default: %(default)s")
+    o.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="default: %(default)s")
     o.add_argument("--class-weights", default=None, metavar="auto|LABEL=W,...",
                    help="weight the loss per class: auto (inverse frequency) or explicit weights")
-    o.add_argument("--patience", type=int, default=2,
+    o.add_argument("--patience", type=positive_int, default=2,
                    help="evaluations without improvement before stopping (default: %(default)s)")
-    o.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: every epoch)")
-    o.add_argument("--checkpoint-every", type=int, default=200, help="default: %(default)s")
+    o.add_argument("--eval-every", type=positive_int, default=None, help="evaluate every N steps (default: every epoch)")
+    o.add_argument("--checkpoint-every", type=positive_int, default=200, help="default: %(default)s")
     o.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                    help="shuffle freely instead of batching texts of similar length")
     o.add_argument("--freeze-embeddings", action="store_true",
@@ -111,7 +123,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
                         "recent GPUs), else fp32; weights stay fp32 (default: %(default)s)")
-    o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(_handler=run_finetune, _parser=p)
 
@@ -127,7 +139,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     pr.add_argument("--text-pair", metavar="TEXT", help="the second text, for a model trained on text pairs")
     pr.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     pr.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
-    pr.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    pr.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
     pr.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     pr.set_defaults(_handler=run_predict, _parser=pr)
 
@@ -140,17 +152,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
-    ev.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    ev.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
+    ev.add_argument("--normalize-labels", action="store_true",
+                    help="merge labels that differ only in case into the model's spelling (automatic when the "
+                         "model was fine-tuned with --normalize-labels)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_evaluate, _parser=ev)
 
 
 OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col", "task", "label_delimiter",
-               "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
-               "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
-               "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze",
-               "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads", "quiet", "resume")
+               "skip_bad_rows", "normalize_labels", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr",
+               "batch_size", "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights",
+               "patience", "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings",
+               "no_gradual_unfreeze", "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads",
+               "quiet", "resume")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -194,7 +210,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import evaluate
 
     result = evaluate(args.model, args.input, out=args.out, text_col=args.text_col, label_col=args.label_col,
-                      batch_size=args.batch_size, text_pair_col=args.text_pair_col)
+                      batch_size=args.batch_size, text_pair_col=args.text_pair_col,
+                      normalize_labels=args.normalize_labels)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -9,7 +9,12 @@ from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_training_options,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
     run_training,
+    seed_int,
 )
 
 TRAIN_DESCRIPTION = """\
@@ -55,15 +60,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="initialise the embedding from static vectors (an `nlpft embed train` directory or a "
                         "word2vec file); with a directory its tokenizer is used unless --tokenizer is given")
     d.add_argument("--freeze-embeddings", action="store_true", help="keep the initial embedding fixed")
-    d.add_argument("--min-count", type=int, default=2, help="words seen fewer times become [UNK] (default: %(default)s)")
-    d.add_argument("--max-vocab", type=int, default=50_000, help="vocabulary cap (default: %(default)s)")
+    d.add_argument("--min-count", type=positive_int, default=2, help="words seen fewer times become [UNK] (default: %(default)s)")
+    d.add_argument("--max-vocab", type=positive_int, default=50_000, help="vocabulary cap (default: %(default)s)")
     d.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
     d.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
     m = train.add_argument_group("model")
     m.add_argument("--arch", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default: %(default)s)")
-    m.add_argument("--embedding-dim", type=int, default=None, help="default: 200, or the --init-vectors size")
-    m.add_argument("--hidden-dim", type=int, default=200, help="default: %(default)s")
-    m.add_argument("--layers", dest="num_layers", type=int, default=2, help="default: %(default)s")
+    m.add_argument("--embedding-dim", type=positive_int, default=None, help="default: 200, or the --init-vectors size")
+    m.add_argument("--hidden-dim", type=positive_int, default=200, help="default: %(default)s")
+    m.add_argument("--layers", dest="num_layers", type=positive_int, default=2, help="default: %(default)s")
     m.add_argument("--no-tie", dest="tie_weights", action="store_false",
                    help="separate decoder weights (tying shares them with the embedding; a projection is "
                         "added when hidden and embedding sizes differ)")
@@ -73,18 +78,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     m.add_argument("--output-dropout", type=float, default=0.4, help="locked dropout on outputs (default: %(default)s)")
     m.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on hidden-to-hidden weights (default: %(default)s)")
     o = train.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=int, default=20, help="parallel streams (default: %(default)s)")
-    o.add_argument("--bptt", type=int, default=35, help="tokens per truncated-BPTT window (default: %(default)s)")
+    o.add_argument("--batch-size", type=positive_int, default=20, help="parallel streams (default: %(default)s)")
+    o.add_argument("--bptt", type=positive_int, default=35, help="tokens per truncated-BPTT window (default: %(default)s)")
     o.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="default: %(default)s")
-    o.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3 AdamW, 20 SGD)")
-    o.add_argument("--weight-decay", type=float, default=0.0, help="default: %(default)s")
-    o.add_argument("--clip", type=float, default=0.25, help="gradient norm clip; 0 turns it off (default: %(default)s)")
+    o.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: 2e-3 AdamW, 20 SGD)")
+    o.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="default: %(default)s")
+    o.add_argument("--clip", type=non_negative_float, default=0.25, help="gradient norm clip; 0 turns it off (default: %(default)s)")
     o.add_argument("--lr-decay", type=float, default=0.25, help="learning-rate factor on a plateau (default: %(default)s)")
-    o.add_argument("--patience", type=int, default=2, help="evaluations without improvement before stopping (default: %(default)s)")
-    o.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
+    o.add_argument("--patience", type=non_negative_int, default=2, help="evaluations without improvement before stopping (default: %(default)s)")
+    o.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: %(default)s)")
     o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
-    o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(_handler=run_train, _parser=train)
 
@@ -97,14 +102,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
                          "Hugging Face directory or a cached hub id")
     ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
-    ev.add_argument("--batch-size", type=int, default=10, help="default: %(default)s")
-    ev.add_argument("--bptt", type=int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
-    ev.add_argument("--block-size", type=int, default=None,
+    ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
+    ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
+    ev.add_argument("--block-size", type=positive_int, default=None,
                     help="transformers: tokens per block (default: 512 GPT-style, 128 BERT-style, "
                          "at most the model's positions)")
-    ev.add_argument("--seed", type=int, default=13, help="transformers, BERT-style: seed of the masks (default: %(default)s)")
+    ev.add_argument("--seed", type=seed_int, default=13, help="transformers, BERT-style: seed of the masks (default: %(default)s)")
     ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--threads", type=positive_int, default=None)
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_eval, _parser=ev)
@@ -115,11 +120,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--model", required=True, metavar="MODEL",
                      help="an `nlpft lm train` or `nlpft pretrain` directory, or a GPT-style checkpoint")
     gen.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
-    gen.add_argument("--max-tokens", type=int, default=50, help="default: %(default)s")
-    gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default: %(default)s)")
-    gen.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    gen.add_argument("--max-tokens", type=non_negative_int, default=50, help="default: %(default)s")
+    gen.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 = greedy (default: %(default)s)")
+    gen.add_argument("--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
-    gen.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
+    gen.add_argument("--seed", type=seed_int, default=None, help="random seed for reproducible samples")
     gen.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     gen.set_defaults(_handler=run_generate, _parser=gen)
 

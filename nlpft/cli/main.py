@@ -9,17 +9,27 @@ Shared conventions, added by `add_common_options` / `add_training_options`:
 `--out DIR` (written atomically), `--seed`, `--config FILE` (YAML or JSON whose keys are
 the long flag names; flags given on the command line win), and for training commands
 `--epochs`, `--max-steps N` and `--resume`.
+
+Config values pass the same checks as flags: each goes through its option's `type=` and
+`choices=` (a list for options that take several values, a real boolean for switches), so
+`batch_size: [8, 16]` or `dim: 10.7` stop at once, naming the file and the key. Numeric
+options use the range-checking types below (`positive_int`, `seed_int`, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import reprlib
 import sys
 from pathlib import Path
 
 from nlpft import __version__
-from nlpft.errors import UserInputError
+from nlpft.errors import SEED_LIMIT, UserInputError
+
+# a config file is a handful of options: anything bigger is a mistake (or an attack)
+CONFIG_MAX_BYTES = 1 << 20
 
 EPILOG = """\
 examples:
@@ -45,18 +55,72 @@ class UsageError(UserInputError):
     pass
 
 
+# -- argparse types that check ranges: one place, the same wording everywhere ------------
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _real(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _real(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_LIMIT - 1}, not {value}")
+    return value
+
+
 def add_common_options(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
     parser.add_argument("--out", required=out_required, metavar="DIR",
                         help="output directory; written atomically (a killed run leaves the old one or none)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument("--config", metavar="FILE",
                         help="YAML or JSON file of options, keys named like the flags (max-steps or max_steps); "
                              "flags on the command line override it")
 
 
 def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: str) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({default_epochs_help})")
-    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help=f"passes over the data ({default_epochs_help})")
+    parser.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                         help="stop after N optimizer steps: the quick smoke-test path")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last complete checkpoint of an interrupted run with the same --out")
@@ -75,21 +139,91 @@ def load_config_file(path: str) -> dict:
     file = Path(path)
     if not file.is_file():
         raise UserInputError(f"{file}: config file not found; pass an existing YAML or JSON file to --config")
-    text = file.read_text(encoding="utf-8")
+    size = file.stat().st_size
+    if size > CONFIG_MAX_BYTES:
+        raise UserInputError(f"{file}: {size:,} bytes is too big for a config file (the limit is "
+                             f"{CONFIG_MAX_BYTES:,}); it should hold a few option names and values")
+    is_json = file.suffix.lower() == ".json"
     try:
-        if file.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if is_json else _load_yaml(text)
+    except UserInputError as exc:
+        raise UserInputError(f"{file}: {exc}") from None
     except Exception as exc:  # json/yaml each raise their own error types
-        raise UserInputError(f"{file}: not valid {'JSON' if file.suffix == '.json' else 'YAML'} ({exc})") from None
+        raise UserInputError(f"{file}: not valid {'JSON' if is_json else 'YAML'} ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserInputError(f"{file}: must hold a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _load_yaml(text: str):
+    """YAML without aliases: `*name` can repeat a value exponentially often (the "billion
+    laughs"), and options never need one."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise UserInputError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in config "
+                                     "files; write the value out")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)  # safe: a SafeLoader subclass builds plain data only
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def _expected(action: argparse.Action) -> str:
+    """What an option takes, for a config error: "true or false", "a list of ...", ..."""
+    if action.nargs == 0:
+        return "true or false"
+    kind = "a text"
+    if action.choices is not None:
+        kind = "one of " + ", ".join(map(str, action.choices))
+    elif action.type in (int, positive_int, non_negative_int, seed_int):
+        kind = "a whole number"
+    elif action.type in (float, positive_float, non_negative_float):
+        kind = "a number"
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        return f"a list, each item {kind}"
+    return kind
+
+
+def _config_value(parser: argparse.ArgumentParser, action: argparse.Action, value, file: str):
+    """`value` from the config file, checked and converted by `action` exactly like the
+    same value given as a flag. Raises UserInputError naming the file, key and value."""
+    def wrong(reason: str) -> UserInputError:
+        return UserInputError(f"{file}: {action.dest}: {_short.repr(value)} is not valid ({reason}); "
+                              f"expected {_expected(action)}")
+
+    if action.nargs == 0:  # a switch: the key names its dest, so the boolean is the value itself
+        if not isinstance(value, bool):
+            raise wrong("a switch takes true or false")
+        return value
+    takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if not takes_list and isinstance(value, list):
+        raise wrong("one value, not a list")
+    items = value if isinstance(value, list) else [value]  # `corpus: austen.txt` is a list of one
+    if action.nargs == "+" and not items:
+        raise wrong("the list is empty")
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        raise wrong(f"{len(items)} items, not {action.nargs}")
+    converted = []
+    for item in items:
+        if item is None or isinstance(item, (bool, dict, list)):
+            raise wrong(f"{_short.repr(item)} is not a plain value")
+        try:  # argparse's own conversion and choice check, as for a flag
+            result = parser._get_value(action, str(item))
+            parser._check_value(action, result)
+        except argparse.ArgumentError as exc:
+            raise wrong(exc.message) from None
+        converted.append(result)
+    return converted if takes_list else converted[0]
 
 
 def _subparsers(parser: argparse.ArgumentParser):
@@ -125,10 +259,12 @@ def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argp
             f"{args.config}: unknown option(s) {', '.join(unknown)}; "
             f"see `{sub.prog} --help` for the names"
         )
+    checked = {}
     for action in sub._actions:
-        if action.dest in values:
+        if values.get(action.dest) is not None:  # null: as if the key were absent
+            checked[action.dest] = _config_value(sub, action, values[action.dest], args.config)
             action.required = False
-    sub.set_defaults(**values)
+    sub.set_defaults(**checked)
     return parser.parse_args(argv)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from nlpft.cli.main import add_command_group
+from nlpft.cli.main import add_command_group, positive_int
 
 MODEL_HELP = ("alias (see `nlpft models list`), local Hugging Face checkpoint directory, "
               "or hub id already in the local cache")
@@ -62,8 +62,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     enc.add_argument("--model", default="minilm", help=f"{MODEL_HELP} (default: %(default)s)")
     enc.add_argument("--input", required=True, metavar="FILE", help="UTF-8 text file, one text per line")
     enc.add_argument("--out", required=True, metavar="FILE.npy", help="where to write the vectors")
-    enc.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: %(default)s)")
-    enc.add_argument("--max-length", type=int, default=256,
+    enc.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: %(default)s)")
+    enc.add_argument("--max-length", type=positive_int, default=256,
                      help="truncate texts to this many tokens, special tokens included (default: %(default)s)")
     enc.add_argument("--pooling", choices=["mean", "cls"], default="mean",
                      help="average of token vectors (masking padding), or the first token (default: %(default)s)")

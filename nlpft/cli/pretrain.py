@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from nlpft.cli.main import add_common_options, add_training_options, run_training
+from nlpft.cli.main import (
+    add_common_options,
+    add_training_options,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_training,
+)
 
 DESCRIPTION = """\
 Pretrain a transformer language model on a corpus with the Hugging Face Trainer.
@@ -67,8 +74,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="size preset with --arch (default: %(default)s; see above)")
     m.add_argument("--tokenizer", metavar="DIR",
                    help="use this Hugging Face tokenizer (a directory or alias) instead of training one")
-    m.add_argument("--vocab-size", type=int, default=None, help="ids of the trained tokenizer (default: by size)")
-    m.add_argument("--block-size", type=int, default=None,
+    m.add_argument("--vocab-size", type=positive_int, default=None, help="ids of the trained tokenizer (default: by size)")
+    m.add_argument("--block-size", type=positive_int, default=None,
                    help="tokens per training block (default: the size preset's, 128 with --from)")
     m.add_argument("--freeze-base", action="store_true",
                    help="train only the LM head (e.g. fit MiniLM's new MLM head before adapting the encoder)")
@@ -76,22 +83,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     m.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
     m.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=int, default=32, help="blocks per step per process (default: %(default)s)")
-    o.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
-    o.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-3 from scratch, 5e-5 with --from)")
-    o.add_argument("--warmup", type=float, default=0.05,
+    o.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step per process (default: %(default)s)")
+    o.add_argument("--grad-accum", type=positive_int, default=1, help="batches per optimizer step (default: %(default)s)")
+    o.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 1e-3 from scratch, 5e-5 with --from)")
+    o.add_argument("--warmup", type=non_negative_float, default=0.05,
                    help="warmup: a fraction of all steps if below 1, else a number of steps (default: %(default)s)")
     o.add_argument("--scheduler", choices=["cosine", "linear", "constant_with_warmup"], default="cosine",
                    help="learning-rate schedule after warmup (default: %(default)s)")
-    o.add_argument("--weight-decay", type=float, default=0.01, help="default: %(default)s")
-    o.add_argument("--eval-every", type=int, default=200, help="steps between validations (default: %(default)s)")
-    o.add_argument("--max-eval-blocks", type=int, default=200,
+    o.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="default: %(default)s")
+    o.add_argument("--eval-every", type=positive_int, default=200, help="steps between validations (default: %(default)s)")
+    o.add_argument("--max-eval-blocks", type=positive_int, default=200,
                    help="validation/test blocks used, spread over the split (default: %(default)s)")
-    o.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default: %(default)s)")
+    o.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints (default: %(default)s)")
     o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
                         "recent GPUs), else fp32; weights stay fp32 (default: %(default)s)")
-    o.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(_handler=run_pretrain, _parser=p)
 

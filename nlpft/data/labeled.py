@@ -25,7 +25,10 @@ Problems come in two levels:
 
 Labels are always read as strings, whatever they look like: "1" and "2" are class names,
 and "1" and "1.0" are two *different* labels. Only `task="regression"` parses numbers.
-Surrounding whitespace is stripped from labels (not from texts).
+Surrounding whitespace is stripped from labels (not from texts). Labels that still differ
+only in case or Unicode width ("Pos" / "pos") are different classes; `LabeledData.label_variants`
+lists them so the caller can warn, and `normalize_labels=True` merges each group under its
+most frequent spelling (see `label_key`).
 
 TSV files are read without quoting (the IANA TSV convention): a field may contain quote
 characters but neither tabs nor newlines. CSV files use standard RFC 4180 quoting.
@@ -43,10 +46,11 @@ import math
 import os
 import re
 import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +135,7 @@ class LabeledData(Sequence):
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[SkippedRow] = field(default_factory=list)
     bad_rows_file: Path | None = None
+    label_variants: dict[str, Counter] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -155,6 +160,19 @@ class LabeledData(Sequence):
         if self.task == "regression":
             raise ValueError("label_counts() is for classification; regression labels are numbers")
         return _label_counts(self.examples)
+
+    def label_variants_warning(self) -> str | None:
+        """One line for the CLI when labels differ only in case or width, with each
+        spelling's count; None when there are none (or they were merged)."""
+        if not self.label_variants:
+            return None
+        unit = "line" if _format_of(self.file) == "jsonl" else "row"
+        groups = "; ".join(
+            ", ".join(f"{spelling!r} ({_plural(n, unit)})" for spelling, n in spellings.most_common())
+            for spellings in self.label_variants.values()
+        )
+        return (f"{self.file}: labels that differ only in case are separate classes: {groups}; "
+                "pass --normalize-labels to merge each group under its most frequent spelling")
 
     @property
     def num_skipped(self) -> int:
@@ -181,6 +199,7 @@ def read_labeled(
     require_label: bool = True,
     bad_rows_dir: str | os.PathLike | None = None,
     training: bool = True,
+    normalize_labels: bool = False,
 ) -> LabeledData:
     """Read and validate a labeled CSV/TSV/JSONL file.
 
@@ -188,8 +207,11 @@ def read_labeled(
     with empty text are returned in `skipped_rows` instead of stopping the run.
     `training=True` also checks that the labels hold at least two classes (or, for
     regression, two different values): a model cannot learn from one.
+    `normalize_labels=True` merges labels with the same `label_key` under the file's most
+    frequent spelling (before that check); otherwise such groups are in `label_variants`.
     Raises `UserInputError` listing every problem; the full row list goes to
-    `<stem>.bad-rows.txt` in `bad_rows_dir` (default: next to the file).
+    `<file name>.bad-rows.txt` (e.g. `train.csv.bad-rows.txt`) in `bad_rows_dir` (default:
+    next to the file).
     """
     path = Path(path)
     _check_options(task, label_delimiter)
@@ -203,6 +225,9 @@ def read_labeled(
     has_labels = not _missing(label_col, columns)
     # rows with any problem never become examples: skipping them is just not raising
     kept, problems, soft = _convert_rows(spec, columns, raw_rows, has_labels)
+    variants = label_variants(kept) if task != "regression" else {}
+    if normalize_labels and variants:
+        kept, variants = respell_labels(kept, preferred_spellings(kept)), {}
     bad_rows = _first_problem_per_row(problems + soft)
     if (skip_bad_rows or not problems) and not kept and not file_problems:
         file_problems.append(f"no usable rows: all {_plural(len(bad_rows), spec.unit)} have problems")
@@ -226,6 +251,7 @@ def read_labeled(
         skipped={k: skipped[k] for k in PROBLEM_ORDER if k in skipped},
         skipped_rows=skipped_rows,
         bad_rows_file=bad_rows_file,
+        label_variants=variants,
     )
 
 
@@ -439,6 +465,9 @@ def _missing_column_message(name: str, flag: str, columns: list[str], spec: _Spe
         message += "; the header holds tabs: if this is a TSV file, name it .tsv"
     elif spec.fmt == "tsv" and len(columns) == 1 and "," in columns[0]:
         message += "; the header holds commas: if this is a CSV file, name it .csv"
+    elif spec.fmt == "csv" and len(columns) == 1 and ";" in columns[0]:
+        message += ("; the header holds semicolons: the file is ';'-delimited (as spreadsheets save CSV in "
+                    "some locales); save it comma-delimited, or tab-delimited as .tsv")
     elif spec.fmt != "jsonl" and not near:
         message += "; the first row must be a header naming the columns"
     return message
@@ -683,18 +712,11 @@ def _problem_message(
     return "\n".join(lines)
 
 
-def _file_stem(path: Path) -> str:
-    name = path.name
-    for suffix in list(_COMPRESSION) + list(_FORMATS):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name or "input"
-
-
 def _write_bad_rows(spec: _Spec, problems: list[_Problem], directory: str | os.PathLike | None) -> Path | None:
-    """Write every problem row to `<stem>.bad-rows.txt`; falls back to a temp dir when
-    the chosen directory is not writable. None if nothing could be written."""
-    name = f"{_file_stem(spec.path)}.bad-rows.txt"
+    """Write every problem row to `<file name>.bad-rows.txt` (the whole name, so
+    train.csv and train.jsonl keep separate lists); falls back to a temp dir when the
+    chosen directory is not writable. None if nothing could be written."""
+    name = f"{spec.path.name}.bad-rows.txt"
     lines = [f"# {spec.path}: {spec.unit}\tproblem\tdetail"]
     lines += [f"{p.row}\t{p.kind}\t{p.detail}" for p in sorted(problems, key=lambda p: (p.row, p.kind))]
     content = "\n".join(lines) + "\n"
@@ -707,6 +729,48 @@ def _write_bad_rows(spec: _Spec, problems: list[_Problem], directory: str | os.P
         except OSError:
             continue
     return None
+
+
+# -- labels that differ only in case ------------------------------------------------------
+def label_key(label: str) -> str:
+    """What --normalize-labels compares: the label in Unicode NFKC form (full-width letters
+    become plain ones), without surrounding whitespace, casefolded ("Pos", " POS" -> "pos")."""
+    return unicodedata.normalize("NFKC", label).strip().casefold()
+
+
+def label_variants(examples: Iterable[LabeledExample]) -> dict[str, Counter]:
+    """{key: Counter(spelling -> rows)} for each `label_key` written more than one way."""
+    groups: dict[str, Counter] = {}
+    for label, n in _label_counts(examples).items():
+        groups.setdefault(label_key(label), Counter())[label] = n
+    return {key: spellings for key, spellings in groups.items() if len(spellings) > 1}
+
+
+def preferred_spellings(examples: Sequence[LabeledExample]) -> dict[str, str]:
+    """{key: the spelling with the most rows}; on a tie, the one that comes first in the file."""
+    counts = _label_counts(examples)  # in first-seen order: a later spelling must have more rows to win
+    best: dict[str, str] = {}
+    for label in counts:
+        key = label_key(label)
+        if key not in best or counts[label] > counts[best[key]]:
+            best[key] = label
+    return best
+
+
+def respell_labels(examples: Iterable[LabeledExample], spellings: dict[str, str]) -> list[LabeledExample]:
+    """`examples` with every label whose key is in `spellings` written that way; other
+    labels (and regression values) unchanged. A multi-label row keeps each label once."""
+    def respell(label: str) -> str:
+        return spellings.get(label_key(label), label)
+
+    result = []
+    for ex in examples:
+        if isinstance(ex.label, str):
+            ex = replace(ex, label=respell(ex.label))
+        elif isinstance(ex.label, tuple):
+            ex = replace(ex, label=tuple(dict.fromkeys(respell(label) for label in ex.label)))
+        result.append(ex)
+    return result
 
 
 # -- label map ----------------------------------------------------------------------------
@@ -808,8 +872,11 @@ def check_labels(examples: Iterable[LabeledExample], label_map: LabelMap, file: 
     known = ", ".join(repr(label) for label in label_map.labels[:10])
     if len(label_map) > 10:
         known += f" and {len(label_map) - 10} more"
+    keys = {label_key(label): label for label in label_map.labels}
+    case_only = [f"{label!r} is {keys[label_key(label)]!r}" for label, _ in ranked if label_key(label) in keys]
+    case_hint = f" ({', '.join(case_only[:5])} but for case: pass --normalize-labels)" if case_only else ""
     raise UserInputError(
-        f"{file}: labels not seen in training: {listed}; the training labels are {known}. "
+        f"{file}: labels not seen in training: {listed}; the training labels are {known}{case_hint}. "
         "A classifier cannot predict labels it never saw: fix these labels, or add examples "
         "of them to the training file"
     )

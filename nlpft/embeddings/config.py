@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_seed
 
 ALGORITHMS = ("word2vec", "fasttext", "glove")
 ARCHITECTURES = ("skipgram", "cbow")
@@ -81,6 +81,7 @@ class EmbeddingConfig:
         need(1 <= self.min_n <= self.max_n, "--min-n must be at least 1 and at most --max-n")
         need(self.buckets > 0, "--buckets must be positive")
         need(self.x_max > 0 and self.weight_power > 0, "--x-max and --weight-power must be positive")
+        check_seed(self.seed)
 
     @property
     def learning_rate(self) -> float:

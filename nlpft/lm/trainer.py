@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_seed
 from nlpft.lm import checkpoint as ckpt
 from nlpft.lm.data import bptt_windows
 
@@ -74,6 +74,7 @@ class LMTrainConfig:
         need(self.patience >= 0, "--patience must be 0 or more")
         need(self.checkpoint_every >= 1, "--checkpoint-every must be at least 1")
         need(self.precision in ("fp32", "bf16"), "--precision must be fp32 or bf16")
+        check_seed(self.seed)
 
 
 @dataclass

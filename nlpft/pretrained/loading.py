@@ -376,9 +376,9 @@ def _auto_tokenizer(folder: Path, where: str):
 
     try:
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserInputError(f"{where}: cannot load the tokenizer ({_first_line(exc)}); "
-                             "the directory needs tokenizer.json or the vocabulary files") from None
+    except Exception as exc:  # a damaged tokenizer.json: `tokenizers` raises a plain Exception
+        raise UserInputError(f"{where}: cannot load the tokenizer ({_first_line(exc)}); the directory needs "
+                             "an intact tokenizer.json (as save_pretrained writes it) or the vocabulary files") from None
 
 
 def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, quiet: bool = False,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 
 META_FILE = "finetune.json"
@@ -48,6 +48,7 @@ class FinetuneOptions:
     task: str = "single"
     label_delimiter: str = ";"
     skip_bad_rows: bool = False
+    normalize_labels: bool = False  # merge labels that differ only in case (see data.labeled.label_key)
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     epochs: float | None = None
@@ -91,19 +92,29 @@ def read_splits(opts: FinetuneOptions, bad_rows_dir: Path | None = None) -> Spli
     from nlpft.data.labeled import (
         build_label_map,
         check_labels,
+        preferred_spellings,
         read_labeled,
+        respell_labels,
         stratified_split,
     )
 
     common = dict(text_col=opts.text_col, label_col=opts.label_col, text_pair_col=opts.text_pair_col,
                   task=opts.task, label_delimiter=opts.label_delimiter, skip_bad_rows=opts.skip_bad_rows,
-                  bad_rows_dir=bad_rows_dir)
+                  bad_rows_dir=bad_rows_dir, normalize_labels=opts.normalize_labels)
     train = read_labeled(opts.train, training=True, **common)
     valid = read_labeled(opts.valid, training=False, **common) if opts.valid else None
     test = read_labeled(opts.test, training=False, **common) if opts.test else None
+    files = [data for data in (train, valid, test) if data is not None]
+    for warning in filter(None, (data.label_variants_warning() for data in files)):
+        if _rank() == 0:  # a data problem: shown even with --quiet, once under torchrun
+            print(f"warning: {warning}", file=sys.stderr)
     skipped = {name: data.skipped_summary() for name, data in (("train", train), ("valid", valid), ("test", test))
                if data is not None and data.num_skipped}
     train_rows, valid_rows, test_rows = list(train), list(valid) if valid else None, list(test) if test else None
+    if opts.normalize_labels and opts.task != "regression":  # valid/test spell each label as train does
+        spellings = preferred_spellings(train_rows)
+        valid_rows = respell_labels(valid_rows, spellings) if valid_rows is not None else None
+        test_rows = respell_labels(test_rows, spellings) if test_rows is not None else None
     if valid_rows is None or test_rows is None:
         fractions = (0.0 if valid_rows is not None else opts.valid_fraction,
                      0.0 if test_rows is not None else opts.test_fraction)
@@ -133,6 +144,8 @@ def _check_options(opts: FinetuneOptions) -> None:
         (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
         (opts.lr is None or opts.lr > 0, "--lr must be positive"),
         (opts.patience is None or opts.patience >= 1, "--patience must be at least 1"),
+        (opts.eval_every is None or opts.eval_every >= 1, "--eval-every must be at least 1"),
+        (opts.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
         (opts.pooling in ("cls", "mean"), "--pooling must be cls or mean"),
         (opts.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
         (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
@@ -141,6 +154,8 @@ def _check_options(opts: FinetuneOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise UserInputError(message)
+    check_seed(opts.seed)
+    check_threads(opts.threads)
 
 
 # -- finetune ------------------------------------------------------------------------------
@@ -660,9 +675,56 @@ def load_meta(model_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserInputError(f"{model_dir}: no {META_FILE} here; pass the --out directory of `nlpft finetune`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UserInputError(f"{path}: not valid JSON ({exc})") from None
+    _check_meta(meta, path)
+    return meta
+
+
+BACKBONES = ("tfidf", "static", "rnn-lm", "hf-encoder", "hf-decoder")
+
+
+def _check_meta(meta: object, path: Path) -> None:
+    """The fields predict/evaluate read, each of the right kind; a damaged or hand-made
+    finetune.json stops here rather than as a KeyError after the model loads."""
+    from nlpft.data.labeled import TASKS  # the same names as finetune.tasks, without importing torch
+
+    def bad(problem: str) -> UserInputError:
+        return UserInputError(f"{path}: {problem}; the directory is not a complete nlpft fine-tuning output: "
+                              "retrain, or pass another --model")
+
+    if not isinstance(meta, dict):
+        raise bad(f"a JSON {type(meta).__name__}, not an object")
+    for name, kinds, what in (("backbone", str, "a text"), ("task", dict, "an object"),
+                              ("text_col", str, "a text"), ("label_col", str, "a text")):
+        if name not in meta:
+            raise bad(f"missing field {name!r}")
+        if not isinstance(meta[name], kinds):
+            raise bad(f"field {name!r} is {_json_kind(meta[name])}, expected {what}")
+    for name, kinds, what in (("text_pair_col", str, "a text"), ("label_map", dict, "an object"),
+                              ("max_length", int, "a whole number"), ("text_framing", dict, "an object"),
+                              ("options", dict, "an object")):
+        if meta.get(name) is not None and not isinstance(meta[name], kinds):
+            raise bad(f"field {name!r} is {_json_kind(meta[name])}, expected {what} or null")
+    if meta["backbone"] not in BACKBONES:
+        raise bad(f"unknown backbone {meta['backbone']!r} (known: {', '.join(BACKBONES)})")
+    task = meta["task"]
+    if task.get("task") not in TASKS:
+        raise bad(f"field 'task.task' is {task.get('task')!r}, expected one of {', '.join(TASKS)}")
+    if isinstance(task.get("num_labels"), bool) or not isinstance(task.get("num_labels"), int):
+        raise bad(f"field 'task.num_labels' is {_json_kind(task.get('num_labels'))}, expected a whole number")
+    if task["task"] != "regression" and meta.get("label_map") is None:
+        raise bad("missing field 'label_map' (a classifier needs its label names)")
+
+
+def _json_kind(value: object) -> str:
+    """"a string", "an array", ... as JSON calls what a field holds."""
+    if value is None:
+        return "missing or null"
+    kinds = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "an array",
+             dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list[str | None] | None = None,
@@ -716,6 +778,17 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
     return task.scores(logits), task, encoded.truncated
 
 
+def _label_map(model_dir: str | Path, meta: dict):
+    from nlpft.data.labeled import LabelMap
+
+    return LabelMap.from_dict(meta["label_map"], source=f"{Path(model_dir) / META_FILE}: label_map")
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"--batch-size must be at least 1, not {batch_size!r}")
+
+
 def _pair_column(meta: dict, override: str | None) -> str | None:
     """The second text's column for a pair model (`override` or the trained one), else None."""
     return (override or meta["text_pair_col"]) if meta.get("text_pair_col") else None
@@ -724,8 +797,9 @@ def _pair_column(meta: dict, override: str | None) -> str | None:
 def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
             text_col: str | None = None, batch_size: int = 32, text_pair: str | None = None,
             text_pair_col: str | None = None) -> dict:
-    from nlpft.data.labeled import LabeledExample, LabelMap, read_labeled
+    from nlpft.data.labeled import LabeledExample, read_labeled
 
+    _check_batch_size(batch_size)
     meta = load_meta(model_dir)
     if (input_path is None) == (text is None):
         raise UserInputError("pass either --input FILE or --text TEXT")
@@ -756,7 +830,7 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
     pairs = [r.text_pair for r in rows] if trained_on_pairs else None
     scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
     decided = task.decide(scores)
-    names = list(LabelMap.from_dict(meta["label_map"]).labels) if meta.get("label_map") else []
+    names = list(_label_map(model_dir, meta).labels) if meta.get("label_map") else []
     if out is not None:
         write_predictions(Path(out), rows, task.task, names, scores, decided, gold=False)
     return {"rows": rows, "scores": scores, "decided": decided, "names": names, "task": task.task,
@@ -764,17 +838,25 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
 
 
 def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
-             label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None) -> dict:
-    from nlpft.data.labeled import LabelMap, check_labels, read_labeled
+             label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None,
+             normalize_labels: bool = False) -> dict:
+    """Metrics of the model on a labeled file. Labels are merged by case as in training when
+    the model was trained with normalize_labels, or when `normalize_labels` is given."""
+    from nlpft.data.labeled import check_labels, label_key, read_labeled, respell_labels
     from nlpft.finetune import metrics as m
 
+    _check_batch_size(batch_size)
     meta = load_meta(model_dir)
     task_name = meta["task"]["task"]
+    normalize_labels = normalize_labels or bool((meta.get("options") or {}).get("normalize_labels"))
     data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
-                        text_pair_col=_pair_column(meta, text_pair_col),
-                        task=task_name, label_delimiter=meta.get("label_delimiter", ";"), training=False)
-    label_map = LabelMap.from_dict(meta["label_map"]) if meta.get("label_map") else None
+                        text_pair_col=_pair_column(meta, text_pair_col), task=task_name,
+                        label_delimiter=meta.get("label_delimiter", ";"), training=False,
+                        normalize_labels=normalize_labels)
+    label_map = _label_map(model_dir, meta) if meta.get("label_map") else None
     rows = list(data)
+    if normalize_labels and label_map is not None:  # spelled as the model's labels are
+        rows = respell_labels(rows, {label_key(label): label for label in label_map.labels})
     if label_map is not None:
         check_labels(rows, label_map, input_path)
     pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_seed, check_threads
 
 LN2 = math.log(2)
 
@@ -71,6 +71,8 @@ def eval_hf_lm(spec: str, corpus: list[str], batch_size: int = 8, block_size: in
     objective = _objective(resolved)
     if batch_size < 1:
         raise UserInputError("--batch-size must be at least 1")
+    check_threads(threads)
+    check_seed(seed)
     import torch
 
     from nlpft.data.token_ids import encode_whole

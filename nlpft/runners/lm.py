@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_threads
 from nlpft.runners.output import peak_rss_bytes, write_json
 
 LN2 = math.log(2)
@@ -173,6 +173,7 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
     from nlpft.runners.output import RunOutput
 
     train_config.validate()
+    check_threads(threads)
     RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None}).validate()
     _check_paths(data)
     text = resolve_corpus(data.corpus)
@@ -359,6 +360,9 @@ def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int =
     from nlpft.lm.data import batchify, encode_file
     from nlpft.lm.trainer import evaluate_loss
 
+    check_threads(threads)
+    if batch_size < 1 or bptt < 1:
+        raise UserInputError("--batch-size and --bptt must be at least 1")
     text = resolve_corpus(corpus)
     text.validate()
     if threads:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nlpft.errors import UserInputError
+from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 
 DATA_DIR = "data"
@@ -93,6 +93,8 @@ def _validate(opts: PretrainOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise UserInputError(message)
+    check_seed(opts.seed)
+    check_threads(opts.threads)
     if opts.tokenizer and not Path(opts.tokenizer).exists():
         from nlpft.pretrained.aliases import ALIASES
 
