@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from nlpft.cli.main import add_common_options, add_training_options, run_training
+from nlpft.cli.main import OUT_HELP, add_common_options, add_overwrite_option, add_training_options, run_training
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
@@ -123,7 +123,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     src = pr.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="FILE", help=".csv, .tsv or .jsonl with a text column")
     src.add_argument("--text", help="one text, classified and printed")
-    pr.add_argument("--out", metavar="FILE", help="predictions CSV (needed with --input)")
+    pr.add_argument("--out", metavar="FILE", help="predictions CSV (needed with --input); a file, not a directory "
+                                                  "nor the --input file")
     pr.add_argument("--text-pair", metavar="TEXT", help="the second text, for a model trained on text pairs")
     pr.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     pr.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
@@ -139,7 +140,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
-    ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
+    ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots to "
+                                                 "this " + OUT_HELP)
+    add_overwrite_option(ev)
     ev.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
@@ -150,7 +153,8 @@ OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col
                "skip_bad_rows", "valid_fraction", "test_fraction", "epochs", "max_steps", "lr", "batch_size",
                "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights", "patience",
                "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings", "no_gradual_unfreeze",
-               "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads", "quiet", "resume")
+               "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads", "quiet", "resume",
+               "overwrite")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -194,7 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import evaluate
 
     result = evaluate(args.model, args.input, out=args.out, text_col=args.text_col, label_col=args.label_col,
-                      batch_size=args.batch_size, text_pair_col=args.text_pair_col)
+                      batch_size=args.batch_size, text_pair_col=args.text_pair_col, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
