@@ -6,9 +6,9 @@ Subcommand modules import their heavy dependencies inside their handlers, so
 `nlpft --help` starts instantly.
 
 Shared conventions, added by `add_common_options` / `add_training_options`:
-`--out DIR` (written atomically and safely, see nlpft/runners/output.py) with `--overwrite`, `--seed`, `--config FILE` (YAML or JSON whose keys are
-the long flag names; flags given on the command line win), and for training commands
-`--epochs`, `--max-steps N` and `--resume`.
+`--out DIR` (written atomically and safely: see nlpft/runners/output.py) with `--overwrite`,
+`--seed`, `--config FILE` (YAML or JSON whose keys are the long flag names; flags given on
+the command line win), and for training commands `--epochs`, `--max-steps N` and `--resume`.
 """
 
 from __future__ import annotations
