@@ -194,6 +194,12 @@ def test_current_or_parent_directory_as_out_is_refused(tmp_path, small_corpus, m
     assert f"--out {name}" in _error_line(capsys)
 
 
+def test_out_under_a_file_is_one_line(tmp_path, small_corpus, capsys):
+    assert _embed(small_corpus, small_corpus / "w2v") == 2
+    assert str(small_corpus) in _error_line(capsys)
+    assert _siblings(small_corpus) == ["small.txt"]
+
+
 def test_an_unwritable_parent_is_one_line(tmp_path, small_corpus, monkeypatch, capsys):
     readonly = tmp_path / "readonly"
     readonly.mkdir()

@@ -59,6 +59,9 @@ def output_path(out: str | os.PathLike) -> Path:
                              "replaces; pass a new directory name such as runs/NAME")
     if path.exists() and not path.is_dir():
         raise UserInputError(f"{path}: exists and is not a directory; pass another --out")
+    existing = next((parent for parent in path.absolute().parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserInputError(f"{existing}: is a file, so --out {out} cannot be made under it; pass another --out")
     return path
 
 
