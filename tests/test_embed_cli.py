@@ -159,7 +159,7 @@ def test_internal_error_exit_1(tmp_path, small_corpus, monkeypatch):
 def test_out_replaced_atomically(tmp_path, small_corpus):
     code, out = _train(tmp_path, "word2vec", small_corpus, "--epochs", "1")
     first = (out / "vectors.bin").read_bytes()
-    code, out = _train(tmp_path, "word2vec", small_corpus, "--epochs", "1", "--seed", "5")
+    code, out = _train(tmp_path, "word2vec", small_corpus, "--epochs", "1", "--seed", "5", "--overwrite")
     assert code == 0 and (out / "vectors.bin").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("word2vec")) == ["word2vec"]
 

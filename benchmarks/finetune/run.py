@@ -124,7 +124,7 @@ def run_backbone(backbone: str, model: str, split: dict, seeds: list[int], quick
         _say(f"{backbone}, seed {seed} ...")
         started = time.perf_counter()
         _nlpft("finetune", "--train", str(split["train"]), "--valid", str(split["valid"]), "--test",
-               str(split["test"]), "--model", model, "--out", str(out), "--seed", str(seed), "--quiet",
+               str(split["test"]), "--model", model, "--out", str(out), "--overwrite", "--seed", str(seed), "--quiet",
                *settings(backbone, quick))
         wall = time.perf_counter() - started
         m = json.loads((out / "metrics.json").read_text())

@@ -89,7 +89,7 @@ def _metrics(out: Path) -> dict:
 def _pretrain(label: str, out: Path, *args: str) -> dict:
     _say(f"{label} ...")
     started = time.perf_counter()
-    _nlpft("pretrain", "--out", str(out), "--quiet", *args)
+    _nlpft("pretrain", "--out", str(out), "--overwrite", "--quiet", *args)  # --work may hold an earlier run
     wall = time.perf_counter() - started
     m = _metrics(out)
     return {"label": label, "wall_s": wall, "steps": m["steps"], "parameters": m["parameters"],
@@ -169,7 +169,7 @@ def part_overhead(work: Path, steps: int, repeats: int) -> dict:
             if which == "nlpft":
                 out = work / f"overhead-{rep}"
                 _nlpft("pretrain", "--arch", "gpt2", "--size", "tiny", "--tokenizer", str(tokenizer_run),
-                       "--corpus", str(austen), "--out", str(out), "--quiet", "--max-steps", str(steps),
+                       "--corpus", str(austen), "--out", str(out), "--overwrite", "--quiet", "--max-steps", str(steps),
                        "--eval-every", str(10 * steps), "--checkpoint-every", str(10 * steps),
                        "--max-eval-blocks", "1", "--warmup", "0.05")
                 nlpft_rates.append(_metrics(out)["train_tokens_per_s"])

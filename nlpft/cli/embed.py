@@ -122,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     names = EmbeddingConfig.field_names()
     config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
-    train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet)
+    train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -130,6 +130,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from nlpft.embeddings.evaluation import evaluate, format_table
     from nlpft.embeddings.vectors_io import load_vectors
 
+    output = None
+    if args.out:
+        from nlpft.runners.output import RunOutput, write_json
+
+        output = RunOutput(args.out, overwrite=args.overwrite, command="embed eval",
+                           inputs=[args.vectors, *(args.analogies or []), *(args.similarity or [])])
     kv = load_vectors(args.vectors)
     results = evaluate(kv, analogy_files=args.analogies, similarity_files=args.similarity,
                        restrict_vocab=args.restrict_vocab)
@@ -137,15 +143,13 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     else:
         print(format_table(results))
-    if args.out:
-        from nlpft.runners.output import RunOutput, write_json
-
-        output = RunOutput(args.out)
+    if output is not None:
         work = output.open()
-        write_json(work / "eval.json", {"vectors": str(args.vectors), "results": results})
-        (work / "eval.txt").write_text(format_table(results) + "\n")
-        output.publish()
-        print(f"wrote {args.out}/eval.json", file=sys.stderr)
+        with output.cleaned_up_on_error():
+            write_json(work / "eval.json", {"vectors": str(args.vectors), "results": results})
+            (work / "eval.txt").write_text(format_table(results) + "\n")
+            output.publish()
+        print(f"wrote {output.final}/eval.json", file=sys.stderr)
     return 0
 
 

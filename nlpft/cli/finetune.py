@@ -7,7 +7,9 @@ import json
 import sys
 
 from nlpft.cli.main import (
+    OUT_HELP,
     add_common_options,
+    add_overwrite_option,
     add_training_options,
     non_negative_float,
     positive_float,
@@ -135,7 +137,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     src = pr.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="FILE", help=".csv, .tsv or .jsonl with a text column")
     src.add_argument("--text", help="one text, classified and printed")
-    pr.add_argument("--out", metavar="FILE", help="predictions CSV (needed with --input)")
+    pr.add_argument("--out", metavar="FILE", help="predictions CSV (needed with --input); a file, not a directory "
+                                                  "nor the --input file")
     pr.add_argument("--text-pair", metavar="TEXT", help="the second text, for a model trained on text pairs")
     pr.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     pr.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
@@ -151,7 +154,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--text-col", default=None, help="default: the column the model was trained on")
     ev.add_argument("--text-pair-col", default=None, help="pair models: default: the column the model was trained on")
     ev.add_argument("--label-col", default=None, help="default: the column the model was trained on")
-    ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots here")
+    ev.add_argument("--out", metavar="DIR", help="also write metrics.json, report.md, predictions.csv and plots to "
+                                                 "this " + OUT_HELP)
+    add_overwrite_option(ev)
     ev.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
     ev.add_argument("--normalize-labels", action="store_true",
                     help="merge labels that differ only in case into the model's spelling (automatic when the "
@@ -166,7 +171,7 @@ OPTION_KEYS = ("valid", "test", "model", "text_col", "text_pair_col", "label_col
                "batch_size", "grad_accum", "max_length", "warmup", "weight_decay", "scheduler", "class_weights",
                "patience", "eval_every", "checkpoint_every", "group_by_length", "freeze_embeddings",
                "no_gradual_unfreeze", "layer_lr_factor", "random_init", "pooling", "precision", "seed", "threads",
-               "quiet", "resume")
+               "quiet", "resume", "overwrite")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -211,7 +216,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate(args.model, args.input, out=args.out, text_col=args.text_col, label_col=args.label_col,
                       batch_size=args.batch_size, text_pair_col=args.text_pair_col,
-                      normalize_labels=args.normalize_labels)
+                      normalize_labels=args.normalize_labels, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

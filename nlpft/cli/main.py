@@ -6,9 +6,9 @@ Subcommand modules import their heavy dependencies inside their handlers, so
 `nlpft --help` starts instantly.
 
 Shared conventions, added by `add_common_options` / `add_training_options`:
-`--out DIR` (written atomically), `--seed`, `--config FILE` (YAML or JSON whose keys are
-the long flag names; flags given on the command line win), and for training commands
-`--epochs`, `--max-steps N` and `--resume`.
+`--out DIR` (written atomically and safely: see nlpft/runners/output.py) with `--overwrite`,
+`--seed`, `--config FILE` (YAML or JSON whose keys are the long flag names; flags given on
+the command line win), and for training commands `--epochs`, `--max-steps N` and `--resume`.
 
 Config values pass the same checks as flags: each goes through its option's `type=` and
 `choices=` (a list for options that take several values, a real boolean for switches), so
@@ -108,9 +108,20 @@ def seed_int(text: str) -> int:
     return value
 
 
+OUT_HELP = ("output directory, written atomically (a killed run leaves the old one or none); a new or empty "
+            "directory, or an earlier nlpft output with --overwrite; never the current directory, an input "
+            "or one holding an input; one run at a time (a second one is refused)")
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier nlpft output in --out (nlpft never deletes a directory it "
+                             "did not write)")
+
+
 def add_common_options(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
-    parser.add_argument("--out", required=out_required, metavar="DIR",
-                        help="output directory; written atomically (a killed run leaves the old one or none)")
+    parser.add_argument("--out", required=out_required, metavar="DIR", help=OUT_HELP)
+    add_overwrite_option(parser)
     parser.add_argument("--seed", type=seed_int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument("--config", metavar="FILE",
                         help="YAML or JSON file of options, keys named like the flags (max-steps or max_steps); "

@@ -50,12 +50,13 @@ def _vocabulary_or_error(counts, config: EmbeddingConfig, corpus_name: str) -> l
 
 
 def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str | Path,
-                     resume: bool = False, quiet: bool = False) -> Path:
-    """Train static vectors and publish them in `out`; returns the output directory."""
+                     resume: bool = False, quiet: bool = False, overwrite: bool = False) -> Path:
+    """Train static vectors and publish them in `out`; returns the output directory.
+    An earlier nlpft output in `out` is replaced only with `overwrite` (see RunOutput)."""
     config = config.resolved()
     text = resolve_corpus(corpus)
+    output = RunOutput(out, resume=resume, overwrite=overwrite, command="embed train", inputs=text.paths)
     text.validate()
-    output = RunOutput(out, resume=resume)
     if resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()

@@ -14,8 +14,10 @@ works without nlpft; nlpft's own files sit beside it (finetune.json, metrics.jso
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nlpft.errors import UserInputError, check_seed, check_threads
-from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
+from nlpft.runners.output import RunOutput, peak_rss_bytes, place_errors_reported, write_json
 
 META_FILE = "finetune.json"
 BEST_DIR = "best"
@@ -75,6 +77,7 @@ class FinetuneOptions:
     threads: int | None = None
     quiet: bool = False
     resume: bool = False
+    overwrite: bool = False  # replace an earlier nlpft output in `out`
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -168,7 +171,8 @@ def finetune(opts: FinetuneOptions) -> Path:
     opts.test = resolve_labeled_file(opts.test) if opts.test else None
     rank = _rank()
     # under torchrun every process runs this; rank 0 owns the output directory
-    output = RunOutput(opts.out, resume=opts.resume or rank != 0)
+    output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",
+                       inputs=[opts.train, opts.valid, opts.test, None if opts.model == "tfidf" else opts.model])
     splits = read_splits(opts, bad_rows_dir=output.final.parent if output.final.parent.exists() else None)
     resolved = None
     if opts.model == "tfidf":
@@ -640,7 +644,17 @@ def write_predictions(path: Path, rows, task: str, names: list[str], scores: np.
                       gold: bool) -> None:
     """CSV: row, text, [text_pair], [gold], predicted, then one probability column per label."""
     has_pair = any(getattr(row, "text_pair", None) is not None for row in rows)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two runs never share it
+    try:
+        _write_prediction_rows(tmp, rows, task, names, scores, decided, gold, has_pair)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_prediction_rows(tmp: Path, rows, task: str, names: list[str], scores: np.ndarray, decided: np.ndarray,
+                           gold: bool, has_pair: bool) -> None:
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         header = ["row", "text"] + (["text_pair"] if has_pair else []) + (["gold"] if gold else []) + ["predicted"]
@@ -662,7 +676,6 @@ def write_predictions(path: Path, rows, task: str, names: list[str], scores: np.
             if task != "regression":
                 record += [f"{p:.6f}" for p in scores[i]]
             writer.writerow(record)
-    tmp.replace(path)
 
 
 # -- predict / evaluate ----------------------------------------------------------------------
@@ -803,6 +816,8 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
     meta = load_meta(model_dir)
     if (input_path is None) == (text is None):
         raise UserInputError("pass either --input FILE or --text TEXT")
+    if out is not None:
+        _check_predictions_file(Path(out), input_path)
     trained_on_pairs = bool(meta.get("text_pair_col"))
     skipped = []
     if text is not None:
@@ -832,21 +847,35 @@ def predict(model_dir: str, input_path: str | None, text: str | None, out: str |
     decided = task.decide(scores)
     names = list(_label_map(model_dir, meta).labels) if meta.get("label_map") else []
     if out is not None:
-        write_predictions(Path(out), rows, task.task, names, scores, decided, gold=False)
+        with place_errors_reported(Path(out)):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            write_predictions(Path(out), rows, task.task, names, scores, decided, gold=False)
     return {"rows": rows, "scores": scores, "decided": decided, "names": names, "task": task.task,
             "skipped": skipped, "truncated": truncated, "max_length": meta.get("max_length")}
 
 
+def _check_predictions_file(out: Path, input_path: str | None) -> None:
+    """A predictions CSV replaces a file, never a directory nor the input it is made from."""
+    if out.is_dir():
+        raise UserInputError(f"{out}: is a directory; pass a file name for the predictions CSV to --out, "
+                             f"e.g. {out / 'predictions.csv'}")
+    if input_path is not None and out.exists() and os.path.exists(input_path) and os.path.samefile(out, input_path):
+        raise UserInputError(f"--out {out} is the --input file; pass another file for the predictions")
+
+
 def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
              label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None,
-             normalize_labels: bool = False) -> dict:
-    """Metrics of the model on a labeled file. Labels are merged by case as in training when
-    the model was trained with normalize_labels, or when `normalize_labels` is given."""
+             normalize_labels: bool = False, overwrite: bool = False) -> dict:
+    """Metrics of `model_dir` on `input_path`. Labels are merged by case as in training when
+    the model was trained with normalize_labels, or when `normalize_labels` is given. With
+    `out`, also a report directory, written like every nlpft output (an earlier one there
+    is replaced only with `overwrite`)."""
     from nlpft.data.labeled import check_labels, label_key, read_labeled, respell_labels
     from nlpft.finetune import metrics as m
 
     _check_batch_size(batch_size)
     meta = load_meta(model_dir)
+    output = RunOutput(out, overwrite=overwrite, command="evaluate", inputs=[model_dir, input_path]) if out else None
     task_name = meta["task"]["task"]
     normalize_labels = normalize_labels or bool((meta.get("options") or {}).get("normalize_labels"))
     data = read_labeled(input_path, text_col=text_col or meta["text_col"], label_col=label_col or meta["label_col"],
@@ -860,20 +889,30 @@ def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: 
     if label_map is not None:
         check_labels(rows, label_map, input_path)
     pairs = [r.text_pair for r in rows] if meta.get("text_pair_col") else None
-    scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
-    decided = task.decide(scores)
-    names = list(label_map.labels) if label_map is not None else []
-    result = m.task_metrics(task_name, _gold(rows, task_name, label_map), decided, names)
-    result["truncated"] = truncated
-    if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "metrics.json", result)
-        write_predictions(folder / "predictions.csv", rows, task_name, names, scores, decided, gold=True)
-        plots = {}
-        if task_name == "single":
-            plots["confusion matrix"] = m.plot_confusion_matrix(result, folder / "confusion_matrix.png").name
-        m.write_report(folder / "report.md", {"model": str(model_dir), "task": task_name,
-                                              "test_examples": len(rows)}, result, task_name, plots)
+    if output is not None:
+        output.open()
+    with output.cleaned_up_on_error() if output is not None else contextlib.nullcontext():
+        scores, task, truncated = score_texts(model_dir, meta, [r.text for r in rows], pairs, batch_size=batch_size)
+        decided = task.decide(scores)
+        names = list(label_map.labels) if label_map is not None else []
+        result = m.task_metrics(task_name, _gold(rows, task_name, label_map), decided, names)
+        result["truncated"] = truncated
+        if output is not None:
+            _write_evaluation(output, str(model_dir), rows, task_name, names, scores, decided, result)
     result["headline"] = m.headline(task_name, result)
     return result
+
+
+def _write_evaluation(output: RunOutput, model_dir: str, rows, task_name: str, names: list[str], scores, decided,
+                      result: dict) -> None:
+    from nlpft.finetune import metrics as m
+
+    folder = output.partial
+    write_json(folder / "metrics.json", result)
+    write_predictions(folder / "predictions.csv", rows, task_name, names, scores, decided, gold=True)
+    plots = {}
+    if task_name == "single":
+        plots["confusion matrix"] = m.plot_confusion_matrix(result, folder / "confusion_matrix.png").name
+    m.write_report(folder / "report.md", {"model": model_dir, "task": task_name, "test_examples": len(rows)},
+                   result, task_name, plots)
+    output.publish()

@@ -165,7 +165,8 @@ def _eval_rows(ids, batch_size: int, name: str, corpus_name: str):
 
 
 def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | Path,
-             resume: bool = False, threads: int | None = None, quiet: bool = False) -> Path:
+             resume: bool = False, threads: int | None = None, quiet: bool = False,
+             overwrite: bool = False) -> Path:
     import torch
 
     from nlpft.data.registry import resolve_corpus
@@ -177,12 +178,13 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
     RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None}).validate()
     _check_paths(data)
     text = resolve_corpus(data.corpus)
+    output = RunOutput(out, resume=resume, overwrite=overwrite, command="lm train",  # only rank 0 opens it
+                       inputs=[*text.paths, data.tokenizer, data.init_vectors])
     text.validate()
     if threads:
         torch.set_num_threads(threads)
     rank, world = _distributed()
 
-    output = RunOutput(out, resume=resume or rank != 0)
     if rank == 0:
         if resume and not output.has_checkpoint():
             print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)

@@ -53,6 +53,7 @@ class PretrainOptions:
     threads: int | None = None
     quiet: bool = False
     resume: bool = False
+    overwrite: bool = False  # replace an earlier nlpft output in `out`
     name: str | None = None  # remember the output under this model name
 
 
@@ -108,6 +109,8 @@ def pretrain(opts: PretrainOptions) -> Path:
 
     _validate(opts)
     text = resolve_corpus(opts.corpus)
+    output = RunOutput(opts.out, resume=opts.resume, overwrite=opts.overwrite, command="pretrain",
+                       inputs=[*text.paths, opts.tokenizer, opts.from_model])
     text.validate()
     source = None
     if opts.from_model:
@@ -121,7 +124,6 @@ def pretrain(opts: PretrainOptions) -> Path:
     from nlpft.training.precision import resolve_precision
 
     opts.precision = resolve_precision(opts.precision)
-    output = RunOutput(opts.out, resume=opts.resume)
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
