@@ -81,3 +81,105 @@ def test_crf_loss_trains():
     loss = crf(emissions, tags, mask)
     loss.backward()
     assert loss.item() > 0 and crf.transitions.grad is not None and emissions.grad.abs().sum() > 0
+
+
+# -- subword alignment and windows ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tokenizer():
+    from nlpft.pretrained.loading import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model("minilm")).hf
+
+
+def test_labels_go_on_first_subwords(tokenizer):
+    from nlpft.finetune.tag_alignment import IGNORE_INDEX, encode_tagged
+
+    words = ["Obama", "visited", "Tegucigalpa", "yesterday"]
+    (window,) = encode_tagged(tokenizer, [words], [[1, 0, 2, 0]])
+    first = window.first_subwords()
+    assert sorted(first) == [0, 1, 2, 3]
+    assert window.word_ids.count(2) > 1  # the rare word is split, so "first" matters
+    assert [window.labels[first[w]] for w in range(4)] == [1, 0, 2, 0]
+    assert sum(label != IGNORE_INDEX for label in window.labels) == 4
+    assert window.labels[0] == window.labels[-1] == IGNORE_INDEX  # [CLS], [SEP]
+    assert window.input_ids == tokenizer(words, is_split_into_words=True)["input_ids"]
+
+
+def test_words_without_subwords_still_get_a_position(tokenizer):
+    from nlpft.finetune.tag_alignment import encode_tagged
+
+    words = ["Hello", "\u200b", "\ufe0f", "world"]
+    assert tokenizer([words[1]], is_split_into_words=True, add_special_tokens=False)["input_ids"] == []
+    (window,) = encode_tagged(tokenizer, [words], [[0, 1, 2, 0]])
+    assert sorted(window.first_subwords()) == [0, 1, 2, 3]
+    assert tokenizer.unk_token_id in window.input_ids
+
+
+def test_long_sentences_are_windowed_and_every_word_gets_one_prediction(tokenizer):
+    from nlpft.finetune.tag_alignment import encode_tagged, merge_windows
+
+    words = [f"w{i}" if i % 3 else "Tegucigalpa" for i in range(60)]
+    short = ["just", "two"]
+    windows = encode_tagged(tokenizer, [words, short], [list(range(60)), [0, 1]], max_length=24, stride=4)
+    long_windows = [w for w in windows if w.sentence == 0]
+    assert len(long_windows) > 3 and [w.sentence for w in windows][-1] == 1
+    assert all(len(w.input_ids) <= 24 for w in windows)
+    for before, after in zip(long_windows, long_windows[1:]):
+        assert after.word_start == before.word_end - 4  # `stride` shared words
+    assert long_windows[0].word_start == 0 and long_windows[-1].word_end == 60
+    # a fake model whose score at each first subword says (word id, window index, distance to a cut edge)
+    scores = []
+    for k, window in enumerate(windows):
+        out = np.full((len(window.input_ids), 3), -1.0)
+        for word, position in window.first_subwords().items():
+            out[position] = [word, k, 0]
+        scores.append(out)
+    merged = merge_windows(windows, scores, [60, 2])
+    assert merged[0][:, 0].tolist() == list(range(60)) and merged[1][:, 0].tolist() == [0, 1]
+    # in the overlap of windows k and k+1, each word comes from the window where it is farther from the cut
+    for k, (before, after) in enumerate(zip(long_windows, long_windows[1:])):
+        for word in range(after.word_start, before.word_end):
+            from_before = word - before.word_start if k else 10**9
+            expected = k if min(from_before, before.word_end - 1 - word) >= word - after.word_start else k + 1
+            assert merged[0][word, 1] == expected, word
+
+
+def test_a_word_longer_than_the_window_is_truncated_but_kept(tokenizer):
+    from nlpft.finetune.tag_alignment import encode_tagged
+
+    words = ["a", "Pneumonoultramicroscopicsilicovolcanoconiosis", "b"]
+    assert len(tokenizer.tokenize(words[1])) > 6
+    windows = encode_tagged(tokenizer, [words], [[0, 1, 2]], max_length=8, stride=0)
+    assert [(w.word_start, w.word_end) for w in windows] == [(0, 1), (1, 2), (2, 3)]
+    assert windows[1].labels[1] == 1
+    assert sorted({word for w in windows for word in w.first_subwords()}) == [0, 1, 2]
+    assert all(len(w.input_ids) <= 8 for w in windows)
+
+
+# -- raw text and entity spans --------------------------------------------------------------
+def test_split_words_keeps_offsets_tweets_and_clitics():
+    from nlpft.finetune.tag_alignment import split_words
+
+    text = "It's @paulwalk at https://t.co/x1. Don't miss #ESB! 3.14 ❤️ e\u0301te\u0301"
+    words = split_words(text)
+    assert [w.text for w in words] == ["It", "'s", "@paulwalk", "at", "https://t.co/x1", ".", "Do", "n't", "miss",
+                                       "#ESB", "!", "3.14", "❤️", "e\u0301te\u0301"]
+    assert all(text[w.start:w.end] == w.text for w in words)
+
+
+def test_entities_from_tags_with_offsets_and_mean_score():
+    from nlpft.finetune.tag_alignment import best_tags, entities, split_words
+
+    text = "Obama visited the Empire State  Building."
+    words = split_words(text)
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    probs = np.full((len(words), 5), 0.05)
+    for i, (label, p) in enumerate([(3, 0.9), (0, 0.8), (0, 0.9), (1, 0.6), (2, 0.7), (2, 0.8), (0, 0.99)]):
+        probs[i, label] = p
+    tags, scores = best_tags(probs, labels)
+    found = entities(tags, scores, "iob2", words, text)
+    assert [(e.type, e.text, e.start, e.end, e.first_word, e.end_word) for e in found] == [
+        ("PER", "Obama", 0, 5, 0, 1), ("LOC", "Empire State  Building", 18, 40, 3, 6)]
+    assert found[1].score == pytest.approx((0.6 + 0.7 + 0.8) / 3)
+    assert entities(tags, scores, "iob2", [w.text for w in words])[1].text == "Empire State Building"
+    assert json.dumps(found[0].to_dict())
