@@ -183,3 +183,85 @@ def test_entities_from_tags_with_offsets_and_mean_score():
     assert found[1].score == pytest.approx((0.6 + 0.7 + 0.8) / 3)
     assert entities(tags, scores, "iob2", [w.text for w in words])[1].text == "Empire State Building"
     assert json.dumps(found[0].to_dict())
+
+
+# -- the BiLSTM tagger ----------------------------------------------------------------------
+TOY_LABELS = ["O", "B-X", "I-X"]
+
+
+def toy_batch(rng: np.random.Generator, size: int):
+    """Ids 1-20 are lowercase words, 21-40 capitalised ones; a run of capitalised words is one
+    X entity (B-X, then I-X), so the tag of a word depends on the word before it."""
+    lengths = rng.integers(3, 11, size)
+    ids = np.zeros((size, lengths.max()), dtype=np.int64)
+    labels = np.full(ids.shape, -100, dtype=np.int64)
+    for b, n in enumerate(lengths):
+        capital = rng.random(n) < 0.4
+        ids[b, :n] = np.where(capital, rng.integers(21, 41, n), rng.integers(1, 21, n))
+        labels[b, :n] = [0 if not c else (2 if i and capital[i - 1] else 1) for i, c in enumerate(capital)]
+    mask = (ids != 0).astype(np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_tagger_learns_a_toy_task(crf):
+    from nlpft.finetune.word_tagger import WordTagger, WordTaggerConfig
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    config = WordTaggerConfig(kind="static", num_labels=3, vocab_size=41, embedding_dim=16, hidden_dim=24,
+                              dropout=0.1, crf=crf, labels=TOY_LABELS)
+    model = WordTagger(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        ids, mask, labels = toy_batch(rng, 32)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    model.eval()
+    ids, mask, labels = toy_batch(np.random.default_rng(99), 200)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask)
+    assert out["logits"].shape == (200, ids.shape[1], 3)
+    predicted = model.decode(out["logits"], mask)
+    kept = labels != -100
+    assert (predicted[~kept] == -100).all()
+    accuracy = (predicted[kept] == labels[kept]).float().mean().item()
+    assert accuracy > 0.97
+
+
+def test_tagger_saves_and_loads_with_crf_constraints(tmp_path):
+    from nlpft.finetune.word_tagger import WordTagger, WordTaggerConfig
+
+    torch.manual_seed(0)
+    config = WordTaggerConfig(kind="static", num_labels=3, vocab_size=41, embedding_dim=8, hidden_dim=8, case_dim=4,
+                              crf=True, labels=TOY_LABELS)
+    model = WordTagger(config)
+    model.load_embeddings(np.ones((41, 8), dtype=np.float32), freeze=True)
+    assert not model.token_embedding().weight.requires_grad
+    model.save_pretrained(tmp_path / "tagger")
+    loaded = WordTagger.from_pretrained(tmp_path / "tagger")
+    ids, mask, _ = toy_batch(np.random.default_rng(1), 4)
+    model.eval()
+    cases = torch.randint(1, 7, ids.shape)
+    assert torch.equal(model(ids, mask, case_ids=cases)["logits"], loaded(ids, mask, case_ids=cases)["logits"])
+    assert loaded.crf.transition_penalty[0, 2] < -1000  # O -> I-X stays forbidden
+    assert sorted(p.name for p in (tmp_path / "tagger").iterdir()) == ["model.safetensors", "tagger.json"]
+
+
+def test_tagger_on_a_language_model_backbone():
+    from nlpft.finetune.word_tagger import WordTagger, word_shapes
+    from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
+
+    torch.manual_seed(0)
+    lm = RNNLanguageModel(RNNLMConfig(vocab_size=41, embedding_dim=8, hidden_dim=12, num_layers=2))
+    tagger = WordTagger.from_language_model(lm, num_labels=3, hidden_dim=8, labels=TOY_LABELS, crf=True)
+    assert torch.equal(tagger.lm.layers[1].weight_hh_l0, lm.layers[1].weight_hh_l0)
+    ids, mask, labels = toy_batch(np.random.default_rng(2), 4)
+    out = tagger(input_ids=ids, attention_mask=mask, labels=labels)
+    out["loss"].backward()
+    assert lm.embedding.weight.grad is None and tagger.lm.embedding.weight.grad is not None
+    assert len(tagger.layer_groups()) == 4  # top, two LM layers, embedding
+    assert word_shapes(["the", "Obama", "NASA", "iPhone", "R2D2", "!"]) == [1, 2, 3, 4, 5, 6]
