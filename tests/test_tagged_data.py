@@ -19,8 +19,8 @@ from nlpft.data.tagged import (
     first_invalid_tag,
     read_tagged,
     scheme_tags,
-    split_sentences,
     spans_to_tags,
+    split_sentences,
 )
 from nlpft.errors import UserInputError
 from tests.conftest import shared_corpus

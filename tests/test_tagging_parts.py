@@ -23,7 +23,7 @@ def brute_force(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor):
     for path in itertools.product(range(crf.num_tags), repeat=len(kept)):
         score = start[path[0]] + end[path[-1]]
         score = score + sum(emissions[t, y] for t, y in zip(kept, path))
-        score = score + sum(transitions[a, b] for a, b in zip(path, path[1:]))
+        score = score + sum(transitions[a, b] for a, b in itertools.pairwise(path))
         scores[path] = float(score)
     return float(torch.logsumexp(torch.tensor(list(scores.values())), 0)), scores
 
@@ -55,7 +55,7 @@ def test_crf_normaliser_likelihood_and_viterbi_match_brute_force(constrained):
         assert tuple(int(decoded[b, t]) for t in range(5) if mask[b, t]) == best
         assert all(decoded[b, t] == -100 for t in range(5) if not mask[b, t])
         if constrained:
-            assert not any(labels[a] == "O" and labels[c] == "I-X" for a, c in zip(best, best[1:]))
+            assert not any(labels[a] == "O" and labels[c] == "I-X" for a, c in itertools.pairwise(best))
     empty = torch.zeros(1, 3, dtype=torch.bool)
     assert crf.log_partition(emissions[:1, :3], empty).item() == 0.0
     assert (crf.decode(emissions[:1, :3], empty) == -100).all()
@@ -67,7 +67,7 @@ def test_constrained_decoding_never_yields_i_after_o():
     emissions = torch.zeros(1, 3, len(labels))
     emissions[0, :, 4] = 5.0  # I-Y everywhere, as an unconstrained argmax would say
     path = [labels[i] for i in crf.decode(emissions, torch.ones(1, 3, dtype=torch.bool))[0]]
-    assert path[0] != "I-Y" and all(not (a == "O" and b.startswith("I-")) for a, b in zip(path, path[1:]))
+    assert path[0] != "I-Y" and all(not (a == "O" and b.startswith("I-")) for a, b in itertools.pairwise(path))
     start, transitions, end = allowed_transitions(["O", "B-X", "I-X", "E-X", "S-X"], "bioes")
     assert not start[2] and not end[1] and not transitions[0, 3] and transitions[1, 3] and not transitions[1, 0]
 
@@ -124,7 +124,7 @@ def test_long_sentences_are_windowed_and_every_word_gets_one_prediction(tokenize
     long_windows = [w for w in windows if w.sentence == 0]
     assert len(long_windows) > 3 and [w.sentence for w in windows][-1] == 1
     assert all(len(w.input_ids) <= 24 for w in windows)
-    for before, after in zip(long_windows, long_windows[1:]):
+    for before, after in itertools.pairwise(long_windows):
         assert after.word_start == before.word_end - 4  # `stride` shared words
     assert long_windows[0].word_start == 0 and long_windows[-1].word_end == 60
     # a fake model whose score at each first subword says (word id, window index, distance to a cut edge)
@@ -137,7 +137,7 @@ def test_long_sentences_are_windowed_and_every_word_gets_one_prediction(tokenize
     merged = merge_windows(windows, scores, [60, 2])
     assert merged[0][:, 0].tolist() == list(range(60)) and merged[1][:, 0].tolist() == [0, 1]
     # in the overlap of windows k and k+1, each word comes from the window where it is farther from the cut
-    for k, (before, after) in enumerate(zip(long_windows, long_windows[1:])):
+    for k, (before, after) in enumerate(itertools.pairwise(long_windows)):
         for word in range(after.word_start, before.word_end):
             from_before = word - before.word_start if k else 10**9
             expected = k if min(from_before, before.word_end - 1 - word) >= word - after.word_start else k + 1
@@ -265,3 +265,54 @@ def test_tagger_on_a_language_model_backbone():
     assert lm.embedding.weight.grad is None and tagger.lm.embedding.weight.grad is not None
     assert len(tagger.layer_groups()) == 4  # top, two LM layers, embedding
     assert word_shapes(["the", "Obama", "NASA", "iPhone", "R2D2", "!"]) == [1, 2, 3, 4, 5, 6]
+
+
+# -- metrics, report, plot, predictions file ------------------------------------------------
+GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-PER", "O"]]
+PREDICTED = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O", "O", "B-LOC"]]
+
+
+def test_tagging_metrics_match_hand_computed_values():
+    from nlpft.finetune.tag_metrics import tagging_metrics
+
+    # gold PER, LOC | ORG, PER; predicted PER (right), ORG over the LOC | ORG (right), LOC spurious
+    m = tagging_metrics(GOLD, PREDICTED)
+    assert (m["gold_entities"], m["predicted_entities"]) == (4, 4)
+    assert (m["micro_precision"], m["micro_recall"], m["micro_f1"]) == pytest.approx((2 / 4, 2 / 4, 0.5))
+    assert m["per_type"]["PER"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "predicted": 1})
+    assert m["per_type"]["LOC"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "predicted": 1})
+    assert m["per_type"]["ORG"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1, "predicted": 2})
+    assert (m["macro_precision"], m["macro_recall"], m["macro_f1"]) == pytest.approx((0.5, 0.5, 4 / 9))
+    assert m["token_accuracy"] == pytest.approx(5 / 8)
+    assert m["confusion"] == {"labels": ["LOC", "ORG", "PER", "O"],
+                              "matrix": [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0]]}
+    perfect = tagging_metrics(GOLD, GOLD)
+    assert perfect["micro_f1"] == perfect["macro_f1"] == perfect["token_accuracy"] == 1.0
+    with pytest.raises(ValueError):
+        tagging_metrics(GOLD, [PREDICTED[0]])
+
+
+def test_report_plot_and_predictions_file(tmp_path):
+    from nlpft.data.tagged import read_tagged
+    from nlpft.finetune.tag_metrics import (
+        plot_type_f1,
+        report_section,
+        tagging_metrics,
+        write_predictions_conll,
+    )
+
+    m = tagging_metrics(GOLD, PREDICTED)
+    plot = plot_type_f1(m, tmp_path / "type_f1.png")
+    assert plot.stat().st_size > 1000
+    section = report_section(m, {"F1 per type": "type_f1.png"})
+    assert "entity F1 0.5000" in section and "| PER | 1.000 | 0.500 | 0.667 | 2 | 1 |" in section
+    assert "| LOC | 0 | 1 | 0 | 0 |" in section and "![F1 per type](type_f1.png)" in section
+    tokens = [["Obama", "New York", ".", "x"], ["IBM", "a", "Ann", "b"]]
+    out = write_predictions_conll(tmp_path / "predictions.conll", tokens, PREDICTED, GOLD)
+    assert out.read_text().splitlines()[:2] == ["Obama\tB-PER\tB-PER", "New York\tI-PER\tI-PER"]
+    assert [s.tags for s in read_tagged(out, tag_col=2)] == [tuple(s) for s in GOLD]
+    assert [s.tokens for s in read_tagged(out)] == [tuple(s) for s in tokens]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    with pytest.raises(ValueError):
+        write_predictions_conll(tmp_path / "bad.conll", tokens, [["O"], ["O"]])
+    assert not (tmp_path / "bad.conll").exists() and not (tmp_path / "bad.conll.tmp").exists()

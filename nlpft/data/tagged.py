@@ -35,18 +35,17 @@ Reading imports neither torch nor transformers.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from nlpft.data.labeled import (
-    NOT_UTF8,
     _SURROGATE,
+    NOT_UTF8,
     _check_fractions,
     _holdout_size,
     _open_bytes,
