@@ -105,9 +105,12 @@ def test_count_mismatch_names_the_line(tmp_path):
 
 
 def test_malformed_conll_lines_are_all_listed(tmp_path):
-    path = write(tmp_path, "f.conll", "a\tO\nb\tO\textra\n\nc\n")
+    path = write(tmp_path, "f.conll", "a\tO\t\nb\tO\textra\n\nc\nd\tO\n\ne\t\tO\n")
     message = error_of(path)
-    assert "malformed line (2 lines): lines 2 (3 columns, line 1 has 2), 4 (1 column, line 1 has 2)" in message
+    assert ("malformed line (3 lines): lines 2 (3 columns, most lines have 2), 4 (1 column, most lines have 2), "
+            "7 (3 columns, most lines have 2)") in message  # a trailing tab is not a column
+    empty_column = write(tmp_path, "f2.conll", "a\tNN\tO\nb\t\tO\n")
+    assert "line 2 (an empty column (two tabs in a row?))" in error_of(empty_column)
 
 
 def test_tag_col_beyond_the_columns_names_the_line(tmp_path):

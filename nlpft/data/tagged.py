@@ -335,56 +335,53 @@ def _no_tags_message(fmt: str, tags_key: str) -> str:
 
 
 def _read_conll(path: Path, tag_col: int | None) -> tuple[list[TaggedSentence], list[_Problem], int | None]:
+    lines, problems = _conll_lines(path)
+    counts = Counter(len(fields) for _, fields in lines if fields)
+    columns = counts.most_common(1)[0][0] if counts else None  # ties: the count seen first
     sentences: list[TaggedSentence] = []
-    problems: list[_Problem] = []
     tokens: list[str] = []
     tags: list[str | None] = []
-    lines: list[int] = []
-    columns: int | None = None  # of the first token line: every line must match it
-    columns_line = 0
+    token_lines: list[int] = []
+    for line_no, fields in lines + [(0, None)]:
+        if fields is None:  # a sentence break
+            if tokens:
+                sentence_tags = None if any(t is None for t in tags) else tuple(tags)
+                sentences.append(TaggedSentence(tuple(tokens), sentence_tags, token_lines[0], tuple(token_lines)))
+            tokens, tags, token_lines = [], [], []
+            continue
+        problem = _conll_line_problem(line_no, fields, columns, tag_col)
+        if problem:
+            problems.append(problem)
+            continue
+        token_lines.append(line_no)
+        tokens.append(fields[0])
+        tags.append(fields[(tag_col or len(fields)) - 1] if len(fields) > 1 else None)
+    return sentences, problems, columns
 
-    def end_sentence() -> None:
-        if tokens:
-            sentence_tags = None if any(t is None for t in tags) else tuple(tags)
-            sentences.append(TaggedSentence(tuple(tokens), sentence_tags, lines[0], tuple(lines)))
-        tokens.clear()
-        tags.clear()
-        lines.clear()
 
+def _conll_lines(path: Path) -> tuple[list[tuple[int, list[str] | None]], list[_Problem]]:
+    """(line number, columns) of every token line, (line number, None) for each sentence
+    break (a blank or -DOCSTART- line), and the lines that are not UTF-8."""
+    lines: list[tuple[int, list[str] | None]] = []
+    problems: list[_Problem] = []
     with _open_bytes(path) as fh:
         for line_no, raw in enumerate(fh, 1):
             if line_no == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8").rstrip()
             except UnicodeDecodeError as exc:
                 problems.append(_Problem(line_no, NOT_UTF8, f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"))
                 continue
             fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
-            if not any(fields):
-                end_sentence()
-                continue
-            if fields[0] == DOCSTART:
-                end_sentence()
-                continue
-            if columns is None:
-                columns, columns_line = len(fields), line_no
-            problem = _conll_line_problem(line_no, fields, columns, columns_line, tag_col)
-            if problem:
-                problems.append(problem)
-                continue
-            lines.append(line_no)
-            tokens.append(fields[0])
-            tags.append(fields[(tag_col or len(fields)) - 1] if len(fields) > 1 else None)
-    end_sentence()
-    return sentences, problems, columns
+            is_break = not fields or not fields[0] and len(fields) == 1 or fields[0] == DOCSTART
+            lines.append((line_no, None if is_break else fields))
+    return lines, problems
 
 
-def _conll_line_problem(
-    line_no: int, fields: list[str], columns: int, columns_line: int, tag_col: int | None
-) -> _Problem | None:
+def _conll_line_problem(line_no: int, fields: list[str], columns: int, tag_col: int | None) -> _Problem | None:
     if len(fields) != columns:
-        return _Problem(line_no, MALFORMED, f"{_plural(len(fields), 'column')}, line {columns_line} has {columns}")
+        return _Problem(line_no, MALFORMED, f"{_plural(len(fields), 'column')}, most lines have {columns}")
     if tag_col is not None and len(fields) < tag_col:
         return _Problem(line_no, MALFORMED, f"{_plural(len(fields), 'column')}, no column {tag_col} for --tag-col")
     if any(not f for f in fields):
