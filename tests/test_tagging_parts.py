@@ -267,6 +267,16 @@ def test_tagger_on_a_language_model_backbone():
     assert word_shapes(["the", "Obama", "NASA", "iPhone", "R2D2", "!"]) == [1, 2, 3, 4, 5, 6]
 
 
+def test_one_word_id_per_tagged_word():
+    from nlpft.finetune.word_tagger import encode_words
+    from nlpft.tokenization.words import WordTokenizer
+
+    tokenizer = WordTokenizer.from_vocabulary(["obama", "s", "york"])
+    ids = encode_words(tokenizer, ["Obama", "'s", "New York", ".", "zebra"])
+    unk = tokenizer.unk_id
+    assert ids == [tokenizer.token_to_id("obama"), tokenizer.token_to_id("s"), tokenizer.token_to_id("york"), unk, unk]
+
+
 # -- metrics, report, plot, predictions file ------------------------------------------------
 GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-PER", "O"]]
 PREDICTED = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O", "O", "B-LOC"]]

@@ -75,6 +75,18 @@ def word_shapes(words: Sequence[str]) -> list[int]:
     return [SHAPES.index(_shape(word)) for word in words]
 
 
+def encode_words(tokenizer, words: Sequence[str]) -> list[int]:
+    """One id per word with a word-level tokenizer (`WordTokenizer`): the id of the first of
+    the word's pieces that is in the vocabulary ("New York" -> "new", "'s" -> "s"), else the
+    unknown id (punctuation, which the word pipeline drops, and unseen words)."""
+    unk = tokenizer.unk_id
+    ids = []
+    for word in words:
+        piece_ids = (tokenizer.token_to_id(piece) for piece in tokenizer.words(word))
+        ids.append(next((i for i in piece_ids if i is not None and i != unk), unk))
+    return ids
+
+
 def _shape(word: str) -> str:
     if any(ch.isdigit() for ch in word):
         return "digit"
