@@ -44,6 +44,7 @@ def test_crf_normaliser_likelihood_and_viterbi_match_brute_force(constrained):
     if constrained:  # gold paths are valid: never an I-X that does not continue X
         tags[tags == 2] = 0
     log_z = crf.log_partition(emissions, mask)
+    marginals = crf.marginals(emissions, mask)
     log_likelihood = crf.log_likelihood(emissions, tags.masked_fill(~mask, -100), mask)
     decoded = crf.decode(emissions, mask)
     for b in range(5):
@@ -54,6 +55,12 @@ def test_crf_normaliser_likelihood_and_viterbi_match_brute_force(constrained):
         best = max(scores, key=scores.get)
         assert tuple(int(decoded[b, t]) for t in range(5) if mask[b, t]) == best
         assert all(decoded[b, t] == -100 for t in range(5) if not mask[b, t])
+        kept = [t for t in range(5) if mask[b, t]]
+        expected_marginals = torch.zeros(5, len(labels))
+        for path, score in scores.items():
+            for t, y in zip(kept, path):
+                expected_marginals[t, y] += np.exp(score - expected_z)
+        assert torch.allclose(marginals[b], expected_marginals, atol=1e-5)
         if constrained:
             assert not any(labels[a] == "O" and labels[c] == "I-X" for a, c in itertools.pairwise(best))
     empty = torch.zeros(1, 3, dtype=torch.bool)

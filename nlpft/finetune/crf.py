@@ -132,6 +132,30 @@ class CRF(nn.Module):
 
     # -- decoding ------------------------------------------------------------------------------
     @torch.no_grad()
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """p(tag at position t | emissions), (B, T, L), by the forward-backward algorithm;
+        0 at masked positions. The confidence of a decoded tag, e.g. for an entity's score."""
+        order = _kept_first(mask)
+        emissions, _, compact_mask = _compact(emissions.float(), None, mask, order)
+        transitions = self._transitions()
+        steps = emissions.size(1)
+        alphas = [self._start() + emissions[:, 0]]  # each (B, L)
+        for t in range(1, steps):
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
+            alphas.append(torch.where(compact_mask[:, t].unsqueeze(1), step, alphas[-1]))
+        betas = [self._end().expand_as(alphas[0])]
+        for t in range(steps - 2, -1, -1):
+            # (L_from, L_to) + (B, 1, L_to) -> logsumexp over to -> (B, L_from)
+            step = torch.logsumexp(transitions + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+            betas.append(torch.where(compact_mask[:, t + 1].unsqueeze(1), step, betas[-1]))
+        log_z = torch.logsumexp(alphas[-1] + self._end(), dim=1)  # (B,)
+        compact = torch.stack([a + b for a, b in zip(alphas, reversed(betas), strict=True)], dim=1)  # (B, T, L)
+        compact = (compact - log_z[:, None, None]).exp() * compact_mask.unsqueeze(2)
+        result = torch.zeros_like(compact)
+        result.scatter_(1, order.unsqueeze(2).expand_as(compact), compact)
+        return result
+
+    @torch.no_grad()
     def decode(self, emissions: Tensor, mask: Tensor, pad: int = -100) -> Tensor:
         """The best tag path (Viterbi), (B, T) long, at the kept positions of `mask`; `pad`
         elsewhere."""
