@@ -126,6 +126,15 @@ def test_bad_json_missing_key_and_non_list(tmp_path):
     assert "3 (no 'tokens' key), 4 ('tokens' must be a list of strings)" in message
 
 
+def test_missing_tags_field_is_one_file_level_error(tmp_path):
+    assert "row 1: no column 'tags'; the header has 'tokens', 'labels'" in error_of(
+        write(tmp_path, "t.csv", "tokens,labels\na b,O O\n"))
+    assert "no object has the key 'tags'" in error_of(write(tmp_path, "t.jsonl", '{"tokens": ["a"]}\n'))
+    mixed = write(tmp_path, "u.jsonl", '{"tokens": ["a"], "tags": ["O"]}\n{"tokens": ["b"]}\n')
+    assert "line 2 (no 'tags' key)" in error_of(mixed)
+    assert "the first without: line 2" in error_of(mixed, require_tags=False)
+
+
 def test_empty_sentence_names_the_row(tmp_path):
     path = write(tmp_path, "j.csv", "tokens,tags\nParis,B-LOC\n,\n")
     assert "empty sentence (1 row): row 3" in error_of(path)

@@ -294,27 +294,36 @@ def read_tagged(
     if fmt == "conll":
         sentences, problems, columns = _read_conll(path, tag_col)
     else:
-        sentences, problems = _read_table_sentences(path, fmt, tokens_key, tags_key)
+        sentences, problems = _read_table_sentences(path, fmt, tokens_key, tags_key, require_tags)
         columns = None
-    file_problems: list[str] = []
-    has_tags = any(s.tags is not None for s in sentences)
-    if has_tags and any(s.tags is None for s in sentences):
-        file_problems.append("some sentences have tags and others do not; tag every sentence or none")
-    if require_tags and sentences and not has_tags:
-        file_problems.append(_no_tags_message(fmt, tags_key))
     problems += _tag_problems(sentences, scheme, repair_tags)
     repaired_sentences, repaired = 0, 0
     if repair_tags:
         sentences, repaired_sentences, repaired = _repair(sentences, scheme)
-    if not sentences and not problems:
-        file_problems.append("no sentences: the file holds no tokens")
-    if training and has_tags and sentences and not problems and not any(
-        tag != OUTSIDE for s in sentences for tag in s.tags or ()
-    ):
-        file_problems.append("every tag is O: a tagger needs examples of entities to learn from")
+    file_problems = _file_problems(sentences, problems, fmt, tags_key, require_tags, training)
     if file_problems or problems:
         raise UserInputError(_problem_message(path, fmt, file_problems, problems, scheme))
+    has_tags = any(s.tags is not None for s in sentences)
     return TaggedData(sentences, path, scheme, has_tags, repaired, repaired_sentences, columns)
+
+
+def _file_problems(
+    sentences: list[TaggedSentence], problems: list[_Problem], fmt: str, tags_key: str, require_tags: bool,
+    training: bool,
+) -> list[str]:
+    """Problems of the whole file: no sentences, no tags, tags on only some sentences, no entity."""
+    if not sentences:
+        return [] if problems else ["no sentences: the file holds no tokens"]
+    untagged = [s for s in sentences if s.tags is None]
+    unit = "row" if fmt == "csv" else "line"
+    if untagged and len(untagged) < len(sentences):
+        first = f"{unit} {untagged[0].line}"
+        return [f"some sentences have tags and others do not (the first without: {first}); tag every sentence or none"]
+    if untagged and require_tags:
+        return [_no_tags_message(fmt, tags_key)]
+    if training and not untagged and not problems and all(tag == OUTSIDE for s in sentences for tag in s.tags):
+        return ["every tag is O: a tagger needs examples of entities to learn from"]
+    return []
 
 
 def _check_file(path: Path) -> None:
@@ -390,14 +399,11 @@ def _conll_line_problem(line_no: int, fields: list[str], columns: int, tag_col: 
 
 
 def _read_table_sentences(
-    path: Path, fmt: str, tokens_key: str, tags_key: str
+    path: Path, fmt: str, tokens_key: str, tags_key: str, require_tags: bool
 ) -> tuple[list[TaggedSentence], list[_Problem]]:
     """Sentences of a JSONL file (lists) or a CSV file (space-joined strings)."""
     columns, rows = _read_table(path, fmt)
-    if fmt == "csv" and tokens_key not in columns:
-        shown = ", ".join(repr(c) for c in columns[:20])
-        raise UserInputError(f"{path}, row 1: no column {tokens_key!r}; the header has {shown}; "
-                             "the file needs a tokens column and a tags column (space-joined)")
+    _check_fields(path, fmt, columns, [tokens_key] + ([tags_key] if require_tags else []))
     sentences: list[TaggedSentence] = []
     problems: list[_Problem] = []
     for raw in rows:
@@ -408,7 +414,7 @@ def _read_table_sentences(
         if raw.values is None:
             continue
         tokens = _field_words(raw.row, raw.values, tokens_key, fmt, problems)
-        tags = _field_words(raw.row, raw.values, tags_key, fmt, problems, optional=True)
+        tags = _field_words(raw.row, raw.values, tags_key, fmt, problems, optional=not require_tags)
         if tokens is None or (tags_key in raw.values and tags is None):
             continue
         if not tokens:
@@ -416,6 +422,20 @@ def _read_table_sentences(
             continue
         sentences.append(TaggedSentence(tokens, tags, raw.row))
     return sentences, problems
+
+
+def _check_fields(path: Path, fmt: str, columns: list[str], wanted: list[str]) -> None:
+    """Raise once for a column (CSV) or key (JSONL) that no row has, rather than once per row."""
+    missing = [name for name in wanted if name not in columns]
+    if not missing or not columns:  # no columns at all: every line is broken, and listed as such
+        return
+    shown = ", ".join(repr(c) for c in columns[:20])
+    names = " or ".join(repr(name) for name in missing)
+    if fmt == "csv":
+        raise UserInputError(f"{path}, row 1: no column {names}; the header has {shown}; the file needs a "
+                             "tokens column and a tags column (space-joined), or name yours")
+    raise UserInputError(f"{path}: no object has the key {names}; the keys are {shown}; each line needs "
+                         "a tokens list and a tags list, or name your keys")
 
 
 def _field_words(
