@@ -135,6 +135,16 @@ def test_missing_tags_field_is_one_file_level_error(tmp_path):
     assert "the first without: line 2" in error_of(mixed, require_tags=False)
 
 
+def test_malformed_rows_of_jsonl_and_csv_name_their_line(tmp_path):
+    empty_item = write(tmp_path, "v.jsonl", '{"tokens": ["a", " "], "tags": ["O", "O"]}\n')
+    assert "line 1 ('tokens' item 2 is empty)" in error_of(empty_item)
+    extra_field = write(tmp_path, "v.csv", "tokens,tags\na b,O O\na,O,x\n")
+    assert "malformed line (1 row): row 3 (wrong number of fields: 3 fields, expected 2)" in error_of(extra_field)
+    latin1 = tmp_path / "w.csv"
+    latin1.write_bytes(b"tokens,tags\nb\xe9,O\n")
+    assert "not UTF-8 (1 row): row 2 (in column 'tokens')" in error_of(latin1)
+
+
 def test_empty_sentence_names_the_row(tmp_path):
     path = write(tmp_path, "j.csv", "tokens,tags\nParis,B-LOC\n,\n")
     assert "empty sentence (1 row): row 3" in error_of(path)
@@ -170,6 +180,11 @@ def test_file_level_problems(tmp_path):
     assert "is empty" in error_of(write(tmp_path, "n.conll", "\n\n"))
     assert "every tag is O" in error_of(write(tmp_path, "o.conll", "a\tO\n"), training=True)
     assert "unknown tag scheme" in error_of(write(tmp_path, "p.conll", "a\tO\n"), scheme="bilou")
+    assert "is a directory" in error_of(tmp_path)
+    assert "no sentences" in error_of(write(tmp_path, "q.conll", "-DOCSTART- -X- O\n\n"))
+    utf16 = tmp_path / "r.conll"
+    utf16.write_bytes("a\tO\n".encode("utf-16"))
+    assert "is UTF-16" in error_of(utf16)
 
 
 def test_unseen_test_tags_name_count_and_first_line(tmp_path):

@@ -5,7 +5,8 @@ Score of a tag path y over the kept positions t_1 < ... < t_n of a sequence:
     start[y_1] + sum_i emission[t_i, y_i] + sum_i transition[y_{i-1}, y_i] + end[y_n]
 
 The loss is the negative log-likelihood of the gold path, log Z - score(gold), with log Z
-from the forward algorithm; `decode` is Viterbi. The mask need not be a prefix: masked
+from the forward algorithm; `decode` is Viterbi and `marginals` gives each position's tag
+probabilities (forward-backward), the confidence of a decoded tag. The mask need not be a prefix: masked
 positions are skipped, so a transformer can pass `labels != -100` (first subwords only)
 and the CRF runs over words. Sequences are compacted (kept positions moved to the front,
 in order) before the recursion, which then needs only prefix masks.
