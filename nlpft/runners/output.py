@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from nlpft.data.fingerprint import FILE_NAME as FINGERPRINT_FILE
 from nlpft.errors import UserInputError
 
 
@@ -46,6 +47,7 @@ class RunOutput:
         """Move the finished run into place: rename is atomic on one filesystem."""
         if not keep_checkpoint and self.checkpoint_dir.exists():
             shutil.rmtree(self.checkpoint_dir)
+        (self.partial / FINGERPRINT_FILE).unlink(missing_ok=True)  # what --resume compares; done with
         old = None
         if self.final.exists():
             old = self.final.with_name(f"{self.final.name}.old-{os.getpid()}-{int(time.time())}")
