@@ -206,7 +206,8 @@ def _fingerprint(data: LMDataOptions, model_shape, train_config, text) -> dict:
     shape = {name: value for name, value in model_shape.to_dict().items() if name not in ("vocab_size", "pad_id")}
     shape.update({name: getattr(data, name) for name in
                   ("min_count", "max_vocab", "valid_fraction", "test_fraction", "freeze_embeddings")})
-    shape.update({name: getattr(train_config, name) for name in ("batch_size", "bptt", "optimizer", "precision", "seed")})
+    shape.update({name: getattr(train_config, name)
+                  for name in ("batch_size", "bptt", "optimizer", "precision", "seed")})
     options = {f"--{name.replace('_', '-')}": value for name, value in shape.items()}
     return fingerprint({"--corpus": text.files(), "--tokenizer": data.tokenizer,
                         "--init-vectors": data.init_vectors}, options)
