@@ -82,6 +82,44 @@ def test_finetune_divergence_is_exit_2_and_publishes_nothing(data_csv, tiny_bert
     assert all(_all_finite(path) for path in checkpoints)
 
 
+def test_pretrain_divergence_is_exit_2_and_publishes_nothing(tmp_path, lm_corpus, capsys):
+    out = tmp_path / "gpt"
+    code = main(["pretrain", "--arch", "gpt2", "--corpus", str(lm_corpus), "--out", str(out), "--size", "tiny",
+                 "--block-size", "32", "--batch-size", "4", "--vocab-size", "300", "--max-eval-blocks", "4",
+                 "--max-steps", "8", "--checkpoint-every", "1", "--lr", "1e9", "--quiet", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "training diverged at step" in err and not out.exists()
+
+
+def test_glove_divergence_is_exit_2_and_publishes_nothing(tmp_path, lm_corpus, capsys):
+    out = tmp_path / "glove"
+    code = main(["embed", "train", "--algo", "glove", "--corpus", str(lm_corpus), "--out", str(out), "--dim", "8",
+                 "--min-count", "1", "--epochs", "3", "--threads", "1", "--quiet", "--glove-lr", "1e9"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "training diverged at epoch 1" in err and "lower --glove-lr" in err
+    assert not out.exists()
+
+
+def test_word2vec_epoch_with_non_finite_vectors_stops_before_its_checkpoint(tmp_path):
+    """gensim skips updates whose dot products leave its sigmoid table, so its vectors hardly
+    ever blow up; if they do, the epoch end refuses to checkpoint or go on."""
+    from gensim.models import Word2Vec
+
+    from nlpft.embeddings.config import EmbeddingConfig
+    from nlpft.embeddings.word2vec import CHECKPOINT_WEIGHTS, _EpochCheckpoint
+    from nlpft.training.divergence import TrainingDiverged
+
+    model = Word2Vec(vector_size=4, min_count=1)
+    model.build_vocab([["a", "b", "c"]])
+    model.wv.vectors[1, 2] = math.inf
+    callback = _EpochCheckpoint(tmp_path, 0, EmbeddingConfig().resolved(), None)
+    with pytest.raises(TrainingDiverged, match="training diverged at epoch 1: weights NaN or infinite"):
+        callback.on_epoch_end(model)
+    assert not (tmp_path / CHECKPOINT_WEIGHTS).exists()
+
+
 def test_predict_and_evaluate_refuse_nan_weights(data_csv, tiny_bert, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "clf"
     assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out),
@@ -213,3 +251,20 @@ def test_weight_files_are_byte_identical_for_identical_weights(tmp_path):
     header = json.loads(next(iter(saved))[8:8 + header_length], object_pairs_hook=list)
     metadata = dict(header)["__metadata__"]
     assert [key for key, _ in metadata] == sorted(key for key, _ in metadata)
+
+
+def test_keep_best_never_saves_weights_that_score_a_nan_loss(tmp_path):
+    """The first evaluation of a run that has just diverged scores a NaN loss but a finite
+    accuracy (argmax of NaN logits); those weights must not become the best."""
+    from types import SimpleNamespace
+
+    from nlpft.finetune.trainer import KeepBest
+
+    saved = []
+    keep_best = KeepBest(tmp_path / "best", metric="macro_f1", greater_is_better=True,
+                         save=lambda model, directory: saved.append(directory))
+    state = SimpleNamespace(global_step=4, epoch=0.5, log_history=[])
+    args, control = SimpleNamespace(should_save=True), SimpleNamespace(should_training_stop=False)
+    keep_best.on_evaluate(args, state, control, metrics={"eval_loss": math.nan, "eval_macro_f1": 0.33},
+                          model=object())
+    assert saved == [] and keep_best.best is None
