@@ -59,7 +59,7 @@ def sort_header(path: str | os.PathLike) -> None:
     with open(path, "r+b") as fh:
         (length,) = _LENGTH.unpack(fh.read(_LENGTH.size))
         raw = fh.read(length)
-        header = json.loads(raw, object_pairs_hook=dict)
+        header = json.loads(raw)
         metadata = header.pop("__metadata__", None)
         if not metadata:
             return  # the tensor entries are already in safetensors' own deterministic order
