@@ -351,6 +351,7 @@ def test_resume_after_sigkill_mid_epoch_gives_same_metrics(data_csv, tiny_bert, 
     for name in files:
         a, b = load_file(straight / name), load_file(resumed / name)
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), name
+        assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
     ma, mb = (json.loads((d / "metrics.json").read_text())["test"] for d in (straight, resumed))
     assert ma == mb
 

@@ -165,6 +165,8 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path, lm_corpus):
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name
+    # and the files themselves: checksums compare models
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"] == json.loads((reference / "metrics.json").read_text())["test"]
 

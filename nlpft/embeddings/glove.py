@@ -16,7 +16,9 @@ The model and the update are those of the Stanford C `glove` (current master):
   it diverges (austen+kjv: first-epoch loss 23 instead of 0.09, analogy accuracy 0.1%
   instead of 5%);
 * a pair whose diff is not finite is skipped (zero update, zero cost), as in glove.c;
-* the output is W + W~ (glove.c's default `-model 2`).
+* the output is W + W~ (glove.c's default `-model 2`);
+* an epoch whose mean loss is not finite, or that leaves a parameter that is not finite,
+  stops training with `TrainingDiverged` (lower --glove-lr) before its checkpoint is written.
 
 Why it is fast in Python: instead of one pair at a time, a mini-batch of B pairs (default
 1024: the gathered rows, ~1.6 MiB, stay in L2) is done with a handful of torch ops:
@@ -45,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from nlpft.embeddings.cooccurrence import CooccurrenceMatrix
 from nlpft.errors import UserInputError
+from nlpft.training.divergence import check_loss, check_weights
+from nlpft.training.weights import save_file
 
 CHECKPOINT_FORMAT = 1
 #: consecutive pairs that move together when an epoch is shuffled
@@ -134,6 +138,7 @@ class GloveTrainer:
             while self.epochs_done < cfg.epochs:
                 epoch = self.epochs_done
                 loss, complete = self._run_epoch(epoch, progress, step_counter, max_steps)
+                self._check_diverged(epoch, loss)
                 self.losses.append(loss)
                 if not complete:
                     break
@@ -145,6 +150,12 @@ class GloveTrainer:
         finally:
             torch.set_num_threads(previous_threads)
         return self.vectors()
+
+    def _check_diverged(self, epoch: int, loss: float) -> None:
+        """Once an epoch: its loss and every parameter (a pass as cheap as one mini-batch)."""
+        where, hint = f"epoch {epoch + 1}", "lower --glove-lr"
+        check_loss(loss, where, hint=hint)
+        check_weights([("vectors and biases", self.state[:, 0])], where, hint=hint)
 
     def vectors(self) -> np.ndarray:
         """W + W~ without biases (glove.c -model 2), (vocab_size, dim) float32."""

@@ -3,7 +3,9 @@
 gensim does the training (in its fast `corpus_file` mode, which reads nlpft's token file
 directly); nlpft adds what gensim leaves to the caller: a progress bar, a checkpoint after
 every epoch in safetensors + JSON (gensim's own `save` pickles), and resume from the last
-finished epoch with the learning-rate schedule continued where it stopped.
+finished epoch with the learning-rate schedule continued where it stopped. Vectors that are
+no longer finite after an epoch stop the run (`TrainingDiverged`) before that epoch's
+checkpoint is written.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from gensim.models import FastText, Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from nlpft.embeddings.config import EmbeddingConfig, gensim_kwargs
 from nlpft.errors import UserInputError
+from nlpft.training.divergence import check_weights
+from nlpft.training.weights import save_numpy_file
 
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -57,7 +61,7 @@ def save_checkpoint(model: Word2Vec, directory: Path, epochs_done: int, config: 
     """Write weights then state, each atomically; the state file is the completion marker."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (CHECKPOINT_WEIGHTS + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in _trainable_arrays(model).items()}, str(tmp))
+    save_numpy_file({k: np.ascontiguousarray(v) for k, v in _trainable_arrays(model).items()}, str(tmp))
     os.replace(tmp, directory / CHECKPOINT_WEIGHTS)
     state = {
         "epochs_done": epochs_done,
@@ -111,6 +115,8 @@ class _EpochCheckpoint(CallbackAny2Vec):
         total = float(model.get_latest_training_loss())
         self.epoch_losses.append(total - self._cumulative)
         self._cumulative = total
+        # gensim's loss is a float32 running sum, useless as a check; the vectors are not
+        check_weights(_trainable_arrays(model).items(), f"epoch {self.epoch}", hint="lower --alpha")
         if self.directory is not None:
             save_checkpoint(model, self.directory, self.epoch, self.config)
         if self.notify is not None:

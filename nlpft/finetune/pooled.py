@@ -54,7 +54,7 @@ class MeanPoolClassifier(nn.Module):
 
     # -- files -------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from safetensors.torch import save_file
+        from nlpft.training.weights import save_file
 
         directory = Path(directory)
         self.encoder.save_pretrained(str(directory))

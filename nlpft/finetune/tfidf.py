@@ -101,7 +101,7 @@ class TfidfClassifier:
 
     # -- saving without pickle -------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        from safetensors.numpy import save_file
+        from nlpft.training.weights import save_numpy_file as save_file
 
         folder = Path(folder)
         vocabulary = sorted(self.vectorizer.vocabulary_.items(), key=lambda kv: kv[1])

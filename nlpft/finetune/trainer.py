@@ -112,9 +112,10 @@ class KeepBest(TrainerCallback):
                 self.bad_evaluations += 1
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        key = self._key(metrics or {})
-        if key is None:
-            return
+        metrics = metrics or {}
+        key = self._key(metrics)
+        if key is None or not (math.isfinite(key[0]) and math.isfinite(float(metrics.get("eval_loss", 0.0)))):
+            return  # weights scoring a NaN loss are never the best (the next step stops the run as diverged)
         if self._improves(key):
             self.best, self.bad_evaluations = key, 0
             state.best_metric = float(metrics[self.metric])

@@ -106,7 +106,7 @@ class WordClassifier(nn.Module):
 
     # -- files -------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from safetensors.torch import save_model
+        from nlpft.training.weights import save_model
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

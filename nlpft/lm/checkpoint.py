@@ -16,7 +16,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from nlpft.training.weights import save_file
 
 from nlpft.errors import UserInputError
 
@@ -88,7 +90,7 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, path)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from nlpft.errors import UserInputError
+from nlpft.training.weights import save_file
 
 MODEL_TYPE = "nlpft-rnnlm"
 CONFIG_NAME = "config.json"
@@ -327,7 +328,7 @@ class RNNLanguageModel(nn.Module):
         state = {name: t.detach().contiguous().cpu() for name, t in self._plain_state_dict().items()}
         # write then rename, so an interrupted save never leaves a truncated model.safetensors
         tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        save_file(state, tmp, metadata={"format": "pt", "model_type": MODEL_TYPE})
         os.replace(tmp, directory / WEIGHTS_NAME)
 
     @classmethod

@@ -12,6 +12,9 @@ Reliability:
   and, on one thread with the same seed, ends with exactly the weights of an
   uninterrupted run;
 - SIGINT/SIGTERM finish the current step, write a checkpoint and stop cleanly;
+- a training or validation loss that is NaN, infinite or beyond `DIVERGED_FACTOR` times
+  that of uniform guessing stops the run with `TrainingDiverged` (exit 2), and no
+  checkpoint is ever written from weights that are not finite;
 - with several processes (`torchrun`), DDP averages gradients; every rank saves its own
   RNG and hidden state, rank 0 the rest.
 """
@@ -34,6 +37,13 @@ import torch.nn.functional as F
 from nlpft.errors import UserInputError, check_seed
 from nlpft.lm import checkpoint as ckpt
 from nlpft.lm.data import bptt_windows
+from nlpft.training.divergence import check_loss, check_weights
+from nlpft.training.weights import model_tensors
+from nlpft.training.weights import save_model as save_model_file
+
+#: a loss this many times ln(vocabulary size), the loss of guessing uniformly, means the run
+#: diverged: gradient clipping keeps the weights finite while the loss runs off to 1e16
+DIVERGED_FACTOR = 10.0
 
 
 @dataclass
@@ -157,6 +167,8 @@ class LMTrainer:
         self.step_seconds = 0.0
         self.step_tokens = 0
         self._stop_signal: int | None = None
+        vocab_size = getattr(getattr(self.core, "config", None), "vocab_size", None)
+        self.loss_limit = DIVERGED_FACTOR * math.log(vocab_size) if vocab_size and vocab_size > 1 else math.inf
         if train_data.size(1) < config.bptt + 1:
             raise UserInputError(
                 f"the training text ({train_data.numel():,} tokens in {train_data.size(0)} rows) is shorter than "
@@ -181,6 +193,7 @@ class LMTrainer:
             self._restore_signal_handlers(previous)
         if self.best_path is not None and self.best_path.is_file():
             self.core.load_state_dict(_load_model_tensors(self.best_path, self.core), strict=True)
+        check_weights(model_tensors(self.core), f"step {self.state.step}")
         return self.state
 
     def _run(self) -> None:
@@ -198,6 +211,9 @@ class LMTrainer:
                 if cfg.clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
                 self.optimizer.step()
+                # the loss value the progress callback gets anyway: checking it costs no extra pass
+                loss_value = float(loss.detach())
+                check_loss(loss_value, f"step {state.step + 1}", self.loss_limit)
                 # time inside steps only (no evaluation or checkpoint writing): tokens/s
                 # comparable with a bare training loop
                 self.step_seconds += time.perf_counter() - step_started
@@ -205,7 +221,7 @@ class LMTrainer:
                 state.step += 1
                 state.position = position + inputs.size(1)
                 if self.on_step:
-                    self.on_step(state, float(loss.detach()), targets.numel())
+                    self.on_step(state, loss_value, targets.numel())
                 if self._stop_signal is not None:
                     self.save_checkpoint()
                     raise Interrupted(signal.Signals(self._stop_signal).name)
@@ -221,6 +237,7 @@ class LMTrainer:
         checkpoint. Also runs once when --max-steps ends training mid-epoch."""
         cfg, state = self.config, self.state
         valid_loss, _ = evaluate_loss(self.core, self.valid_data, cfg.bptt, cfg.precision)
+        check_loss(valid_loss, f"step {state.step} (validation)", self.loss_limit)
         record = {"epoch": state.epoch + 1, "step": state.step, "valid_loss": valid_loss,
                   "valid_ppl": math.exp(min(valid_loss, 50)), "lr": state.lr, "complete_epoch": finished}
         state.history.append(record)
@@ -249,6 +266,7 @@ class LMTrainer:
         if self.checkpoint_root is None:
             return
         root = self.checkpoint_root
+        check_weights(model_tensors(self.core), f"step {self.state.step}")  # the last good checkpoint stays
         path = root / f"step-{self.state.step:08d}"
         if self.rank == 0:
             path = ckpt.begin(root, self.state.step)
@@ -319,10 +337,8 @@ class LMTrainer:
 
 def _save_model_tensors(model, path: Path) -> None:
     """The model's state dict with shared (tied) tensors stored once."""
-    from safetensors.torch import save_model
-
     tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp))
+    save_model_file(model, tmp)
     tmp.replace(path)
 
 

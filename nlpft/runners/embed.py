@@ -17,12 +17,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import nlpft
+from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.data.registry import resolve_corpus
 from nlpft.embeddings.config import EmbeddingConfig, estimate_memory_bytes
 from nlpft.embeddings.prepare import iter_token_ids, tokenize_to_file
 from nlpft.errors import ResourceLimitError, UserInputError
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
+from nlpft.training.divergence import check_weights
 
 GIB = 1 << 30
 #: working memory for GloVe co-occurrence counting: a bigger dense table did not count
@@ -61,7 +63,18 @@ def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str 
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
     with output.cleaned_up_on_error():
+        record_or_check(work, _fingerprint(config, text), resuming=resume)
         return _train_into(config, text, work, output, resume and output.has_checkpoint(), quiet)
+
+
+#: options that may change when a run is resumed
+_RESUMABLE_CHANGES = ("epochs", "threads", "max_memory_gb", "max_steps")
+
+
+def _fingerprint(config: EmbeddingConfig, text) -> dict:
+    options = {f"--{name.replace('_', '-')}": value for name, value in config.to_dict().items()
+               if name not in _RESUMABLE_CHANGES}
+    return fingerprint({"--corpus": text.files()}, options)
 
 
 def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:
@@ -101,6 +114,8 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
         extra_metrics["losses_per_word"] = [x / prepared.n_tokens for x in epoch_losses]
         extra_metrics["final_loss"] = extra_metrics["losses_per_word"][-1] if epoch_losses else None
     train_s = time.perf_counter() - train_started
+    check_weights([("vectors", kv.vectors)], "the end of training",
+                  hint="lower --glove-lr" if config.algo == "glove" else "lower --alpha")
 
     from nlpft.embeddings.vectors_io import save_vectors
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, place_errors_reported, write_json
 
@@ -211,6 +212,7 @@ def finetune(opts: FinetuneOptions) -> Path:
     from nlpft.training.hf import transformers_quiet
 
     with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
+        record_or_check(work, _fingerprint(opts), resuming=opts.resume, record=rank == 0)
         if backbone == "tfidf":
             result = _finetune_tfidf(opts, splits, work)
         else:
@@ -223,6 +225,20 @@ def finetune(opts: FinetuneOptions) -> Path:
     if not opts.quiet:
         print(f"finetune: test {headline} -> {final}", file=sys.stderr)
     return final
+
+
+#: options that shape the data, the labels and the model; the rest (--epochs, --max-steps,
+#: --lr, the schedule, --patience, --threads, ...) may change when a run is resumed
+_SHAPING_OPTIONS = ("text_col", "text_pair_col", "label_col", "task", "label_delimiter", "skip_bad_rows",
+                    "valid_fraction", "test_fraction", "batch_size", "grad_accum", "max_length", "class_weights",
+                    "group_by_length", "freeze_embeddings", "no_gradual_unfreeze", "layer_lr_factor", "random_init",
+                    "pooling", "precision", "seed")
+
+
+def _fingerprint(opts: FinetuneOptions) -> dict:
+    options = {f"--{name.replace('_', '-')}": getattr(opts, name) for name in _SHAPING_OPTIONS}
+    return fingerprint({"--train": opts.train, "--valid": opts.valid, "--test": opts.test, "--model": opts.model},
+                       options)
 
 
 def _rank() -> int:
@@ -494,7 +510,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
 def _save_state(model, directory: Path) -> None:
     """The whole module's weights, under the names `load_weights` restores them by (a
     mean-pooling classifier's save_pretrained writes encoder and head to separate files)."""
-    from safetensors.torch import save_model
+    from nlpft.training.weights import save_model
 
     save_model(model, str(Path(directory) / "model.safetensors"))
 
@@ -777,6 +793,9 @@ def score_texts(model_dir: str | Path, meta: dict, texts: list[str], pairs: list
             tokenizer.hf.pad_token = tokenizer.hf.eos_token
         pad_id = tokenizer.hf.pad_token_id
         max_length = min(int(meta.get("max_length") or 512), tokenizer.max_length)
+    from nlpft.training.weights import model_tensors, refuse_non_finite
+
+    refuse_non_finite(model_tensors(model), model_dir)
     encoded = encode_examples(tokenizer, texts, pairs, max_length, prefix_ids=framing.get("prefix_ids", ()),
                               suffix_ids=framing.get("suffix_ids", ()))
     dataset = EncodedDataset(encoded)

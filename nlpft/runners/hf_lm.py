@@ -47,9 +47,11 @@ def _objective(resolved) -> str:
 def _load_lm(resolved, objective: str):
     from nlpft.pretrained.loading import load_model, load_tokenizer
     from nlpft.pretrained.pretraining import head_is_new
+    from nlpft.training.weights import model_tensors, refuse_non_finite
 
     tokenizer = load_tokenizer(resolved).hf
     model, info = load_model(resolved, head=objective, quiet=True, output_loading_info=True)
+    refuse_non_finite(model_tensors(model), resolved.where)
     missing = head_is_new(info.get("missing_keys", []))
     if missing:
         raise UserInputError(

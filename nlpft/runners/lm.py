@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_threads
 from nlpft.runners.output import peak_rss_bytes, write_json
 
@@ -175,7 +176,8 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
 
     train_config.validate()
     check_threads(threads)
-    RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None}).validate()
+    model_shape = RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None})
+    model_shape.validate()
     _check_paths(data)
     text = resolve_corpus(data.corpus)
     output = RunOutput(out, resume=resume, overwrite=overwrite, command="lm train",  # only rank 0 opens it
@@ -193,10 +195,25 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
     work = output.partial
     try:
         with output.cleaned_up_on_error(owner=rank == 0):
+            record_or_check(work, _fingerprint(data, model_shape, train_config, text), resuming=resume,
+                            record=rank == 0)
             return _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world)
     finally:
         if world > 1:
             torch.distributed.destroy_process_group()
+
+
+def _fingerprint(data: LMDataOptions, model_shape, train_config, text) -> dict:
+    """Inputs and the options that shape the data, the model and the batches (not --epochs,
+    --max-steps, --lr or --threads, which a resumed run may change)."""
+    shape = {name: value for name, value in model_shape.to_dict().items() if name not in ("vocab_size", "pad_id")}
+    shape.update({name: getattr(data, name) for name in
+                  ("min_count", "max_vocab", "valid_fraction", "test_fraction", "freeze_embeddings")})
+    shape.update({name: getattr(train_config, name)
+                  for name in ("batch_size", "bptt", "optimizer", "precision", "seed")})
+    options = {f"--{name.replace('_', '-')}": value for name, value in shape.items()}
+    return fingerprint({"--corpus": text.files(), "--tokenizer": data.tokenizer,
+                        "--init-vectors": data.init_vectors}, options)
 
 
 def _barrier(world: int) -> None:
@@ -335,6 +352,7 @@ def load_model_dir(model_dir: str | Path):
     """(model, tokenizer) from a directory written by `nlpft lm train`, checked to match."""
     from nlpft.lm.model import RNNLanguageModel
     from nlpft.tokenization import WordTokenizer
+    from nlpft.training.weights import model_tensors, refuse_non_finite
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -344,6 +362,7 @@ def load_model_dir(model_dir: str | Path):
         raise UserInputError(f"{path}: no config.json here; pass the --out directory of `nlpft lm train`")
     tokenizer = WordTokenizer.load(path)
     model = RNNLanguageModel.from_pretrained(path)
+    refuse_non_finite(model_tensors(model), path)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise UserInputError(
             f"{path}: tokenizer.json has {tokenizer.vocab_size} ids but the model was trained with "

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from nlpft.data.fingerprint import FILE_NAME as FINGERPRINT_FILE
 from nlpft.errors import UserInputError
 
 #: written into every output directory: what nlpft may later replace
@@ -153,6 +154,7 @@ class RunOutput:
         with place_errors_reported(self.final):
             if not keep_checkpoint and self.checkpoint_dir.exists():
                 shutil.rmtree(self.checkpoint_dir)
+            (self.partial / FINGERPRINT_FILE).unlink(missing_ok=True)  # what --resume compares; done with
             if is_nlpft_output(self.final):
                 old = self.final.with_name(f"{self.final.name}.old-{os.getpid()}-{int(time.time())}")
                 os.replace(self.final, old)

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 
@@ -130,7 +131,20 @@ def pretrain(opts: PretrainOptions) -> Path:
     from nlpft.training.hf import transformers_quiet
 
     with output.cleaned_up_on_error(), transformers_quiet():
+        record_or_check(work, _fingerprint(opts, text), resuming=opts.resume)
         return _pretrain_into(opts, text, source, work, output)
+
+
+#: options that shape the data and the model; the rest (--epochs, --max-steps, --lr, the
+#: schedule, --threads, ...) may change when a run is resumed
+_SHAPING_OPTIONS = ("arch", "size", "vocab_size", "block_size", "valid_fraction", "test_fraction",
+                    "mlm_probability", "freeze_base", "batch_size", "grad_accum", "precision", "seed")
+
+
+def _fingerprint(opts: PretrainOptions, text) -> dict:
+    options = {f"--{name.replace('_', '-')}": getattr(opts, name) for name in _SHAPING_OPTIONS}
+    return fingerprint({"--corpus": text.files(), "--tokenizer": opts.tokenizer, "--from": opts.from_model},
+                       options)
 
 
 def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):

@@ -20,6 +20,11 @@ error rather than a silent divergence. With the RNG restored at the same step an
 Trainer's seeded sampler skipping the batches already seen, a resumed run continues
 exactly as an uninterrupted one.
 
+Divergence: the loss of every training step is checked (the Trainer already reads it
+back from the device to filter NaN out of its logs, so the check adds no wait), the weights
+before each checkpoint and at the end of training; NaN or infinity raises
+`TrainingDiverged` (exit 2) and no checkpoint holds weights that are not finite.
+
 `StopOnSignal` turns Ctrl-C / SIGTERM into "save a checkpoint at the end of this step,
 then stop", so an interrupted run resumes from where it was stopped.
 """
@@ -36,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from nlpft.errors import UserInputError
 from nlpft.lm.checkpoint import optimizer_from_flat, optimizer_to_flat
+from nlpft.training.divergence import check_loss, check_weights
+from nlpft.training.weights import model_tensors, save_file
 
 PREFIX = "checkpoint-"
 COMPLETE = "complete.json"
@@ -151,6 +158,17 @@ class SafeCheckpointTrainer(Trainer):
             inputs = self.train_batch_transform(inputs)
         return super().compute_loss(model, inputs, *args, **kwargs)
 
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        check_loss(float(loss), f"step {self.state.global_step + 1}")
+        return loss
+
+    def train(self, *args, **kwargs):
+        result = super().train(*args, **kwargs)
+        # the last step's update is checked by no later loss
+        check_weights(model_tensors(self.model), f"step {self.state.global_step}")
+        return result
+
     def evaluate(self, *args, **kwargs):
         if self.eval_data_collator is None:
             return super().evaluate(*args, **kwargs)
@@ -164,6 +182,7 @@ class SafeCheckpointTrainer(Trainer):
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = Path(self._get_output_dir(trial=trial))
         step = self.state.global_step
+        check_weights(model_tensors(model), f"step {step}")  # the last good checkpoint stays
         final = run_dir / f"{PREFIX}{step}"
         partial = run_dir / f"{PREFIX}{step}.partial"
         if self.args.should_save:
@@ -211,7 +230,7 @@ class SafeCheckpointTrainer(Trainer):
             return  # DDP keeps the optimizer identical on every rank
         output_dir = Path(output_dir)
         tensors, meta = optimizer_to_flat(self.optimizer)
-        save_file(tensors, str(output_dir / "optimizer.safetensors"))
+        save_file(tensors, output_dir / "optimizer.safetensors")
         (output_dir / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
         if self.lr_scheduler is not None:
             (output_dir / "scheduler.json").write_text(json.dumps(self.lr_scheduler.state_dict()), encoding="utf-8")
@@ -231,7 +250,7 @@ class SafeCheckpointTrainer(Trainer):
         version, internal, gauss = random.getstate()
         meta = {"python": [version, list(internal), gauss],
                 "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]}
-        save_file(tensors, str(output_dir / f"rng-{rank}.safetensors"))
+        save_file(tensors, output_dir / f"rng-{rank}.safetensors")
         (output_dir / f"rng-{rank}.json").write_text(json.dumps(meta), encoding="utf-8")
 
     # -- loading -----------------------------------------------------------------------
