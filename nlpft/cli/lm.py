@@ -143,7 +143,8 @@ def run_train(args: argparse.Namespace) -> int:
     if train_values["epochs"] is None:
         train_values["epochs"] = 10
     return run_training(lambda: train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                                         resume=args.resume, threads=args.threads, quiet=args.quiet))
+                                         resume=args.resume, threads=args.threads, quiet=args.quiet),
+                        max_memory_gb=args.max_memory_gb)
 
 
 def run_eval(args: argparse.Namespace) -> int:

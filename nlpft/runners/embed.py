@@ -23,6 +23,7 @@ from nlpft.embeddings.prepare import iter_token_ids, tokenize_to_file
 from nlpft.errors import ResourceLimitError, UserInputError
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
+from nlpft.training.memory import set_phase
 
 GIB = 1 << 30
 #: working memory for GloVe co-occurrence counting: a bigger dense table did not count
@@ -71,6 +72,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
 
     tokenizer = WordTokenizer.untrained(lowercase=config.lowercase)
     token_file = work / "tokens.txt"
+    set_phase("tokenizing the corpus")
     with _bar("tokenize", quiet, unit="word") as bar:
         prepared = tokenize_to_file(text, tokenizer, token_file, max_tokens=max_tokens, progress=bar.update)
     tokenize_s = time.perf_counter() - started
@@ -85,6 +87,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
         )
     in_vocab_tokens = sum(prepared.counts[w] for w in vocabulary)
 
+    set_phase("training")
     train_started = time.perf_counter()
     extra_metrics: dict = {}
     if config.algo == "glove":
