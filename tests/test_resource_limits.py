@@ -175,6 +175,19 @@ def test_lm_config_claiming_a_trillion_word_vocabulary_is_an_input_error(tmp_pat
         RNNLanguageModel.from_pretrained(model_dir)
 
 
+def test_hf_config_claiming_a_trillion_word_vocabulary_is_an_input_error(tmp_path):
+    from nlpft.pretrained.loading import load_model
+
+    model_dir = tmp_path / "bert"
+    _tiny_bert(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "vocab_size": 10**12}))
+    with pytest.raises(UserInputError, match=r"config\.json: vocab_size 1,000,000,000,000 x width 32"):
+        load_model(str(model_dir), quiet=True)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    assert load_model(str(model_dir), quiet=True).config.vocab_size == config["vocab_size"]  # the real one loads
+
+
 # -- predict on huge cells --------------------------------------------------------------------
 def test_predict_cuts_a_huge_cell_before_tokenizing(tmp_path, monkeypatch):
     from transformers import PreTrainedTokenizerBase
