@@ -175,6 +175,18 @@ def test_lm_config_claiming_a_trillion_word_vocabulary_is_an_input_error(tmp_pat
         RNNLanguageModel.from_pretrained(model_dir)
 
 
+def test_word_classifier_config_claiming_a_trillion_word_vocabulary_is_refused_before_allocating(tmp_path):
+    from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
+
+    model_dir = tmp_path / "clf"
+    WordClassifier(WordClassifierConfig(kind="static", num_labels=2, vocab_size=30, embedding_dim=8,
+                                        head_hidden=4)).save_pretrained(model_dir)
+    config = json.loads((model_dir / "classifier.json").read_text())
+    (model_dir / "classifier.json").write_text(json.dumps({**config, "vocab_size": 10**12}))
+    with pytest.raises(UserInputError, match=r"classifier\.json: implies embedding\.weight of shape \(1000000000000, 8\)"):
+        WordClassifier.from_pretrained(model_dir)
+
+
 def test_hf_config_claiming_a_trillion_word_vocabulary_is_an_input_error(tmp_path):
     from nlpft.pretrained.loading import load_model
 
