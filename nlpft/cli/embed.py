@@ -55,7 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
                        help="text file(s), .gz/.bz2/.xz, directories of text files, or names from `nlpft corpus list`")
     add_common_options(train)
-    add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe")
+    add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe", max_memory_default=8.0,
+                         max_memory_help="; also refuses to start when the estimated vector tables exceed it")
     g = train.add_argument_group("vocabulary and context")
     g.add_argument("--dim", type=positive_int, default=100, help="vector dimensions (default: %(default)s)")
     g.add_argument("--window", type=positive_int, default=None,
@@ -65,8 +66,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
     g.add_argument("--threads", type=positive_int, default=2, help="worker threads (default: %(default)s; use 1 with "
                    "--seed for bit-identical reruns)")
-    g.add_argument("--max-memory", dest="max_memory_gb", type=positive_float, default=8.0, metavar="GIB",
-                   help="refuse to start when the estimated memory exceeds this (default: %(default)s GiB)")
     w = train.add_argument_group("word2vec and fastText")
     w.add_argument("--architecture", choices=["skipgram", "cbow"], default="skipgram",
                    help="predict context from word (skipgram) or word from context (cbow) (default: %(default)s)")
@@ -119,10 +118,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from nlpft.embeddings.config import EmbeddingConfig
     from nlpft.runners.embed import train_embeddings
+    from nlpft.training.memory import MemoryCap
 
     names = EmbeddingConfig.field_names()
     config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
-    train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
+    config.validate()
+    with MemoryCap(config.max_memory_gb):
+        train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
+                         overwrite=args.overwrite)
     return 0
 
 

@@ -132,7 +132,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     pr = commands.add_parser("predict", help="classify new texts with a fine-tuned model",
                              description="Predict labels (and probabilities) for new texts with the --out directory "
                                          "of `nlpft finetune`. Rows without text are reported and skipped; texts "
-                                         "longer than the model's limit are cut and counted.")
+                                         "longer than the model's limit are cut and counted (a text is first cut "
+                                         "to 16 characters per token of that limit, so a huge cell costs no more "
+                                         "than a page of text).")
     pr.add_argument("--model", required=True, metavar="DIR", help="the --out directory of `nlpft finetune`")
     src = pr.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="FILE", help=".csv, .tsv or .jsonl with a text column")
@@ -178,7 +180,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     from nlpft.runners.finetune import FinetuneOptions, finetune
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
-    return run_training(lambda: finetune(FinetuneOptions(train=args.train, out=args.out, **values)))
+    return run_training(lambda: finetune(FinetuneOptions(train=args.train, out=args.out, **values)),
+                        max_memory_gb=args.max_memory_gb)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -149,7 +149,8 @@ def run_train(args: argparse.Namespace) -> int:
         train_values["epochs"] = 10
     return run_training(lambda: train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
                                          resume=args.resume, threads=args.threads, quiet=args.quiet,
-                                         overwrite=args.overwrite))
+                                         overwrite=args.overwrite),
+                        max_memory_gb=args.max_memory_gb)
 
 
 def run_eval(args: argparse.Namespace) -> int:

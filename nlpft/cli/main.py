@@ -8,7 +8,8 @@ Subcommand modules import their heavy dependencies inside their handlers, so
 Shared conventions, added by `add_common_options` / `add_training_options`:
 `--out DIR` (written atomically and safely: see nlpft/runners/output.py) with `--overwrite`,
 `--seed`, `--config FILE` (YAML or JSON whose keys are the long flag names; flags given on
-the command line win), and for training commands `--epochs`, `--max-steps N` and `--resume`.
+the command line win), and for training commands `--epochs`, `--max-steps N`, `--resume`
+and `--max-memory GIB` (a cap on the whole run, see `nlpft.training.memory`).
 
 Config values pass the same checks as flags: each goes through its option's `type=` and
 `choices=` (a list for options that take several values, a real boolean for switches), so
@@ -128,13 +129,22 @@ def add_common_options(parser: argparse.ArgumentParser, out_required: bool = Tru
                              "flags on the command line override it")
 
 
-def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: str) -> None:
+MAX_MEMORY_HELP = ("stop the run with exit code 2 once its memory (private resident memory, sampled every "
+                   "0.2 s, whole run: reading, tokenizer training, encoding, training) passes GIB")
+
+
+def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: str,
+                         max_memory_default: float | None = None, max_memory_help: str = "") -> None:
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help=f"passes over the data ({default_epochs_help})")
     parser.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                         help="stop after N optimizer steps: the quick smoke-test path")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last complete checkpoint of an interrupted run with the same --out")
+    default_help = (f"default: {max_memory_default:g} GiB" if max_memory_default is not None
+                    else "default: 80%% of physical memory")
+    parser.add_argument("--max-memory", dest="max_memory_gb", type=positive_float, default=max_memory_default,
+                        metavar="GIB", help=f"{MAX_MEMORY_HELP}{max_memory_help} ({default_help})")
 
 
 def add_command_group(commands: argparse._SubParsersAction, name: str, **parser_options):
@@ -304,17 +314,19 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def run_training(train) -> int:
-    """Call `train()`; a Ctrl-C/SIGTERM that stopped it after writing a checkpoint becomes
-    a one-line hint and the shell's 128 + signal exit code."""
+def run_training(train, max_memory_gb: float | None = None) -> int:
+    """Call `train()` under the `--max-memory` cap; a Ctrl-C/SIGTERM that stopped it after
+    writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
     from nlpft.lm.trainer import Interrupted
     from nlpft.training.allocator import keep_freed_memory
+    from nlpft.training.memory import MemoryCap
 
     keep_freed_memory()  # a training step's large buffers are reused, not re-faulted (see allocator.py)
     try:
-        train()
+        with MemoryCap(max_memory_gb):
+            train()
     except Interrupted as exc:
         print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
               file=sys.stderr)

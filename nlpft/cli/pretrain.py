@@ -113,4 +113,5 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from nlpft.runners.pretrain import PretrainOptions, pretrain
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
-    return run_training(lambda: pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values)))
+    return run_training(lambda: pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values)),
+                        max_memory_gb=args.max_memory_gb)

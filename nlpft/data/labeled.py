@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlpft.data.input_files import check_not_stream
 from nlpft.errors import UserInputError
 
 TASKS = ("single", "multi", "regression")
@@ -310,6 +311,7 @@ def _check_path(path: Path) -> str:
         raise UserInputError(f"{path}: no such file; pass a labeled {_SUPPORTED} file")
     if path.is_dir():
         raise UserInputError(f"{path}: is a directory; pass one labeled file (CSV, TSV or JSONL)")
+    check_not_stream(path)  # before anything opens it: opening a named pipe waits for a writer
     fmt = _format_of(path)
     if fmt is None:
         hint = ""

@@ -45,6 +45,9 @@ ProgressFn = Callable[[int], None]
 
 DTYPE = np.dtype("<u4")
 _HEADER_BYTES = 128  # magic(6) + version(2) + length(2) + dict padded with spaces + "\n"
+#: lines per block where blocks decide nothing (counting, unsplit files): a block is held
+#: in memory, and a line may be up to `corpus.MAX_LINE_CHARS` characters
+_PLAIN_BLOCK_LINES = 256
 
 
 class LineEncoder(Protocol):
@@ -171,7 +174,7 @@ def encode_splits(corpus: TextCorpus, encoder: LineEncoder, out_dir: Path, valid
 
 def _count(corpus: TextCorpus, encoder: LineEncoder) -> tuple[int, int]:
     n_tokens = n_lines = 0
-    for ids, lines in encoder.blocks(corpus, 1 << 12):
+    for ids, lines in encoder.blocks(corpus, _PLAIN_BLOCK_LINES):
         n_tokens += ids.size
         n_lines += lines
     return n_tokens, n_lines
@@ -228,7 +231,7 @@ def encode_whole(corpus: TextCorpus, encoder: LineEncoder, path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = _NpyAppender(path)
     try:
-        for ids, n_lines in encoder.blocks(corpus, 1 << 12):
+        for ids, n_lines in encoder.blocks(corpus, _PLAIN_BLOCK_LINES):
             writer.append(ids, n_lines)
             if progress is not None:
                 progress(int(ids.size))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from gensim.models import KeyedVectors
 
+from nlpft.data.input_files import check_not_stream
 from nlpft.errors import UserInputError
 
 __all__ = ["DIR_FILES", "FORMAT_FILES", "load_vectors", "save_vectors"]
@@ -87,6 +88,7 @@ def _resolve(path: Path) -> Path:
     if not path.exists():
         raise UserInputError(f"{path}: does not exist; check the path to the vectors file or directory.")
     if not path.is_dir():
+        check_not_stream(path)
         return path
     for name in DIR_FILES:
         if (path / name).is_file():
@@ -309,11 +311,14 @@ def _check_count(path: Path, count: int | None, rows: int, line_of_row: Sequence
 def _read_binary(path: Path, start: int, count: int, dim: int):
     """Parse word2vec binary rows `word<space><dim float32>[\\n]` from byte `start`."""
     row_bytes = dim * _FLOAT32_LE.itemsize
-    vectors = np.empty((count, dim), dtype=np.float32)
     words: list[str] = []
     offsets = array("q")
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         size, pos = len(mm), start
+        # the header's count is a claim: room for more rows than the file can hold (each
+        # takes a separator byte besides its vector) is never allocated; a short file
+        # fails below, at the row where it ends
+        vectors = np.empty((min(count, (size - start) // (row_bytes + 1)), dim), dtype=np.float32)
         for row in range(count):
             while pos < size and mm[pos] in b"\n\r":
                 pos += 1

@@ -15,12 +15,19 @@ texts of similar length, so little compute goes to padding:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from nlpft.data.labeled import LabeledExample, LabelMap
+
+
+#: texts are cut to this many characters per token of the length limit before they are
+#: tokenized: far more than any real text needs to fill the limit (tokens average 3-6
+#: characters), so only the part that would be cut anyway is skipped, and a 20 MB cell
+#: costs no more than a page of text. A text cut here counts as truncated.
+CHARS_PER_TOKEN = 16
 
 
 @dataclass
@@ -30,6 +37,7 @@ class Encoded:
     truncated: int  # texts cut at max_length
     tokens: int = 0   # word-level only: tokens before truncation ...
     unknown: int = 0  # ... and how many of them the vocabulary lacks ([UNK])
+    cut: list[bool] = field(default_factory=list)  # per text: was it cut
 
     @property
     def unknown_rate(self) -> float:
@@ -41,16 +49,29 @@ def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None]
     """Ids with the model's special tokens ([CLS] ... [SEP] for BERT), truncated to
     `max_length`. `tokenizer` is an nlpft `TextTokenizer`: a Hugging Face one (`HFTokenizer`,
     whose `.hf` adds its own special tokens and handles pairs) or a word-level one, whose
-    ids get `prefix_ids`/`suffix_ids` around them (e.g. the RNN LM's [EOS] markers)."""
+    ids get `prefix_ids`/`suffix_ids` around them (e.g. the RNN LM's [EOS] markers).
+    Each text (and pair text) is first cut to `max_length * CHARS_PER_TOKEN` characters, so
+    the tokenizer never sees more of it than can matter."""
+    limit = max_length * CHARS_PER_TOKEN
+    cut = [len(t) > limit or (pairs is not None and len(pairs[i] or "") > limit) for i, t in enumerate(texts)]
+    texts = [t[:limit] for t in texts]
+    if pairs is not None:
+        pairs = [p if p is None else p[:limit] for p in pairs]
     if not hasattr(tokenizer, "hf"):
-        return _encode_words(tokenizer, texts, pairs, max_length, list(prefix_ids), list(suffix_ids))
-    hf = tokenizer.hf
+        encoded = _encode_words(tokenizer, texts, pairs, max_length, list(prefix_ids), list(suffix_ids))
+    else:
+        encoded = _encode_hf(tokenizer.hf, texts, pairs, max_length, batch)
+    encoded.truncated = sum(c or long for c, long in zip(cut, encoded.cut, strict=True))
+    return encoded
+
+
+def _encode_hf(hf, texts: list[str], pairs: list[str | None] | None, max_length: int, batch: int) -> Encoded:
     use_pairs = pairs is not None and any(p is not None for p in pairs)
     ids: list[list[int]] = []
     types: list[list[int]] | None = [] if use_pairs else None
-    truncated = 0
+    cut: list[bool] = []
     for start in range(0, len(texts), batch):
-        chunk = list(texts[start:start + batch])
+        chunk = texts[start:start + batch]
         kwargs = {"add_special_tokens": True, "return_attention_mask": False, "verbose": False}
         if use_pairs:
             second = [p or "" for p in pairs[start:start + batch]]
@@ -61,9 +82,9 @@ def encode_examples(tokenizer, texts: Sequence[str], pairs: Sequence[str | None]
         else:
             full = hf(chunk, truncation=False, return_token_type_ids=False, **kwargs)["input_ids"]
             out = hf(chunk, truncation=True, max_length=max_length, return_token_type_ids=False, **kwargs)
-        truncated += sum(len(f) > max_length for f in full)
+        cut.extend(len(f) > max_length for f in full)
         ids.extend(list(x) for x in out["input_ids"])
-    return Encoded(ids, types, truncated)
+    return Encoded(ids, types, sum(cut), cut=cut)
 
 
 def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], suffix: list[int]) -> Encoded:
@@ -74,15 +95,13 @@ def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], s
                              "backbones (static vectors, the RNN LM) read one text")
     room = max_length - len(prefix) - len(suffix)
     unk = tokenizer.unk_id if tokenizer.unk_id is not None else 0
-    ids, truncated, tokens, unknown = [], 0, 0, 0
+    ids, cut, tokens, unknown = [], [], 0, 0
     for words in tokenizer.encode_batch(list(texts)):
         tokens += len(words)
         unknown += sum(1 for w in words if w == tokenizer.unk_id) if tokenizer.unk_id is not None else 0
-        if len(words) > room:
-            truncated += 1
-            words = words[:room]
-        ids.append(prefix + (list(words) or [unk]) + suffix)  # never empty: pooling needs a token
-    return Encoded(ids, None, truncated, tokens, unknown)
+        cut.append(len(words) > room)
+        ids.append(prefix + (list(words[:room]) or [unk]) + suffix)  # never empty: pooling needs a token
+    return Encoded(ids, None, sum(cut), tokens, unknown, cut=cut)
 
 
 def label_values(examples: Sequence[LabeledExample], task: str, label_map: LabelMap | None) -> list:

@@ -122,6 +122,7 @@ class WordClassifier(nn.Module):
         directory = Path(directory)
         try:
             config = WordClassifierConfig(**json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8")))
+            _check_claimed_shapes(cls, config, directory)
             model = cls(config)
             missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
@@ -131,3 +132,21 @@ class WordClassifier(nn.Module):
                                  f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
         model.eval()
         return model
+
+
+def _check_claimed_shapes(cls, config: WordClassifierConfig, directory: Path) -> None:
+    """classifier.json's sizes are claims: the tensors they imply (built on the meta device,
+    so nothing is allocated) must have the shapes model.safetensors records in its header."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(directory / WEIGHTS_NAME), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise UserInputError(f"{directory / WEIGHTS_NAME}: missing or damaged ({exc})") from None
+    with torch.device("meta"):
+        implied = {name: tuple(t.shape) for name, t in cls(config).state_dict().items()}
+    for name, shape in found.items():
+        if name in implied and implied[name] != shape:
+            raise UserInputError(f"{directory / CONFIG_NAME}: implies {name} of shape {implied[name]}, but "
+                                 f"{directory / WEIGHTS_NAME} holds {shape}; the files come from different runs")

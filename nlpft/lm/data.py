@@ -82,6 +82,9 @@ class _LineEncoder:
     Rust round trip per line; identical ids for the word pipeline). A
     `token_ids.LineEncoder`."""
 
+    #: word strings looked up per call, bounding the Python list held between lookups
+    LOOKUP_TOKENS = 1 << 16
+
     def __init__(self, tokenizer: WordTokenizer):
         self.vocab_size = 0  # set below, once [EOS] is in
         self.eos_id = ensure_eos(tokenizer)
@@ -101,7 +104,8 @@ class _LineEncoder:
         """(ids of `block_lines` consecutive non-empty lines, number of those lines); the last
         block may be shorter."""
         words = self.words
-        tokens: list = []
+        encoded: list[np.ndarray] = []  # the block so far, as ids
+        tokens: list = []  # word strings not yet looked up (~60 bytes each, so kept few)
         n = 0
         for line in lines:
             w = words(line)
@@ -110,11 +114,14 @@ class _LineEncoder:
             tokens += w
             tokens.append(_EOS_KEY)
             n += 1
+            if len(tokens) >= self.LOOKUP_TOKENS:
+                encoded.append(self.to_ids(tokens))
+                tokens = []
             if n == block_lines:
-                yield self.to_ids(tokens), n
-                tokens, n = [], 0
+                yield np.concatenate([*encoded, self.to_ids(tokens)]), n
+                encoded, tokens, n = [], [], 0
         if n:
-            yield self.to_ids(tokens), n
+            yield np.concatenate([*encoded, self.to_ids(tokens)]), n
 
 
 

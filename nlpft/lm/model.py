@@ -112,6 +112,32 @@ class RNNLMConfig:
             )
 
 
+def _check_weights_match(config: RNNLMConfig, config_path: Path, weights_path: Path) -> None:
+    """UserInputError unless the tensors in `weights_path` have exactly the names and shapes
+    `config` implies; reads only the safetensors header and builds the model on the meta
+    device, so a config claiming an absurd size costs nothing."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
+        raise UserInputError(f"{weights_path} is not a readable safetensors file ({e})") from e
+    with torch.device("meta"):
+        shapes = {name: tuple(t.shape) for name, t in RNNLanguageModel(config)._plain_state_dict().items()}
+    missing = sorted(set(shapes) - set(found))
+    unexpected = sorted(set(found) - set(shapes))
+    if missing or unexpected:
+        raise UserInputError(
+            f"{weights_path} does not match {config_path}: missing tensors {missing or 'none'}, "
+            f"unexpected tensors {unexpected or 'none'}"
+        )
+    for name, shape in found.items():
+        if shape != shapes[name]:
+            raise UserInputError(f"{weights_path}: tensor {name} has shape {shape} but {config_path} implies "
+                                 f"{shapes[name]}")
+
+
 # --------------------------------------------------------------------------- regularisers
 
 
@@ -355,6 +381,9 @@ class RNNLanguageModel(nn.Module):
 
         if not weights_path.is_file():
             raise UserInputError(f"{weights_path} not found")
+        # the config's sizes are claims: check them against the shapes the weights file
+        # records (its header only) before anything of those sizes is allocated
+        _check_weights_match(config, config_path, weights_path)
         try:
             state = load_file(str(weights_path), device=str(map_location))
         except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
@@ -362,19 +391,6 @@ class RNNLanguageModel(nn.Module):
 
         model = cls(config).to(map_location)
         expected = model._plain_state_dict()  # these tensors share storage with the parameters
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise UserInputError(
-                f"{weights_path} does not match {config_path}: missing tensors {missing or 'none'}, "
-                f"unexpected tensors {unexpected or 'none'}"
-            )
-        for name, tensor in state.items():
-            if tensor.shape != expected[name].shape:
-                raise UserInputError(
-                    f"{weights_path}: tensor {name} has shape {tuple(tensor.shape)} but {config_path} "
-                    f"implies {tuple(expected[name].shape)}"
-                )
         with torch.no_grad():
             for name, tensor in state.items():
                 expected[name].copy_(tensor)

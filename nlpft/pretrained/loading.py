@@ -19,6 +19,7 @@ transformers reads it, because loading is where checkpoints can run code:
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -405,6 +406,8 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
     resolved = resolve_model(spec)
     refuse_custom_code(resolved.path)
     weights = check_weights(resolved.path, allow_pickle_weights=allow_pickle_weights)
+    if weights == "safetensors":
+        _check_claimed_embedding(resolved, weight_files(resolved.path)[0])
     import transformers
 
     auto_class = getattr(transformers, HEADS[head])
@@ -434,6 +437,32 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
         return model, info
     model.eval()
     return model
+
+
+#: how many claimed embedding weights one stored tensor element may stand for: quantised
+#: checkpoints pack several weights into one integer element
+_PACKED_WEIGHTS_PER_ELEMENT = 8
+
+
+def _check_claimed_embedding(resolved: ResolvedModel, files: list[Path]) -> None:
+    """config.json's vocabulary x embedding width is a claim: the input embedding it implies
+    is stored in the weights, so it cannot (much) exceed what they hold. Checked from the
+    safetensors headers, before transformers allocates a model of the claimed size."""
+    vocab = _first_int(resolved.config, "vocab_size")
+    width = _first_int(resolved.config, "embedding_size", "hidden_size", "n_embd", "d_model", "dim")
+    if not vocab or not width or vocab < 1 or width < 1:
+        return
+    stored = 0
+    for file in files:
+        for key, info in safetensors_header(file).items():
+            if key != "__metadata__" and isinstance(info, dict):
+                stored += math.prod(int(d) for d in info.get("shape", []))
+    if vocab * width > stored * _PACKED_WEIGHTS_PER_ELEMENT:
+        raise UserInputError(
+            f"{resolved.path / 'config.json'}: vocab_size {vocab:,} x width {width:,} makes an embedding of "
+            f"{vocab * width:,} weights, but the weights files hold only {stored:,} values; the config does "
+            "not belong to these weights (fix vocab_size, or save the model again)"
+        )
 
 
 def max_positions(config: dict) -> int | None:

@@ -137,11 +137,14 @@ class SubwordLineEncoder:
     are kept as a newline, so text structure survives; only lines with text count towards
     `block_lines`. Otherwise blank lines are skipped."""
 
-    def __init__(self, tokenizer, keep_newlines: bool, batch_lines: int = 1024):
+    #: text handed to the tokenizer per call: its per-token bookkeeping (offsets, token
+    #: strings, Python lists) costs ~100 bytes a token, so calls are kept to about 1M characters
+    ENCODE_CHARS = 1 << 20
+
+    def __init__(self, tokenizer, keep_newlines: bool):
         self.tokenizer = tokenizer
         self.keep_newlines = keep_newlines
         self.vocab_size = len(tokenizer)
-        self.batch_lines = batch_lines
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -151,21 +154,26 @@ class SubwordLineEncoder:
         return np.fromiter((i for ids in out for i in ids), dtype=DTYPE)
 
     def blocks(self, lines: Iterable[str], block_lines: int) -> Iterator[tuple[np.ndarray, int]]:
-        texts: list[str] = []
-        n = 0
+        encoded: list[np.ndarray] = []  # the block so far, as ids
+        texts: list[str] = []  # the block's text not yet encoded
+        chars = n = 0
         for line in lines:
             line = line.rstrip("\r\n")
             if not line.strip():
-                if self.keep_newlines and texts:
+                if self.keep_newlines and (texts or encoded):
                     texts.append("\n")
                 continue
             texts.append(line + "\n" if self.keep_newlines else line)
+            chars += len(line)
             n += 1
+            if chars >= self.ENCODE_CHARS:
+                encoded.append(self._encode(texts))
+                texts, chars = [], 0
             if n == block_lines:
-                yield self._encode(texts), n
-                texts, n = [], 0
+                yield np.concatenate([*encoded, self._encode(texts)]), n
+                encoded, texts, chars, n = [], [], 0, 0
         if n:
-            yield self._encode(texts), n
+            yield np.concatenate([*encoded, self._encode(texts)]), n
 
 
 # -- blocks --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from nlpft.errors import ResourceLimitError, UserInputError
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
 from nlpft.training.divergence import check_weights
+from nlpft.training.memory import set_phase
 
 GIB = 1 << 30
 #: working memory for GloVe co-occurrence counting: a bigger dense table did not count
@@ -85,6 +86,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
 
     tokenizer = WordTokenizer.untrained(lowercase=config.lowercase)
     token_file = work / "tokens.txt"
+    set_phase("tokenizing the corpus")
     with _bar("tokenize", quiet, unit="word") as bar:
         prepared = tokenize_to_file(text, tokenizer, token_file, max_tokens=max_tokens, progress=bar.update)
     tokenize_s = time.perf_counter() - started
@@ -99,6 +101,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
         )
     in_vocab_tokens = sum(prepared.counts[w] for w in vocabulary)
 
+    set_phase("training")
     train_started = time.perf_counter()
     extra_metrics: dict = {}
     if config.algo == "glove":

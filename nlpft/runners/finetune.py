@@ -28,6 +28,7 @@ import numpy as np
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, place_errors_reported, write_json
+from nlpft.training.memory import set_phase
 
 META_FILE = "finetune.json"
 BEST_DIR = "best"
@@ -208,9 +209,9 @@ def finetune(opts: FinetuneOptions) -> Path:
         torch.set_num_threads(opts.threads)
     if backbone == "tfidf" and rank != 0:
         return output.final  # one process is enough for scikit-learn
-    work = output.open() if rank == 0 else output.partial
-    from nlpft.training.hf import transformers_quiet
+    from nlpft.training.hf import transformers_quiet  # imported before OUT.partial exists: it takes a while
 
+    work = output.open() if rank == 0 else output.partial
     with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
         record_or_check(work, _fingerprint(opts), resuming=opts.resume, record=rank == 0)
         if backbone == "tfidf":
@@ -427,6 +428,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
         return encode_examples(backbone.tokenizer, [e.text for e in rows], pairs, backbone.max_length,
                                prefix_ids=backbone.prefix_ids, suffix_ids=backbone.suffix_ids)
 
+    set_phase("encoding the texts")
     encoded = {name: encode(getattr(splits, name)) for name in ("train", "valid", "test")}
     labels = {name: label_values(getattr(splits, name), opts.task, splits.label_map) for name in encoded}
     datasets = {name: EncodedDataset(encoded[name], labels[name]) for name in encoded}
@@ -463,6 +465,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
                        else (complete_checkpoints(output.checkpoint_dir) or [None])[-1])
     if resume_from is not None and not opts.quiet:
         print(f"resuming from {resume_from.name}", file=sys.stderr)
+    set_phase("training")
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_s = time.perf_counter() - started

@@ -23,6 +23,7 @@ import numpy as np
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_threads
 from nlpft.runners.output import peak_rss_bytes, write_json
+from nlpft.training.memory import set_phase
 
 LN2 = math.log(2)
 
@@ -82,6 +83,7 @@ def _load_tokenizer(data: LMDataOptions, text, quiet: bool):
         tokenizer = WordTokenizer.load(source)
         origin = source
     else:
+        set_phase("counting the corpus words")
         tokenizer = build_lm_tokenizer(text, min_count=data.min_count, max_vocab=data.max_vocab)
         origin = f"trained on the corpus (min count {data.min_count}, max vocab {data.max_vocab})"
     ensure_eos(tokenizer)
@@ -256,6 +258,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
         else:
             tokenizer = _load_tokenizer(data, text, quiet)
             data_dir.mkdir(parents=True, exist_ok=True)
+            set_phase("encoding the corpus")
             encode_corpus(text, tokenizer, data_dir, valid_fraction=data.valid_fraction,
                           test_fraction=data.test_fraction, seed=train_config.seed)
             tokenizer.save(tokenizer_file)
@@ -298,6 +301,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
                         checkpoint_root=output.checkpoint_dir, best_path=work / "best.safetensors",
                         rank=rank, world_size=world, on_step=on_step, on_evaluate=on_evaluate)
     train_started = time.perf_counter()
+    set_phase("training")
     state = trainer.fit(resume=resume)
     train_s = time.perf_counter() - train_started
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
+from nlpft.training.memory import set_phase
 
 DATA_DIR = "data"
 TOKENIZER_DIR = "tokenizer"
@@ -127,9 +128,9 @@ def pretrain(opts: PretrainOptions) -> Path:
     opts.precision = resolve_precision(opts.precision)
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
-    work = output.open()
-    from nlpft.training.hf import transformers_quiet
+    from nlpft.training.hf import transformers_quiet  # imported before OUT.partial exists: it takes a while
 
+    work = output.open()
     with output.cleaned_up_on_error(), transformers_quiet():
         record_or_check(work, _fingerprint(opts, text), resuming=opts.resume)
         return _pretrain_into(opts, text, source, work, output)
@@ -165,6 +166,7 @@ def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):
     vocab_size = opts.vocab_size or preset.vocab_size
     if not opts.quiet:
         print(f"training a {kind} tokenizer ({vocab_size:,} ids) on {text.name}", file=sys.stderr)
+    set_phase("training the tokenizer")
     return train_subword_tokenizer(text, kind, vocab_size, model_max_length=opts.block_size or preset.block_size,
                                    show_progress=not opts.quiet)
 
@@ -201,6 +203,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
     keep_newlines = bool(getattr(tokenizer, "eos_token", None)) and tokenizer.mask_token is None
     if not (data_dir / "complete").is_file():
         data_dir.mkdir(parents=True, exist_ok=True)
+        set_phase("encoding the corpus")
         encoder = pretraining.SubwordLineEncoder(tokenizer, keep_newlines=keep_newlines)
         encode_splits(text, encoder, data_dir, valid_fraction=opts.valid_fraction,
                       test_fraction=opts.test_fraction, seed=opts.seed)
@@ -231,6 +234,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
                                  f"less than one block of {block_size}; use a longer corpus, a smaller "
                                  "--block-size, or a larger --valid-fraction/--test-fraction")
 
+    set_phase("building the model")
     torch.manual_seed(opts.seed)
     model, new_head = _model(opts, source, preset, tokenizer, block_size, objective)
     if opts.freeze_base:
@@ -260,6 +264,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
     resume_from = latest_checkpoint(output.checkpoint_dir) if opts.resume else None
     if opts.resume and resume_from is not None and not opts.quiet:
         print(f"resuming from {resume_from.name}", file=sys.stderr)
+    set_phase("training")
     before = None
     if resume_from is None:
         before = _evaluate(trainer, eval_sets["valid"])

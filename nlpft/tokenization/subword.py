@@ -76,8 +76,11 @@ WORDPIECE_PREFIX = "##"
 #: plus room for merges; wordpiece needs 5 specials and a Latin alphabet with ## forms
 MIN_VOCAB_SIZE = {"byte-bpe": 300, "wordpiece": 100}
 
-#: lines handed to the Rust trainer per call
+#: lines handed to the Rust trainer per call, and the most characters in such a batch (a
+#: corpus line is at most `nlpft.data.corpus.MAX_LINE_CHARS` characters; longer ones come
+#: in pieces)
 _LINES_PER_BATCH = 1000
+_CHARS_PER_BATCH = 1 << 22
 
 
 def train_subword_tokenizer(corpus, kind: str, vocab_size: int, *, min_frequency: int = 2,
@@ -127,6 +130,7 @@ class _LineFeed:
 
     def __iter__(self) -> Iterator[list[str]]:
         batch: list[str] = []
+        chars = 0
         for line in self.corpus:
             line = line.rstrip("\n")
             if line.strip():
@@ -134,9 +138,10 @@ class _LineFeed:
             elif not self.keep_newlines:
                 continue  # nothing for BERT's pre-tokenizer to see
             batch.append(line + "\n" if self.keep_newlines else line)
-            if len(batch) >= _LINES_PER_BATCH:
+            chars += len(line)
+            if len(batch) >= _LINES_PER_BATCH or chars >= _CHARS_PER_BATCH:
                 yield batch
-                batch = []
+                batch, chars = [], 0
         if batch:
             yield batch
 
