@@ -184,13 +184,13 @@ def finetune(opts: FinetuneOptions) -> Path:
             print(f"  {name}: skipped {summary}", file=sys.stderr)
     import torch
 
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if backbone == "tfidf" and rank != 0:
         return output.final  # one process is enough for scikit-learn
     work = output.open() if rank == 0 else output.partial
-    from nlpft.training.hf import transformers_quiet
-
     with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
         if backbone == "tfidf":
             result = _finetune_tfidf(opts, splits, work)

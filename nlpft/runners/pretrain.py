@@ -114,6 +114,8 @@ def pretrain(opts: PretrainOptions) -> Path:
         source = resolve_model(opts.from_model)  # fails fast on a bad spec, before anything loads
     import torch
 
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+
     if opts.threads:
         torch.set_num_threads(opts.threads)
     from nlpft.training.precision import resolve_precision
@@ -123,8 +125,6 @@ def pretrain(opts: PretrainOptions) -> Path:
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
-    from nlpft.training.hf import transformers_quiet
-
     with output.cleaned_up_on_error(), transformers_quiet():
         return _pretrain_into(opts, text, source, work, output)
 
