@@ -4,6 +4,11 @@ and `../shared/corpora` for slow tests (skipped when absent)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,20 +47,86 @@ def small_corpus(tmp_path: Path) -> Path:
     return path
 
 
-def kill_after_first_checkpoint(cmd: list[str], out: Path, timeout: float = 240) -> None:
-    """Run `cmd` (a training command writing `out`) and SIGKILL it as soon as its first
-    complete checkpoint (one with complete.json) exists under `out`.partial/checkpoint."""
-    import signal
-    import subprocess
-    import time
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def first_checkpoint_written(out: Path) -> Callable[[], bool]:
+    """A test of whether the training run writing `out` has a complete checkpoint (a folder
+    with complete.json under `out`.partial/checkpoint)."""
     root = out.with_name(out.name + ".partial") / "checkpoint"
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if root.is_dir() and any((d / "complete.json").is_file() for d in root.iterdir()):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before its first checkpoint"
+    return lambda: any(root.glob("*/complete.json"))
+
+
+class Run:
+    """A command started in the background with its stderr drained by a thread (a chatty
+    run cannot block on a full pipe). Waits on events, never on the clock, so a busy
+    machine only makes a test slower."""
+
+    def __init__(self, cmd: list[str], timeout: float = 600):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.timeout = timeout
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)
+        self._reader.start()
+
+    def wait_until(self, ready: Callable[[], bool]) -> None:
+        """Poll `ready()` while the command runs; fail if it ends first."""
+        deadline = time.monotonic() + self.timeout
+        while not ready():
+            if self.proc.poll() is not None:
+                pytest.fail(f"the command ended (code {self.proc.returncode}) before the awaited event:\n"
+                            f"{self.finish()[1][-3000:]}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"no awaited event within {self.timeout:.0f} s")
+            time.sleep(0.01)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the command to end; its exit code and stderr."""
+        try:
+            self.proc.wait(timeout=self.timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join()
+        return self.proc.returncode, "".join(self._stderr)
+
+
+def signal_when(cmd: list[str], ready: Callable[[], bool], sig: int) -> tuple[int, str]:
+    """Run `cmd`, send it `sig` as soon as `ready()` holds; its exit code and stderr."""
+    run = Run(cmd)
+    run.wait_until(ready)
+    run.signal(sig)
+    return run.finish()
+
+
+def kill_after_first_checkpoint(cmd: list[str], out: Path) -> None:
+    """Run `cmd` (a training command writing `out`) and SIGKILL it as soon as its first
+    complete checkpoint exists."""
+    code, stderr = signal_when(cmd, first_checkpoint_written(out), signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr[-3000:]
+
+
+def sigterm_during_start_up(cmd: list[str], out: Path) -> str:
+    """SIGTERM a training command writing `out` during its start-up: once `out`.partial exists
+    (the command runs) and, as seen with the process paused, before its data is ready (no
+    trainer runs yet). The run must end at once with 128 + SIGTERM, a one-line reason and no
+    traceback, leaving neither `out` nor a partial directory. Returns its stderr."""
+    partial = out.with_name(out.name + ".partial")
+    run = Run(cmd)
+    run.wait_until(partial.is_dir)
+    run.signal(signal.SIGSTOP)
+    before_training = not (partial / "data" / "complete").exists()
+    run.signal(signal.SIGTERM)
+    run.signal(signal.SIGCONT)
+    code, stderr = run.finish()
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("stopped by SIGTERM"), stderr[-3000:]
+    assert not out.exists()
+    if before_training:
+        assert not partial.exists(), "a run stopped before its first checkpoint leaves nothing behind"
+    else:  # the start-up was over before the test could pause it: a trainer took the signal
+        assert not partial.exists() or first_checkpoint_written(out)()
+    return stderr

@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from nlpft.cli.main import main
+from tests.conftest import (first_checkpoint_written, kill_after_first_checkpoint, signal_when,
+                            sigterm_during_start_up)
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "24", "--batch-size", "4", "--bptt", "8", "--min-count", "2",
         "--quiet", "--threads", "1"]
@@ -132,14 +133,8 @@ def test_init_vectors_coverage_and_freeze(tmp_path, lm_corpus):
                   "--embedding-dim", "32") == 2
 
 
-def _wait_for(folder: Path, pattern: str, proc, timeout=120):
-    """Poll until `folder` holds a match for `pattern` while `proc` still runs."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if folder.is_dir() and any(folder.glob(pattern)):
-            return True
-        time.sleep(0.01)
-    return False
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nlpft", *args]
 
 
 def test_resume_after_sigkill_gives_identical_weights(tmp_path, lm_corpus):
@@ -150,13 +145,10 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path, lm_corpus):
     assert result.returncode == 0, result.stderr
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nlpft", *common, "--out", str(out)])
-    checkpoints = tmp_path / "killed.partial" / "checkpoint"
-    assert _wait_for(checkpoints, "step-*/complete.json", proc), "no checkpoint before the run ended"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(_command(*common, "--out", str(out)), out)
     assert not out.exists()
     # a checkpoint that was being written when the process died is skipped
+    checkpoints = tmp_path / "killed.partial" / "checkpoint"
     (checkpoints / "step-99999999").mkdir()
     (checkpoints / "step-99999999" / "model.safetensors").write_bytes(b"half written")
     result = _cli(*common, "--out", str(out), "--resume")
@@ -171,21 +163,32 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path, lm_corpus):
     assert metrics["test"] == json.loads((reference / "metrics.json").read_text())["test"]
 
 
+def _checkpoint_steps(checkpoints: Path) -> list[int]:
+    return sorted(int(marker.parent.name.split("-")[1]) for marker in checkpoints.glob("step-*/complete.json"))
+
+
 def test_sigterm_writes_checkpoint_and_resume_finishes(tmp_path, lm_corpus):
+    """SIGTERM once training runs (its first checkpoint, at step 50, is written): the step
+    in progress ends, a checkpoint of it is written, and --resume continues from there."""
+    out = tmp_path / "lm"
     args = ["lm", "train", "--corpus", str(lm_corpus), *TINY, "--epochs", "30", "--patience", "100",
-            "--checkpoint-every", "100000", "--out", str(tmp_path / "lm")]
-    proc = subprocess.Popen([sys.executable, "-m", "nlpft", *args], stderr=subprocess.PIPE, text=True)
-    assert _wait_for(tmp_path / "lm.partial" / "data", "complete", proc)
-    time.sleep(1.0)  # inside the training loop
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "--resume" in err
-    checkpoints = list((tmp_path / "lm.partial" / "checkpoint").glob("step-*/complete.json"))
-    assert checkpoints, "SIGTERM wrote a checkpoint"
-    result = _cli(*args, "--resume", "--epochs", "2")  # the last --epochs wins: finish sooner
+            "--checkpoint-every", "50", "--out", str(out)]
+    code, err = signal_when(_command(*args), first_checkpoint_written(out), signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM: checkpoint written" in err and "--resume" in err
+    steps = _checkpoint_steps(tmp_path / "lm.partial" / "checkpoint")
+    assert steps and steps[-1] > 50, f"SIGTERM wrote a checkpoint after the first one: {steps}"
+    result = _cli(*args, "--resume", "--epochs", "1")  # the last --epochs wins: finish sooner
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "lm" / "metrics.json").read_text())["epochs_completed"] >= 1
+    assert f"resuming from step-{steps[-1]:08d}" in result.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] >= 1
+
+
+def test_sigterm_during_start_up_stops_cleanly(tmp_path, lee_path):
+    """Before training starts (tokenizing the corpus) there is nothing to checkpoint: the run
+    stops at once with 128 + SIGTERM and no traceback, and leaves nothing behind."""
+    out = tmp_path / "lm"
+    sigterm_during_start_up(_command("lm", "train", "--corpus", str(lee_path), *TINY, "--out", str(out)), out)
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),

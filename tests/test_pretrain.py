@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nlpft.cli.main import main
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import (first_checkpoint_written, kill_after_first_checkpoint, signal_when,
+                            sigterm_during_start_up)
 
 FAST = ["--size", "tiny", "--block-size", "32", "--batch-size", "4", "--vocab-size", "300",
         "--eval-every", "5", "--max-eval-blocks", "8", "--quiet", "--threads", "1"]
@@ -258,24 +258,27 @@ def test_missing_rng_state_is_an_error(corpus, tmp_path, capsys):
 
 
 def test_sigterm_checkpoints_and_resume_finishes(corpus, tmp_path):
+    """SIGTERM once training runs (its first checkpoint, at step 10, is written): the step in
+    progress ends, a checkpoint of it is written, and --resume runs the remaining steps."""
     out = tmp_path / "run"
     args = ["pretrain", "--arch", "gpt2", "--corpus", str(corpus), "--out", str(out), "--max-steps", "400",
-            "--checkpoint-every", "1000", *FAST]
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    data = out.with_name("run.partial") / "data" / "complete"
-    deadline = time.time() + 120
-    while not data.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(3)  # some training steps
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+            "--checkpoint-every", "10", *FAST]
+    code, err = signal_when(_cli(*args), first_checkpoint_written(out), signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err[-2000:]
     assert "--resume" in err
-    step = int(next((out.with_name("run.partial") / "checkpoint").glob("checkpoint-*")).name.split("-")[1])
-    assert 0 < step < 400
+    checkpoints = out.with_name("run.partial") / "checkpoint"
+    step = max(int(marker.parent.name.split("-")[1]) for marker in checkpoints.glob("checkpoint-*/complete.json"))
+    assert 10 < step < 400, "SIGTERM wrote a checkpoint after the first one"
     assert main([*args, "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 400
+
+
+def test_sigterm_during_start_up_stops_cleanly(corpus, tmp_path):
+    """Before training starts (tokenizer training, encoding) there is nothing to checkpoint:
+    the run stops at once with 128 + SIGTERM and no traceback, and leaves nothing behind."""
+    out = tmp_path / "run"
+    sigterm_during_start_up(_cli("pretrain", "--arch", "gpt2", "--corpus", str(corpus), "--out", str(out), *FAST),
+                            out)
 
 
 def test_name_registers_model(corpus, tmp_path, monkeypatch, capsys):

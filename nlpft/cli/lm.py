@@ -136,7 +136,6 @@ TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "w
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from nlpft.lm.trainer import LMTrainConfig
     from nlpft.runners.lm import LMDataOptions, train_lm
 
     data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
@@ -147,10 +146,14 @@ def run_train(args: argparse.Namespace) -> int:
     train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
     if train_values["epochs"] is None:
         train_values["epochs"] = 10
-    return run_training(lambda: train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                                         resume=args.resume, threads=args.threads, quiet=args.quiet,
-                                         overwrite=args.overwrite),
-                        max_memory_gb=args.max_memory_gb)
+
+    def train() -> None:
+        from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
+
+        train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
+                 resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite)
+
+    return run_training(train, max_memory_gb=args.max_memory_gb)
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -314,11 +314,33 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """Ctrl-C/SIGTERM outside a trainer's own handler (start-up, final evaluation): the run
+    stops at once, keeping only complete checkpoints. Carries the signal's name."""
+
+
+def _stop_at_once_on_signals() -> dict:
+    """Make SIGINT/SIGTERM raise `StoppedBySignal`; returns the handlers replaced."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set them
+        return {}
+
+    def stop(signum, frame):
+        raise StoppedBySignal(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 def run_training(train, max_memory_gb: float | None = None) -> int:
-    """Call `train()` under the `--max-memory` cap; a Ctrl-C/SIGTERM that stopped it after
-    writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
+    """Call `train()` under the `--max-memory` cap; a Ctrl-C/SIGTERM that stopped it after writing a checkpoint becomes
+    a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
+    # first, before the slow start-up (torch's import, tokenization, model loading): a signal
+    # at any moment ends the run with that code; the trainers take over while training
+    previous = _stop_at_once_on_signals()
     from nlpft.lm.trainer import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
@@ -331,6 +353,9 @@ def run_training(train, max_memory_gb: float | None = None) -> int:
         print(f"stopped by {exc}: checkpoint written; rerun the same command with --resume to continue",
               file=sys.stderr)
         return 128 + int(getattr(signal, str(exc), signal.SIGINT))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -347,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except StoppedBySignal as exc:
+        import signal
+
+        print(f"stopped by {exc} before the run finished", file=sys.stderr)
+        return 128 + int(getattr(signal, str(exc)))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -205,12 +205,12 @@ def finetune(opts: FinetuneOptions) -> Path:
             print(f"  {name}: skipped {summary}", file=sys.stderr)
     import torch
 
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if backbone == "tfidf" and rank != 0:
         return output.final  # one process is enough for scikit-learn
-    from nlpft.training.hf import transformers_quiet  # imported before OUT.partial exists: it takes a while
-
     work = output.open() if rank == 0 else output.partial
     with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
         record_or_check(work, _fingerprint(opts), resuming=opts.resume, record=rank == 0)

@@ -121,6 +121,8 @@ def pretrain(opts: PretrainOptions) -> Path:
         source = resolve_model(opts.from_model)  # fails fast on a bad spec, before anything loads
     import torch
 
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+
     if opts.threads:
         torch.set_num_threads(opts.threads)
     from nlpft.training.precision import resolve_precision
@@ -128,8 +130,6 @@ def pretrain(opts: PretrainOptions) -> Path:
     opts.precision = resolve_precision(opts.precision)
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
-    from nlpft.training.hf import transformers_quiet  # imported before OUT.partial exists: it takes a while
-
     work = output.open()
     with output.cleaned_up_on_error(), transformers_quiet():
         record_or_check(work, _fingerprint(opts, text), resuming=opts.resume)
