@@ -198,6 +198,24 @@ def test_word2vec_resume_after_kill(tmp_path, lee_path):
     assert not out.with_name("w2v.partial").exists()
 
 
+def test_sigterm_keeps_the_epoch_checkpoint_and_resume_finishes(tmp_path, lee_path):
+    """SIGTERM during training (after the first epoch checkpoint) ends `embed train` with
+    128 + SIGTERM and a one-line reason, no traceback; the checkpoint stays for --resume."""
+    corpus = _repeat_corpus(tmp_path, lee_path, 2)
+    out = tmp_path / "w2v"
+    cmd = [sys.executable, "-m", "nlpft", "embed", "train", "--corpus", str(corpus), "--out", str(out),
+           "--threads", "1", "--dim", "32", "--quiet"]
+    state = out.with_name("w2v.partial") / "checkpoint" / "checkpoint.json"
+    code, err = signal_when([*cmd, "--epochs", "1000"], state.exists, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("stopped by SIGTERM"), err
+    assert not out.exists() and state.exists()
+    done = json.loads(state.read_text())["epochs_done"]
+    result = subprocess.run([*cmd, "--epochs", str(done + 1), "--resume"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((out / "metrics.json").read_text())["losses_per_word"]) == 1
+
+
 def test_eval_and_neighbors(tmp_path, lee_path, capsys):
     code, out = _train(tmp_path, "word2vec", lee_path, "--epochs", "3")
     assert code == 0

@@ -14,6 +14,7 @@ from nlpft.cli.main import (
     non_negative_int,
     positive_float,
     positive_int,
+    run_training,
 )
 
 TRAIN_DESCRIPTION = """\
@@ -117,16 +118,18 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from nlpft.embeddings.config import EmbeddingConfig
-    from nlpft.runners.embed import train_embeddings
-    from nlpft.training.memory import MemoryCap
 
     names = EmbeddingConfig.field_names()
     config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
     config.validate()
-    with MemoryCap(config.max_memory_gb):
+
+    def train() -> None:
+        from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
+
         train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
                          overwrite=args.overwrite)
-    return 0
+
+    return run_training(train, max_memory_gb=config.max_memory_gb)
 
 
 def run_eval(args: argparse.Namespace) -> int:
