@@ -319,7 +319,7 @@ def run_training(train, max_memory_gb: float | None = None) -> int:
     writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
-    from nlpft.lm.trainer import Interrupted
+    from nlpft.errors import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
 
