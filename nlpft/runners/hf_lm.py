@@ -1,6 +1,6 @@
 """`nlpft lm eval | generate` for Hugging Face checkpoints (GPT- and BERT-style).
 
-The same verbs as for the RNN LM; `runners.lm` hands a model over here when it is not an
+The same verbs as for the RNN LM; the command line hands a model over here when it is not an
 nlpft RNN LM directory (an alias, a hub id, or a directory whose config.json names a
 transformers model type).
 

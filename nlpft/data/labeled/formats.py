@@ -56,12 +56,12 @@ def check_path(path: Path) -> str:
     check_not_stream(path)  # before anything opens it: opening a named pipe waits for a writer
     fmt = format_of(path)
     if fmt is None:
-        hint = ""
+        conversion = ""
         if path.suffix.lower() == ".json":
-            hint = "; for a JSON array, convert it to JSON Lines with `jq -c '.[]' in.json > in.jsonl`"
+            conversion = "; for a JSON array, convert it to JSON Lines with `jq -c '.[]' in.json > in.jsonl`"
         elif path.suffix.lower() in (".xlsx", ".xls", ".ods"):
-            hint = "; export the spreadsheet as CSV"
-        raise UserInputError(f"{path}: unknown file type {path.suffix or '(no extension)'!r}; supported: {_SUPPORTED}{hint}")
+            conversion = "; export the spreadsheet as CSV"
+        raise UserInputError(f"{path}: unknown file type {path.suffix or '(no extension)'!r}; supported: {_SUPPORTED}{conversion}")
     return fmt
 
 
