@@ -15,6 +15,10 @@ class ResourceLimitError(UserInputError):
     """The job would need more memory or disk than the user allowed."""
 
 
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written."""
+
+
 #: numpy and scikit-learn take seeds in [0, 2**32); torch takes those too
 SEED_LIMIT = 2**32
 

@@ -341,7 +341,7 @@ def run_training(train, max_memory_gb: float | None = None) -> int:
     # first, before the slow start-up (torch's import, tokenization, model loading): a signal
     # at any moment ends the run with that code; the trainers take over while training
     previous = _stop_at_once_on_signals()
-    from nlpft.lm.trainer import Interrupted
+    from nlpft.errors import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
 

@@ -43,16 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nlpft.data.labeled import (
-    _SURROGATE,
-    NOT_UTF8,
-    _check_fractions,
-    _holdout_size,
-    _open_bytes,
-    _plural,
-    _read_table,
-    _sniff,
-)
+from nlpft.data.labeled.formats import open_bytes, read_table, sniff
+from nlpft.data.labeled.problems import NOT_UTF8, SURROGATE, plural
+from nlpft.data.labeled.splitting import check_fractions, holdout_size
 from nlpft.errors import UserInputError
 
 SCHEMES = ("iob2", "iob1", "bioes")
@@ -146,10 +139,10 @@ class TaggedData(Sequence):
         text = f"{self.file}: {len(self):,} sentences, {self.num_tokens:,} tokens"
         if self.has_tags:
             entities = self.entity_counts()
-            text += (f", {sum(entities.values()):,} entities of {_plural(len(self.entity_types), 'type')} "
+            text += (f", {sum(entities.values()):,} entities of {plural(len(self.entity_types), 'type')} "
                      f"({_SCHEME_NAMES[self.scheme]})")
         if self.repaired:
-            text += (f"; repaired {_plural(self.repaired, 'tag')} in {_plural(self.repaired_sentences, 'sentence')} "
+            text += (f"; repaired {plural(self.repaired, 'tag')} in {plural(self.repaired_sentences, 'sentence')} "
                      "(an I- tag that began an entity)")
         return text
 
@@ -331,10 +324,10 @@ def _check_file(path: Path) -> None:
         raise UserInputError(f"{path}: no such file; pass a tagged CoNLL, JSONL or CSV file")
     if path.is_dir():
         raise UserInputError(f"{path}: is a directory; pass one tagged file")
-    with _open_bytes(path) as fh:
+    with open_bytes(path) as fh:
         if not fh.read(1 << 16).strip():
             raise UserInputError(f"{path}: the file is empty; it needs tokens and tags")
-    _sniff(path)  # UTF-16 and binary files
+    sniff(path)  # UTF-16 and binary files
 
 
 def _no_tags_message(fmt: str, tags_key: str) -> str:
@@ -373,7 +366,7 @@ def _conll_lines(path: Path) -> tuple[list[tuple[int, list[str] | None]], list[_
     break (a blank or -DOCSTART- line), and the lines that are not UTF-8."""
     lines: list[tuple[int, list[str] | None]] = []
     problems: list[_Problem] = []
-    with _open_bytes(path) as fh:
+    with open_bytes(path) as fh:
         for line_no, raw in enumerate(fh, 1):
             if line_no == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
@@ -390,9 +383,9 @@ def _conll_lines(path: Path) -> tuple[list[tuple[int, list[str] | None]], list[_
 
 def _conll_line_problem(line_no: int, fields: list[str], columns: int, tag_col: int | None) -> _Problem | None:
     if len(fields) != columns:
-        return _Problem(line_no, MALFORMED, f"{_plural(len(fields), 'column')}, most lines have {columns}")
+        return _Problem(line_no, MALFORMED, f"{plural(len(fields), 'column')}, most lines have {columns}")
     if tag_col is not None and len(fields) < tag_col:
-        return _Problem(line_no, MALFORMED, f"{_plural(len(fields), 'column')}, no column {tag_col} for --tag-col")
+        return _Problem(line_no, MALFORMED, f"{plural(len(fields), 'column')}, no column {tag_col} for --tag-col")
     if any(not f for f in fields):
         return _Problem(line_no, MALFORMED, "an empty column (two tabs in a row?)")
     return None
@@ -402,7 +395,7 @@ def _read_table_sentences(
     path: Path, fmt: str, tokens_key: str, tags_key: str, require_tags: bool
 ) -> tuple[list[TaggedSentence], list[_Problem]]:
     """Sentences of a JSONL file (lists) or a CSV file (space-joined strings)."""
-    columns, rows = _read_table(path, fmt)
+    columns, rows = read_table(path, fmt)
     _check_fields(path, fmt, columns, [tokens_key] + ([tags_key] if require_tags else []))
     sentences: list[TaggedSentence] = []
     problems: list[_Problem] = []
@@ -449,7 +442,7 @@ def _field_words(
         return None
     value = values[key]
     if fmt == "csv":
-        if _SURROGATE.search(value):
+        if SURROGATE.search(value):
             problems.append(_Problem(row, NOT_UTF8, f"in column {key!r}"))
             return None
         return tuple(value.split())
@@ -514,7 +507,7 @@ def check_tags(
     if not unseen:
         return
     ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
-    listed = ", ".join(f"{tag!r} ({_plural(n, 'token')}, first at line {first_line[tag]})" for tag, n in ranked[:20])
+    listed = ", ".join(f"{tag!r} ({plural(n, 'token')}, first at line {first_line[tag]})" for tag, n in ranked[:20])
     if len(ranked) > 20:
         listed += f" and {len(ranked) - 20} more tags"
     types = entity_types(known)
@@ -558,7 +551,7 @@ def _problem_message(path: Path, fmt: str, file_problems: list[str], problems: l
     for p in sorted(problems, key=lambda p: p.line):
         by_kind.setdefault(p.kind, []).append(p)
     total = len(file_problems) + len(by_kind)
-    lines = [f"{path}: {_plural(total, 'problem')} found ({numbering}):"]
+    lines = [f"{path}: {plural(total, 'problem')} found ({numbering}):"]
     lines += [f"  - {text}" for text in file_problems]
     for kind in PROBLEM_ORDER:
         if kind in by_kind:
@@ -566,7 +559,7 @@ def _problem_message(path: Path, fmt: str, file_problems: list[str], problems: l
             shown = ", ".join(f"{p.line} ({p.detail})" if p.detail else str(p.line) for p in found[:_ROWS_SHOWN])
             more = f" and {len(found) - _ROWS_SHOWN} more" if len(found) > _ROWS_SHOWN else ""
             where = f"{unit if len(found) == 1 else unit + 's'} {shown}{more}"
-            lines.append(f"  - {kind} ({_plural(len(found), unit)}): {where}; {_hint(kind, fmt, scheme, found)}")
+            lines.append(f"  - {kind} ({plural(len(found), unit)}): {where}; {_hint(kind, fmt, scheme, found)}")
     return "\n".join(lines)
 
 
@@ -580,11 +573,11 @@ def split_sentences(
     """Seeded random train/valid/test split (no stratification). Holdout sizes are
     round(n * fraction), at least 1 when the fraction is above 0; each part keeps file
     order; the same seed gives the same split. Train keeps at least one sentence."""
-    _check_fractions(valid_fraction, test_fraction)
+    check_fractions(valid_fraction, test_fraction)
     sentences = list(sentences)
     n = len(sentences)
-    n_test = min(_holdout_size(n, test_fraction), max(n - 1, 0))
-    n_valid = min(_holdout_size(n, valid_fraction), max(n - 1 - n_test, 0))
+    n_test = min(holdout_size(n, test_fraction), max(n - 1, 0))
+    n_valid = min(holdout_size(n, valid_fraction), max(n - 1 - n_test, 0))
     order = np.random.default_rng(seed).permutation(n)
     test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
     return tuple([sentences[i] for i in sorted(part)] for part in (train, valid, test))  # type: ignore[return-value]

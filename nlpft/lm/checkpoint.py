@@ -18,31 +18,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from nlpft.errors import UserInputError
+from nlpft.training.checkpoints import COMPLETE, CheckpointDirs
 from nlpft.training.weights import save_file
 
-from nlpft.errors import UserInputError
-
-COMPLETE = "complete.json"
+PREFIX = "step-"
+CHECKPOINTS = CheckpointDirs(PREFIX)
 
 
 def _dir_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def complete_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoint directories under `root`, oldest first."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / COMPLETE).is_file())
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    done = complete_checkpoints(root)
-    # half-written ones (killed mid-write) are useless: clear them out
-    for path in root.iterdir() if root.is_dir() else []:
-        if path.is_dir() and path.name.startswith("step-") and not (path / COMPLETE).is_file():
-            shutil.rmtree(path, ignore_errors=True)
-    return done[-1] if done else None
+    return f"{PREFIX}{step:08d}"
 
 
 def begin(root: Path, step: int) -> Path:
@@ -58,35 +43,9 @@ def finish(root: Path, path: Path, keep: int = 1) -> None:
     tmp = path / (COMPLETE + ".tmp")
     tmp.write_text(json.dumps({"complete": True}))
     os.replace(tmp, path / COMPLETE)
-    for old in complete_checkpoints(root)[:-keep]:
+    for old in CHECKPOINTS.complete(root)[:-keep]:
         if old != path:
             shutil.rmtree(old, ignore_errors=True)
-
-
-# -- optimizer state without pickle ---------------------------------------------------
-
-def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into tensors (for safetensors) and JSON."""
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict] = {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{name}"] = value.detach().contiguous().clone()
-            else:
-                scalars.setdefault(str(index), {})[name] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    for index, values in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nlpft.errors import UserInputError, check_seed
+from nlpft.errors import Interrupted, UserInputError, check_seed
 from nlpft.lm import checkpoint as ckpt
 from nlpft.lm.data import bptt_windows
+from nlpft.training.checkpoints import optimizer_from_flat, optimizer_to_flat
 from nlpft.training.divergence import check_loss, check_weights
 from nlpft.training.weights import model_tensors
 from nlpft.training.weights import save_model as save_model_file
@@ -99,10 +100,6 @@ class TrainState:
     lr: float = 0.0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written."""
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -271,7 +268,7 @@ class LMTrainer:
         if self.rank == 0:
             path = ckpt.begin(root, self.state.step)
             _save_model_tensors(self.core, path / "model.safetensors")
-            tensors, meta = ckpt.optimizer_to_flat(self.optimizer)
+            tensors, meta = optimizer_to_flat(self.optimizer)
             ckpt.save_tensors(path / "optimizer.safetensors", tensors)
             (path / "state.json").write_text(json.dumps(
                 {"state": asdict(self.state), "optimizer": meta, "world_size": self.world_size,
@@ -287,7 +284,7 @@ class LMTrainer:
         self._barrier()
 
     def _load_latest(self) -> None:
-        path = ckpt.latest_checkpoint(self.checkpoint_root)
+        path = ckpt.CHECKPOINTS.latest(self.checkpoint_root)
         if path is None:
             return
         saved = json.loads((path / "state.json").read_text())
@@ -301,7 +298,7 @@ class LMTrainer:
                     f"{path}: the checkpoint used --{key.replace('_', '-')} {saved['config'].get(key)}, "
                     f"this run {getattr(self.config, key)}; rerun with the same setting or drop --resume")
         self.core.load_state_dict(_load_model_tensors(path / "model.safetensors", self.core), strict=True)
-        ckpt.optimizer_from_flat(self.optimizer, ckpt.load_tensors(path / "optimizer.safetensors"), saved["optimizer"])
+        optimizer_from_flat(self.optimizer, ckpt.load_tensors(path / "optimizer.safetensors"), saved["optimizer"])
         self.state = TrainState(**{**saved["state"], "best_valid_loss": float(saved["state"]["best_valid_loss"])})
         self.resumed_from_step = self.state.step
         if self.rank == 0:

@@ -45,42 +45,17 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from nlpft.errors import UserInputError
-from nlpft.lm.checkpoint import optimizer_from_flat, optimizer_to_flat
+from nlpft.training.checkpoints import COMPLETE, CheckpointDirs, optimizer_from_flat, optimizer_to_flat
 from nlpft.training.divergence import check_loss, check_weights
 from nlpft.training.weights import model_tensors, save_file
 
 PREFIX = "checkpoint-"
-COMPLETE = "complete.json"
 TRAINER_STATE = "trainer_state.json"
-
-
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a `checkpoint-N` directory was saved at (-1 for other names)."""
-    try:
-        return int(path.name[len(PREFIX):])
-    except ValueError:
-        return -1
-
-
-def complete_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints under `run_dir`, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.iterdir()
-             if p.is_dir() and p.name.startswith(PREFIX) and checkpoint_step(p) >= 0 and (p / COMPLETE).is_file()]
-    return sorted(found, key=checkpoint_step)
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint; half-written ones (killed mid-save) are removed."""
-    run_dir = Path(run_dir)
-    if run_dir.is_dir():
-        for path in run_dir.iterdir():
-            if path.is_dir() and path.name.startswith(PREFIX) and not (path / COMPLETE).is_file():
-                shutil.rmtree(path, ignore_errors=True)
-    done = complete_checkpoints(run_dir)
-    return done[-1] if done else None
+CHECKPOINTS = CheckpointDirs(PREFIX)
+# the runners find a run's checkpoints through these
+checkpoint_step = CHECKPOINTS.step
+complete_checkpoints = CHECKPOINTS.complete
+latest_checkpoint = CHECKPOINTS.latest
 
 
 def _missing(checkpoint: Path, name: str) -> UserInputError:
