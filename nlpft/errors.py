@@ -29,3 +29,7 @@ def check_threads(threads: object) -> None:
     """None means all cores; anything else must be a thread count torch accepts."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserInputError(f"--threads must be at least 1 (or left out for all cores), not {threads!r}")
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written."""

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nlpft.cli.main import main
-from nlpft.lm.trainer import Interrupted
+from nlpft.errors import Interrupted
 from tests.test_finetune import data_csv, make_rows, tiny_bert, write_csv  # noqa: F401 (fixtures)
 
 LM_TINY = ["--embedding-dim", "16", "--hidden-dim", "24", "--batch-size", "4", "--bptt", "8", "--min-count", "2",

@@ -83,8 +83,8 @@ def _bf16_comparison(model_dir: Path, test_ids: Path, corpus: str, tokenizer: Pa
     import torch
 
     from nlpft.lm.data import batchify
+    from nlpft.lm.files import load_model_dir
     from nlpft.lm.trainer import evaluate_loss
-    from nlpft.runners.lm import load_model_dir
 
     model, _ = load_model_dir(model_dir)
     rows = batchify(np.load(test_ids, mmap_mode="r"), 10)

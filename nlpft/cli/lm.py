@@ -154,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from nlpft.runners.hf_lm import is_rnn_lm_dir
+    from nlpft.lm.files import is_rnn_lm_dir
 
     if is_rnn_lm_dir(args.model):
         from nlpft.runners.lm import eval_lm
@@ -182,7 +182,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from nlpft.runners.hf_lm import is_rnn_lm_dir
+    from nlpft.lm.files import is_rnn_lm_dir
 
     options = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, seed=args.seed)

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from nlpft import __version__
-from nlpft.errors import SEED_LIMIT, UserInputError
+from nlpft.errors import SEED_LIMIT, Interrupted, UserInputError
 
 # a config file is a handful of options: anything bigger is a mistake (or an attack)
 CONFIG_MAX_BYTES = 1 << 20
@@ -319,7 +319,6 @@ def run_training(train, max_memory_gb: float | None = None) -> int:
     writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
-    from nlpft.lm.trainer import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
 

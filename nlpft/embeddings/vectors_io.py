@@ -480,3 +480,34 @@ def _write_text(targets: dict[str, Path], words: list[str], vectors: np.ndarray)
             for f in files.values():
                 f.write(text)
     return dict(targets)
+
+
+def vectors_for_vocabulary(kv, tokenizer, embedding: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Rows of `embedding` (the model's initial embedding, (V, D)) replaced by the static
+    vector of the same word where there is one; returns the matrix and a coverage report."""
+    matrix = embedding.copy()
+    specials = set(tokenizer.special_tokens)
+    found = missing = 0
+    examples_missing = []
+    for token_id in range(tokenizer.vocab_size):
+        word = tokenizer.id_to_token(token_id)
+        if word in specials:
+            continue
+        index = kv.key_to_index.get(word)
+        if index is None:
+            missing += 1
+            if len(examples_missing) < 10:
+                examples_missing.append(word)
+            continue
+        matrix[token_id] = kv.vectors[index]
+        found += 1
+    total = found + missing
+    report = {
+        "words": total,
+        "found": found,
+        "missing": missing,
+        "coverage": found / total if total else 0.0,
+        "missing_examples": examples_missing,
+        "missing_rows": "kept the model's random initialisation (uniform ±0.1); special tokens too",
+    }
+    return matrix, report

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nlpft.errors import UserInputError, check_seed
+from nlpft.errors import Interrupted, UserInputError, check_seed
 from nlpft.lm import checkpoint as ckpt
 from nlpft.lm.data import bptt_windows
 from nlpft.training.divergence import check_loss, check_weights
@@ -99,10 +99,6 @@ class TrainState:
     lr: float = 0.0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written."""
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

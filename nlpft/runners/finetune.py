@@ -339,7 +339,7 @@ def _hf_backbone(opts: FinetuneOptions, resolved) -> Backbone:
 def word_backbone_kind(spec: str) -> str | None:
     """"rnn-lm" for an `nlpft lm train` directory, "static" for an `nlpft embed train`
     directory or a word2vec file, None otherwise."""
-    from nlpft.runners.hf_lm import is_rnn_lm_dir
+    from nlpft.lm.files import is_rnn_lm_dir
 
     path = Path(spec)
     if is_rnn_lm_dir(spec):
@@ -356,7 +356,7 @@ def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
 
     if kind == "rnn-lm":
         from nlpft.lm.data import EOS_TOKEN
-        from nlpft.runners.lm import load_model_dir
+        from nlpft.lm.files import load_model_dir
 
         lm, tokenizer = load_model_dir(opts.model)
         eos = tokenizer.token_to_id(EOS_TOKEN)
@@ -377,8 +377,7 @@ def _word_backbone(opts: FinetuneOptions, kind: str) -> Backbone:
 
     import numpy as np_
 
-    from nlpft.embeddings.vectors_io import load_vectors
-    from nlpft.runners.lm import vectors_for_vocabulary
+    from nlpft.embeddings.vectors_io import load_vectors, vectors_for_vocabulary
     from nlpft.tokenization import WordTokenizer
 
     kv = load_vectors(opts.model)
@@ -471,7 +470,7 @@ def _finetune_neural(opts: FinetuneOptions, splits: Splits, backbone: Backbone, 
     train_s = time.perf_counter() - started
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
     if stopper.signal_name is not None:
-        from nlpft.lm.trainer import Interrupted
+        from nlpft.errors import Interrupted
 
         raise Interrupted(stopper.signal_name)
 

@@ -14,7 +14,6 @@ not computed.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -23,19 +22,6 @@ from pathlib import Path
 from nlpft.errors import UserInputError, check_seed, check_threads
 
 LN2 = math.log(2)
-
-
-def is_rnn_lm_dir(spec: str) -> bool:
-    """True for a directory written by `nlpft lm train`."""
-    from nlpft.lm.model import MODEL_TYPE
-
-    config = Path(spec) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _objective(resolved) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_threads
+from nlpft.lm.files import load_model_dir
 from nlpft.runners.output import peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
 
@@ -90,37 +91,6 @@ def _load_tokenizer(data: LMDataOptions, text, quiet: bool):
     if not quiet:
         print(f"tokenizer: {tokenizer.vocab_size:,} ids, {origin}", file=sys.stderr)
     return tokenizer
-
-
-def vectors_for_vocabulary(kv, tokenizer, embedding: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Rows of `embedding` (the model's initial embedding, (V, D)) replaced by the static
-    vector of the same word where there is one; returns the matrix and a coverage report."""
-    matrix = embedding.copy()
-    specials = set(tokenizer.special_tokens)
-    found = missing = 0
-    examples_missing = []
-    for token_id in range(tokenizer.vocab_size):
-        word = tokenizer.id_to_token(token_id)
-        if word in specials:
-            continue
-        index = kv.key_to_index.get(word)
-        if index is None:
-            missing += 1
-            if len(examples_missing) < 10:
-                examples_missing.append(word)
-            continue
-        matrix[token_id] = kv.vectors[index]
-        found += 1
-    total = found + missing
-    report = {
-        "words": total,
-        "found": found,
-        "missing": missing,
-        "coverage": found / total if total else 0.0,
-        "missing_examples": examples_missing,
-        "missing_rows": "kept the model's random initialisation (uniform ±0.1); special tokens too",
-    }
-    return matrix, report
 
 
 def _progress_callbacks(state_total: int, quiet: bool, rank: int):
@@ -236,7 +206,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
     started = time.perf_counter()
     kv = None
     if data.init_vectors:
-        from nlpft.embeddings.vectors_io import load_vectors
+        from nlpft.embeddings.vectors_io import load_vectors, vectors_for_vocabulary
 
         kv = load_vectors(data.init_vectors)
         requested = model_options.get("embedding_dim")
@@ -350,29 +320,6 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
               f"({metrics['test']['bits_per_token']:.3f} bits/token) after {state.step} steps -> {final}",
               file=sys.stderr)
     return final
-
-
-def load_model_dir(model_dir: str | Path):
-    """(model, tokenizer) from a directory written by `nlpft lm train`, checked to match."""
-    from nlpft.lm.model import RNNLanguageModel
-    from nlpft.tokenization import WordTokenizer
-    from nlpft.training.weights import model_tensors, refuse_non_finite
-
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise UserInputError(f"{path}: not a directory; pass the --out directory of `nlpft lm train`")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise UserInputError(f"{path}: no config.json here; pass the --out directory of `nlpft lm train`")
-    tokenizer = WordTokenizer.load(path)
-    model = RNNLanguageModel.from_pretrained(path)
-    refuse_non_finite(model_tensors(model), path)
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise UserInputError(
-            f"{path}: tokenizer.json has {tokenizer.vocab_size} ids but the model was trained with "
-            f"{model.config.vocab_size}; the files come from different runs")
-    model.eval()
-    return model, tokenizer
 
 
 def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int = 35,

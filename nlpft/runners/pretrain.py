@@ -272,7 +272,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_s = time.perf_counter() - train_started
     if stopper.signal_name is not None:
-        from nlpft.lm.trainer import Interrupted
+        from nlpft.errors import Interrupted
 
         raise Interrupted(stopper.signal_name)
 
