@@ -85,7 +85,7 @@ def check_options(options) -> None:
                 raise UserInputError(f"{flag} {exc}") from None
         choices = choices_of(settings)
         if choices is not None and value not in choices:
-            raise UserInputError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}")
+            raise UserInputError(f"{flag}: invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})")
 
 
 def fingerprinted_options(options) -> dict:

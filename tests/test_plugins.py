@@ -113,7 +113,7 @@ def test_a_backbone_and_a_task_defined_outside_nlpft_train_predict_and_evaluate(
     data, test = _write(tmp_path / "train.csv", 160, 0), _write(tmp_path / "test.csv", 40, 1)
     out = tmp_path / "run"
     assert main(["finetune", "--train", str(data), "--model", "char-bag", "--task", "short-label", "--out", str(out),
-                 "--batch-size", "8", "--threads", "1", "--quiet", "--warmup", "0"]) == 0
+                 "--batch-size", "8", "--epochs", "6", "--threads", "1", "--quiet", "--warmup", "0"]) == 0
     meta = json.loads((out / "finetune.json").read_text())
     assert meta["backbone"] == "char-bag" and meta["task"]["task"] == "short-label"
     assert meta["options"]["model"] == "char-bag" and meta["options"]["precision"] == "fp32"  # resolved, saved

@@ -131,16 +131,15 @@ class Backbone:
         dataset, encoded = task.encode(prepared, rows, with_targets=False)
         collate = task.collator(prepared.pad_id)
         order = np.argsort(dataset.lengths(), kind="stable")  # similar lengths together
-        logits = None
+        per_row: list = [None] * len(rows)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 index = order[start:start + batch_size]
                 batch = collate([dataset[int(i)] for i in index])
                 out = prepared.model(**batch)["logits"].float().numpy()
-                if logits is None:
-                    logits = np.zeros((len(rows), *out.shape[1:]), dtype=np.float32)
-                logits[index] = out
-        return logits, encoded.truncated
+                for position, row in enumerate(index):
+                    per_row[int(row)] = out[position]
+        return task.collect_logits(per_row, dataset), encoded.truncated
 
 
 _REGISTRY: dict[str, type[Backbone]] = {}

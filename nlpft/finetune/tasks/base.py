@@ -9,7 +9,8 @@ labels       `describe_labels`, `check_rows`, `fit_targets` (class weights), sta
              `to_meta` / `from_meta` (the keys of finetune.json the task owns)
 model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`, `encode`
              (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
-             (from the logits, or from the model itself when `labels_into_model`)
+             (from the logits, or from the model itself when `labels_into_model`),
+             `collect_logits` (inference outputs of rows batched apart, put together)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `headline`, `plots`
@@ -113,6 +114,13 @@ class Task:
 
     def collator(self, pad_id: int):
         raise NotImplementedError
+
+    def collect_logits(self, per_row: list, dataset) -> np.ndarray:
+        """One array of the model's outputs from one per row (as batched, so per-token outputs
+        carry their batch's padding; a token task trims them by `dataset`'s lengths)."""
+        import numpy as np
+
+        return np.stack(per_row).astype(np.float32)
 
     def loss(self, outputs, labels):
         if self.labels_into_model:
