@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-
 #: texts are cut to this many characters per token of the length limit before they are
 #: tokenized: far more than any real text needs to fill the limit (tokens average 3-6
 #: characters), so only the part that would be cut anyway is skipped, and a 20 MB cell

@@ -1,11 +1,12 @@
-"""An `nlpft lm train` directory as the backbone: the LM's embedding and LSTM/GRU stack with
-concat pooling, ULMFiT-style (discriminative learning rates, gradual unfreezing). Texts
-are framed by [EOS] marks, as the LM saw every line."""
+"""An `nlpft lm train` directory as the backbone: the LM's embedding and LSTM/GRU stack under
+the task's head (one decision per text: concat pooling), trained ULMFiT-style
+(discriminative learning rates, gradual unfreezing over the model's `layer_groups`).
+Texts are framed by [EOS] marks, as the LM saw every line."""
 
 from __future__ import annotations
 
 from nlpft.finetune.backbones.base import Prepared
-from nlpft.finetune.backbones.word_common import WordBackbone
+from nlpft.finetune.backbones.word_common import WordBackbone, WordFeatures
 
 
 class RNNLMBackbone(WordBackbone):
@@ -26,20 +27,11 @@ class RNNLMBackbone(WordBackbone):
         eos = tokenizer.token_to_id(EOS_TOKEN)
         marks = (eos,) if eos is not None else ()
         # the LM saw every line between [EOS] marks: texts are framed the same way
+        features = WordFeatures(kind="rnn-lm", vocab_size=lm.config.vocab_size, embedding_dim=lm.config.embedding_dim,
+                                pad_id=lm.config.pad_id, rnn=lm.config.to_dict(),
+                                initialise=lambda model: model.lm.load_state_dict(lm.state_dict()))
         return Prepared(tokenizer=tokenizer, pad_id=lm.config.pad_id, max_length=opts.max_length,
-                        build_model=lambda task: self._build(lm, task, opts), prefix_ids=marks, suffix_ids=marks)
-
-    @staticmethod
-    def _build(lm, task, opts):
-        from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
-
-        config = WordClassifierConfig(kind="rnn-lm", num_labels=task.num_outputs, vocab_size=lm.config.vocab_size,
-                                      embedding_dim=lm.config.embedding_dim, pad_id=lm.config.pad_id,
-                                      freeze_embeddings=opts.freeze_embeddings, rnn=lm.config.to_dict())
-        model = WordClassifier(config)
-        if not opts.random_init:
-            model.lm.load_state_dict(lm.state_dict())
-        return model
+                        build_model=lambda task: self.build(features, task, opts), prefix_ids=marks, suffix_ids=marks)
 
     def training_extras(self, model, lr: float, opts) -> tuple:
         from nlpft.finetune.trainer import GradualUnfreeze, discriminative_optimizer

@@ -1,5 +1,6 @@
 """Static word vectors as the backbone (an `nlpft embed train` directory or a word2vec /
-fastText / GloVe file): mean and max pooling + an MLP, the vectors frozen or tuned."""
+fastText / GloVe file), frozen or tuned, under the task's head (one decision per text:
+mean and max pooling + an MLP)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.base import Prepared
-from nlpft.finetune.backbones.word_common import WordBackbone
+from nlpft.finetune.backbones.word_common import WordBackbone, WordFeatures
 
 VECTOR_SUFFIXES = {".bin", ".txt", ".vec", ".gz"}
 
@@ -36,22 +37,20 @@ class StaticVectors(WordBackbone):
             words = list(kv.index_to_key)
             tokenizer = WordTokenizer.from_vocabulary(words, lowercase=not any(w != w.lower() for w in words[:10000]))
         pad = tokenizer.token_to_id("[PAD]") or 0
+        features = WordFeatures(kind="static", vocab_size=tokenizer.vocab_size, embedding_dim=kv.vector_size,
+                                pad_id=pad, rnn=None,
+                                initialise=lambda model: self._copy_vectors(kv, tokenizer, pad, model, opts))
         return Prepared(tokenizer=tokenizer, pad_id=pad, max_length=opts.max_length,
-                        build_model=lambda task: self._build(kv, tokenizer, pad, task, opts))
+                        build_model=lambda task: self.build(features, task, opts))
 
-    def _build(self, kv, tokenizer, pad: int, task, opts):
+    def _copy_vectors(self, kv, tokenizer, pad: int, model, opts) -> None:
+        """The vectors of the tokenizer's words into the model's embedding; the others keep a
+        seeded uniform initialisation, the padding row zeros."""
         import numpy as np
         import torch
 
         from nlpft.embeddings.vectors_io import vectors_for_vocabulary
-        from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
 
-        config = WordClassifierConfig(kind="static", num_labels=task.num_outputs, vocab_size=tokenizer.vocab_size,
-                                      embedding_dim=kv.vector_size, pad_id=pad,
-                                      freeze_embeddings=opts.freeze_embeddings)
-        model = WordClassifier(config)
-        if opts.random_init:
-            return model
         init = np.random.default_rng(opts.seed).uniform(-0.1, 0.1, (tokenizer.vocab_size, kv.vector_size))
         matrix, coverage = vectors_for_vocabulary(kv, tokenizer, init.astype(np.float32))
         if coverage["found"] == 0:
@@ -59,8 +58,7 @@ class StaticVectors(WordBackbone):
                                  "tokenizer.json and the vectors come from different runs")
         matrix[pad] = 0.0
         with torch.no_grad():
-            model.embedding.weight.copy_(torch.from_numpy(matrix))
+            model.token_embedding().weight.copy_(torch.from_numpy(matrix))
         if not opts.quiet:
             print(f"  static vectors: {coverage['found']:,}/{coverage['words']:,} words "
                   f"({coverage['coverage']:.1%}) {'frozen' if opts.freeze_embeddings else 'tuned'}", file=sys.stderr)
-        return model

@@ -10,7 +10,8 @@ labels       `describe_labels`, `check_rows`, `fit_targets` (class weights), sta
 model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`, `encode`
              (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
              (from the logits, or from the model itself when `labels_into_model`),
-             `collect_logits` (inference outputs of rows batched apart, put together)
+             `collect_logits` (inference outputs of rows batched apart, put together),
+             `word_model` / `load_word_model` (its head over a word-level backbone)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `headline`, `plots`
@@ -114,6 +115,19 @@ class Task:
 
     def collator(self, pad_id: int):
         raise NotImplementedError
+
+    def word_model(self, features, opts):
+        """The model of this task's head over a word-level backbone's `WordFeatures`
+        (pretrained weights are copied in afterwards): a pooled classifier by default."""
+        from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
+
+        return WordClassifier(WordClassifierConfig(**features.model_config(self.num_outputs, opts.freeze_embeddings)))
+
+    def load_word_model(self, model_dir: Path):
+        """`word_model`'s model back from a saved directory."""
+        from nlpft.finetune.word_models import WordClassifier
+
+        return WordClassifier.from_pretrained(model_dir)
 
     def collect_logits(self, per_row: list, dataset) -> np.ndarray:
         """One array of the model's outputs from one per row (as batched, so per-token outputs
