@@ -87,7 +87,8 @@ def test_other_commands_check_ranges_while_parsing(argv, tmp_path, capsys):
 def test_python_api_rejects_bad_seed_threads_and_batch_size(tfidf_run, train_csv, tmp_path):
     from nlpft.embeddings.config import EmbeddingConfig
     from nlpft.lm.trainer import LMTrainConfig
-    from nlpft.runners.finetune import FinetuneOptions, evaluate, finetune, predict
+    from nlpft.runners.finetune import FinetuneOptions, finetune
+    from nlpft.runners.predict import evaluate, predict
 
     with pytest.raises(UserInputError, match="--seed"):
         finetune(FinetuneOptions(train=str(train_csv), out=str(tmp_path / "o"), model="tfidf", seed=-1))

@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from nlpft.cli.main import main

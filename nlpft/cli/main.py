@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from nlpft import __version__
-from nlpft.errors import Interrupted, UserInputError
+from nlpft.errors import UserInputError
 from nlpft.options import (  # noqa: F401  (the CLI modules take the range-checked types from here)
     NUMBER_TYPES,
     WHOLE_NUMBER_TYPES,
@@ -278,6 +278,7 @@ def run_training(train, max_memory_gb: float | None = None) -> int:
     writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
+    from nlpft.errors import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
 

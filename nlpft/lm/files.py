@@ -1,5 +1,4 @@
-"""The files of an RNN language model written by `nlpft lm train`: recognising such a
-directory and loading its model and tokenizer back."""
+"""Recognise and load a directory written by `nlpft lm train`."""
 
 from __future__ import annotations
 

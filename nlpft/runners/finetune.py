@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 
 from nlpft.data.fingerprint import fingerprint, record_or_check
-from nlpft.finetune.options import EvaluateOptions, FinetuneOptions, PredictOptions
+from nlpft.finetune.options import FinetuneOptions
 from nlpft.options import fingerprinted_options
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
-from nlpft.runners.predict import evaluate, predict
 
-__all__ = ["EvaluateOptions", "FinetuneOptions", "PredictOptions", "evaluate", "finetune", "predict"]
+__all__ = ["FinetuneOptions", "finetune"]
 
 
 def finetune(opts: FinetuneOptions) -> Path:
@@ -45,16 +44,14 @@ def finetune(opts: FinetuneOptions) -> Path:
     opts = _resolve_run(opts, backbone, rank)
     if not opts.quiet:
         _describe_run(opts, task, backbone, splits)
-    if opts.threads:
-        import torch
+    import torch
 
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+
+    if opts.threads:
         torch.set_num_threads(opts.threads)
     if not backbone.every_rank and rank != 0:
         return output.final  # one process is enough
-    from nlpft.training.hf import (
-        transformers_quiet,  # imported before OUT.partial exists: it takes a while
-    )
-
     work = output.open() if rank == 0 else output.partial
     with output.cleaned_up_on_error(owner=rank == 0), transformers_quiet():
         record_or_check(work, _fingerprint(opts), resuming=opts.resume, record=rank == 0)
