@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -86,7 +87,8 @@ def test_other_commands_check_ranges_while_parsing(argv, tmp_path, capsys):
 def test_python_api_rejects_bad_seed_threads_and_batch_size(tfidf_run, train_csv, tmp_path):
     from nlpft.embeddings.config import EmbeddingConfig
     from nlpft.lm.trainer import LMTrainConfig
-    from nlpft.runners.finetune import FinetuneOptions, evaluate, finetune, predict
+    from nlpft.runners.finetune import FinetuneOptions, finetune
+    from nlpft.runners.predict import evaluate, predict
 
     with pytest.raises(UserInputError, match="--seed"):
         finetune(FinetuneOptions(train=str(train_csv), out=str(tmp_path / "o"), model="tfidf", seed=-1))
@@ -100,6 +102,37 @@ def test_python_api_rejects_bad_seed_threads_and_batch_size(tfidf_run, train_csv
         EmbeddingConfig(seed=-1).resolved()
     with pytest.raises(UserInputError, match="--seed"):
         LMTrainConfig(seed=2**32).validate()
+
+
+@pytest.mark.parametrize("field, value, flag, message", [
+    ("scheduler", "bogus", "--scheduler", "invalid choice: 'bogus'"),
+    ("warmup", -1.0, "--warmup", "must be 0 or more"),
+    ("weight_decay", -0.5, "--weight-decay", "must be 0 or more"),
+    ("checkpoint_every", 0, "--checkpoint-every", "must be at least 1"),
+    ("lr", float("nan"), "--lr", "is not a finite number"),
+])
+def test_python_api_checks_every_option_as_the_cli_does(field, value, flag, message, train_csv, tmp_path, capsys):
+    """Each option's type and choices run on FinetuneOptions built in Python too, so a value
+    the command line refuses never reaches training (where TF-IDF ignored it silently)."""
+    from nlpft.runners.finetune import FinetuneOptions, finetune
+
+    cli_value = str(value)
+    err = _fails_cleanly(["finetune", "--train", str(train_csv), "--model", "tfidf", "--out", str(tmp_path / "o"),
+                          flag, cli_value], capsys)
+    assert flag in err and message in err
+    with pytest.raises(UserInputError, match=f"^{flag}:? .*{re.escape(message)}"):
+        finetune(FinetuneOptions(train=str(train_csv), out=str(tmp_path / "o"), model="tfidf", **{field: value}))
+    assert not (tmp_path / "o").exists()
+
+
+def test_finetune_saves_resolved_options_and_leaves_the_callers_alone(train_csv, tmp_path):
+    from nlpft.runners.finetune import FinetuneOptions, finetune
+
+    opts = FinetuneOptions(train="polarity", out=str(tmp_path / "o"), model="tfidf", quiet=True)
+    finetune(opts)
+    assert opts.train == "polarity" and opts.precision == "auto"  # resolved into a new object
+    saved = json.loads((tmp_path / "o" / "finetune.json").read_text())["options"]
+    assert saved["train"].endswith(".csv") and saved["precision"] == "fp32" and saved["model"] == "tfidf"
 
 
 # -- config values pass the flags' checks -------------------------------------------------

@@ -477,14 +477,14 @@ def test_patience_waits_for_gradual_unfreezing(tmp_path):
 
 
 def test_default_learning_rate_by_model_size():
-    from nlpft.runners.finetune import SMALL_MODEL, SMALL_MODEL_LR, Backbone, default_lr
+    from nlpft.finetune.backbones.hf_common import SMALL_MODEL, SMALL_MODEL_LR
+    from nlpft.finetune.backbones.hf_decoder import HFDecoder
+    from nlpft.finetune.backbones.hf_encoder import HFEncoder
+    from nlpft.finetune.backbones.static import StaticVectors
 
-    def backbone(kind, lr):
-        return Backbone(kind=kind, tokenizer=None, pad_id=0, max_length=8, build_model=None, default_lr=lr)
-
-    assert default_lr(backbone("hf-encoder", 2e-5), 22_700_000) == 2e-5
-    assert default_lr(backbone("hf-decoder", 5e-5), SMALL_MODEL - 1) == SMALL_MODEL_LR
-    assert default_lr(backbone("static", 2e-3), 1_000_000) == 2e-3  # word-level models keep their own
+    assert HFEncoder("minilm").default_lr(22_700_000) == 2e-5
+    assert HFDecoder("gpt").default_lr(SMALL_MODEL - 1) == SMALL_MODEL_LR
+    assert StaticVectors("vectors.bin").default_lr(1_000_000) == 2e-3  # word-level models keep their own
 
 
 def test_unknown_words_are_counted(tmp_path):

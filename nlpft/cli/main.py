@@ -14,20 +14,28 @@ and `--max-memory GIB` (a cap on the whole run, see `nlpft.training.memory`).
 Config values pass the same checks as flags: each goes through its option's `type=` and
 `choices=` (a list for options that take several values, a real boolean for switches), so
 `batch_size: [8, 16]` or `dim: 10.7` stop at once, naming the file and the key. Numeric
-options use the range-checking types below (`positive_int`, `seed_int`, ...).
+options use the range-checking types of `nlpft.options` (`positive_int`, `seed_int`, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import reprlib
 import sys
 from pathlib import Path
 
 from nlpft import __version__
-from nlpft.errors import SEED_LIMIT, UserInputError
+from nlpft.errors import UserInputError
+from nlpft.options import (  # noqa: F401  (the CLI modules take the range-checked types from here)
+    NUMBER_TYPES,
+    WHOLE_NUMBER_TYPES,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 # a config file is a handful of options: anything bigger is a mistake (or an attack)
 CONFIG_MAX_BYTES = 1 << 20
@@ -56,59 +64,6 @@ class UsageError(UserInputError):
     pass
 
 
-# -- argparse types that check ranges: one place, the same wording everywhere ------------
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _real(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _real(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _real(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    value = _integer(text)
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_LIMIT - 1}, not {value}")
-    return value
-
-
 OUT_HELP = ("output directory, written atomically (a killed run leaves the old one or none); a new or empty "
             "directory, or an earlier nlpft output with --overwrite; never the current directory, an input "
             "or one holding an input; one run at a time (a second one is refused)")
@@ -124,6 +79,10 @@ def add_common_options(parser: argparse.ArgumentParser, out_required: bool = Tru
     parser.add_argument("--out", required=out_required, metavar="DIR", help=OUT_HELP)
     add_overwrite_option(parser)
     parser.add_argument("--seed", type=seed_int, default=1, help="random seed (default: %(default)s)")
+    add_config_option(parser)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
                         help="YAML or JSON file of options, keys named like the flags (max-steps or max_steps); "
                              "flags on the command line override it")
@@ -206,9 +165,9 @@ def _expected(action: argparse.Action) -> str:
     kind = "a text"
     if action.choices is not None:
         kind = "one of " + ", ".join(map(str, action.choices))
-    elif action.type in (int, positive_int, non_negative_int, seed_int):
+    elif action.type in WHOLE_NUMBER_TYPES:
         kind = "a whole number"
-    elif action.type in (float, positive_float, non_negative_float):
+    elif action.type in NUMBER_TYPES:
         kind = "a number"
     if action.nargs in ("+", "*") or isinstance(action.nargs, int):
         return f"a list, each item {kind}"
@@ -334,8 +293,8 @@ def _stop_at_once_on_signals() -> dict:
 
 
 def run_training(train, max_memory_gb: float | None = None) -> int:
-    """Call `train()` under the `--max-memory` cap; a Ctrl-C/SIGTERM that stopped it after writing a checkpoint becomes
-    a one-line hint and the shell's 128 + signal exit code."""
+    """Call `train()` under the `--max-memory` cap; a Ctrl-C/SIGTERM that stopped it after
+    writing a checkpoint becomes a one-line hint and the shell's 128 + signal exit code."""
     import signal
 
     # first, before the slow start-up (torch's import, tokenization, model loading): a signal

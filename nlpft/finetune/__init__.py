@@ -1,7 +1,11 @@
-"""Fine-tuning: one runner, task heads on any backbone (see `nlpft.runners.finetune`).
+"""Fine-tuning: task plug-ins on backbone plug-ins, orchestrated by `nlpft.runners.finetune`.
 
-`tasks` (loss, probabilities, decisions per task), `data` (encoding, dynamic padding),
-`trainer` (the Trainer subclass and keep-best callback), `metrics` (scikit-learn metrics,
-report and plots), `tfidf` (the scikit-learn baseline). Submodules import torch or
-scikit-learn themselves, so importing this package stays cheap.
+`tasks` (one module per task: reading, labels, loss, decisions, metrics, predictions),
+`backbones` (one module per backbone: detect, build for training, load for inference),
+`options` (every option declared once), `fit` (the shared neural training path),
+`inference` (a saved output loaded back), `outputs` (report, plots, predictions),
+`data` (encoding, dynamic padding), `trainer` (the Trainer subclass and keep-best
+callback), `metrics` (scikit-learn metrics, report and plots), `tfidf` (the scikit-learn
+baseline). Submodules import torch or scikit-learn themselves, so importing this package
+stays cheap.
 """

@@ -17,11 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-
-from nlpft.data.labeled import LabeledExample, LabelMap
-
 
 #: texts are cut to this many characters per token of the length limit before they are
 #: tokenized: far more than any real text needs to fill the limit (tokens average 3-6
@@ -102,15 +98,6 @@ def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], s
         cut.append(len(words) > room)
         ids.append(prefix + (list(words[:room]) or [unk]) + suffix)  # never empty: pooling needs a token
     return Encoded(ids, None, sum(cut), tokens, unknown, cut=cut)
-
-
-def label_values(examples: Sequence[LabeledExample], task: str, label_map: LabelMap | None) -> list:
-    """Training targets: class ids (single), 0/1 vectors (multi) or floats (regression)."""
-    if task == "single":
-        return [label_map.encode(e.label) for e in examples]
-    if task == "multi":
-        return [label_map.encode_multi(e.label).astype(np.float32).tolist() for e in examples]
-    return [float(e.label) for e in examples]
 
 
 class EncodedDataset(torch.utils.data.Dataset):

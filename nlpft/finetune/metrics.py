@@ -1,4 +1,5 @@
-"""Metrics (scikit-learn), the Markdown report and the plots of a fine-tuning run.
+"""Metrics (scikit-learn), the Markdown report and the plots of a fine-tuning run; each
+task picks its metrics and headline from here (see `nlpft.finetune.tasks`).
 
 Classification: accuracy, macro and micro F1, MCC, per-class precision/recall/F1/support
 and the confusion matrix. Multi-label: subset accuracy, macro/micro F1 and per-label
@@ -70,26 +71,6 @@ def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def task_metrics(task: str, gold, predicted, labels: list[str]) -> dict:
-    if task == "single":
-        return classification_metrics(np.asarray(gold), np.asarray(predicted), labels)
-    if task == "multi":
-        return multilabel_metrics(np.asarray(gold), np.asarray(predicted), labels)
-    return regression_metrics(gold, predicted)
-
-
-def headline(task: str, metrics: dict) -> str:
-    """One line for the console."""
-    if task == "single":
-        return f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, MCC {metrics['mcc']:.4f}"
-    if task == "multi":
-        return (f"subset accuracy {metrics['subset_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
-                f"micro F1 {metrics['micro_f1']:.4f}")
-    spearman = metrics["spearman"]
-    return (f"MSE {metrics['mse']:.4f}, MAE {metrics['mae']:.4f}, Spearman "
-            + ("n/a" if spearman is None else f"{spearman:.4f}"))
-
-
 # -- plots ---------------------------------------------------------------------------------
 def _pyplot():
     import matplotlib
@@ -146,7 +127,8 @@ def plot_loss_curve(history: list[dict], path: Path) -> Path | None:
 
 
 # -- report --------------------------------------------------------------------------------
-def write_report(path: Path, summary: dict, metrics: dict, task: str, plots: dict[str, str]) -> Path:
+def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots: dict[str, str]) -> Path:
+    """report.md: the run's summary, the task's headline and per-label table, the plots."""
     lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
     for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
                 "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib"):
@@ -154,7 +136,7 @@ def write_report(path: Path, summary: dict, metrics: dict, task: str, plots: dic
             value = summary[key]
             value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)
             lines.append(f"- {key.replace('_', ' ')}: {value}")
-    lines += ["", f"## Test: {headline(task, metrics)}", ""]
+    lines += ["", f"## Test: {headline}", ""]
     per = metrics.get("per_class") or metrics.get("per_label")
     if per:
         lines += ["| label | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]

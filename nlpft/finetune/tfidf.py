@@ -1,7 +1,8 @@
 """`--model tfidf`: a scikit-learn TF-IDF + linear model baseline, saved without pickle.
 
 Word uni- and bigrams (sublinear tf, min df 2, at most 200k features) feed a logistic
-regression (single: multinomial; multi: one per label) or a ridge regression. For
+regression (a class per text: multinomial; a set of labels: one per label) or a ridge
+regression (a number), as the task's `target_kind` says. For
 sentence pairs one vocabulary is fitted on both texts and each text gets its own block of
 features (first text | second text), so the model can tell which side a word is on. The fitted
 state is plain arrays, so it is saved as safetensors (idf, coefficients, intercepts) and
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.tasks import TaskSpec
 
 VECTORIZER = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublinear_tf": True,
               "lowercase": True, "strip_accents": "unicode", "dtype": np.float32}
@@ -26,11 +26,11 @@ STATE_FILE = "tfidf.json"
 
 
 class TfidfClassifier:
-    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task: TaskSpec, pairs: bool = False):
+    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task_state: dict, pairs: bool = False):
         self.vectorizer = vectorizer
         self.coef = coef  # (outputs, features), features doubled for pairs
         self.intercept = intercept  # (outputs,)
-        self.task = task
+        self.task_state = task_state  # the task's state when fitted, kept in tfidf.json
         self.pairs = pairs
 
     def features(self, texts: list[str], pairs: list[str | None] | None = None):
@@ -42,7 +42,8 @@ class TfidfClassifier:
         return _side_by_side(self.vectorizer, texts, pairs)
 
     @classmethod
-    def fit(cls, examples, task: str, label_map, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
+    def fit(cls, examples, task, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
+        """Fitted on `examples` for `task` (a `TextTask`: its `target_kind` picks the model)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -56,13 +57,13 @@ class TfidfClassifier:
             vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
             vectorizer.fit(texts + pairs)
         features = _side_by_side(vectorizer, texts, pairs) if paired else vectorizer.transform(texts)
-        if task == "regression":
-            reg = Ridge(alpha=1.0).fit(features, [float(e.label) for e in examples])
+        gold = task.gold(examples)
+        if task.target_kind == "number":
+            reg = Ridge(alpha=1.0).fit(features, gold.astype(float))
             return cls(vectorizer, reg.coef_.reshape(1, -1).astype(np.float32),
-                       np.atleast_1d(reg.intercept_).astype(np.float32), TaskSpec("regression", 1), paired)
-        n = len(label_map)
-        if task == "multi":
-            gold = np.stack([label_map.encode_multi(e.label) for e in examples])
+                       np.atleast_1d(reg.intercept_).astype(np.float32), task.state(), paired)
+        n = task.num_outputs
+        if task.target_kind == "label-set":
             coef = np.zeros((n, features.shape[1]), dtype=np.float32)
             intercept = np.zeros(n, dtype=np.float32)
             for j in range(n):
@@ -72,29 +73,16 @@ class TfidfClassifier:
                     continue
                 lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, column)
                 coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
-            return cls(vectorizer, coef, intercept, TaskSpec("multi", n), paired)
-        gold = np.asarray([label_map.encode(e.label) for e in examples])
+            return cls(vectorizer, coef, intercept, task.state(), paired)
         lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, gold)
         coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         if n == 2 and coef.shape[0] == 1:  # binary: sklearn keeps one row; make it two logits
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.array([0.0, intercept[0]], dtype=np.float32)
-        return cls(vectorizer, coef, intercept, TaskSpec("single", n), paired)
+        return cls(vectorizer, coef, intercept, task.state(), paired)
 
     def logits(self, texts: list[str], pairs: list[str | None] | None = None) -> np.ndarray:
         return np.asarray(self.features(texts, pairs) @ self.coef.T) + self.intercept  # (texts, outputs)
-
-    def scores(self, texts: list[str], pairs: list[str | None] | None = None) -> np.ndarray:
-        return self.task.scores(self.logits(texts, pairs))
-
-    def scores_of(self, examples) -> np.ndarray:
-        return self.scores([e.text for e in examples], [e.text_pair for e in examples])
-
-    def tune_thresholds(self, examples, label_map) -> None:
-        """Multi-label: per-label thresholds with the best F1 on `examples` (validation)."""
-        scores = self.scores_of(examples)
-        gold = np.stack([label_map.encode_multi(e.label) for e in examples])
-        self.task.tune_thresholds(scores, gold)
 
     def num_parameters(self) -> int:
         return int(self.coef.size + self.intercept.size)
@@ -111,7 +99,7 @@ class TfidfClassifier:
         settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in VECTORIZER.items() if k != "dtype"}
         settings["min_df"] = self.vectorizer.min_df
         state = {"vectorizer": settings, "vocabulary": [term for term, _ in vocabulary],
-                 "task": self.task.to_dict(), "pairs": self.pairs}
+                 "task": self.task_state, "pairs": self.pairs}
         (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
     @classmethod
@@ -130,7 +118,7 @@ class TfidfClassifier:
         vectorizer = TfidfVectorizer(**settings)
         vectorizer.vocabulary_ = {term: i for i, term in enumerate(state["vocabulary"])}
         vectorizer.idf_ = arrays["idf"]
-        return cls(vectorizer, arrays["coef"], arrays["intercept"], TaskSpec.from_dict(state["task"]),
+        return cls(vectorizer, arrays["coef"], arrays["intercept"], state.get("task") or {},
                    pairs=bool(state.get("pairs", False)))
 
 

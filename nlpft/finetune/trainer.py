@@ -1,7 +1,8 @@
 """The fine-tuning trainer: `SafeCheckpointTrainer` plus the two things classification needs.
 
-- `compute_loss` takes the head's logits and applies the task's loss (`TaskSpec`), so class
-  weights, multi-label BCE and regression work the same for every backbone;
+- `compute_loss` applies the task's loss (`Task.loss`) to the model's outputs, so class
+  weights, multi-label BCE and regression work the same for every backbone; a task whose
+  model computes its own loss (`labels_into_model`, e.g. a CRF) gets the labels passed in;
 - the training order is length-grouped (similar lengths share a batch: little padding) and
   drawn from a generator seeded by (seed, epoch), so a resumed run replays the same order.
 
@@ -20,7 +21,6 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from nlpft.finetune.tasks import TaskSpec
 from nlpft.training.hf import SafeCheckpointTrainer
 
 
@@ -46,7 +46,7 @@ class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
 
 
 class ClassifierTrainer(SafeCheckpointTrainer):
-    def __init__(self, *args, task: TaskSpec, group_by_length: bool = True, **kwargs):
+    def __init__(self, *args, task, group_by_length: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.task = task
         self.group_by_length = group_by_length
@@ -54,8 +54,8 @@ class ClassifierTrainer(SafeCheckpointTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        loss = self.task.loss(outputs["logits"], labels)
+        outputs = model(**inputs, labels=labels) if self.task.labels_into_model else model(**inputs)
+        loss = self.task.loss(outputs, labels)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):

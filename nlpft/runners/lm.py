@@ -207,7 +207,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
     started = time.perf_counter()
     kv = None
     if data.init_vectors:
-        from nlpft.embeddings.vectors_io import load_vectors
+        from nlpft.embeddings.vectors_io import load_vectors, vectors_for_vocabulary
 
         kv = load_vectors(data.init_vectors)
         requested = model_options.get("embedding_dim")

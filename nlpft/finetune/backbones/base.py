@@ -1,0 +1,176 @@
+"""The `Backbone` plug-in: what turns text into the task's outputs, for training and inference.
+
+One object serves both: `finetune` makes it from the --model value (`detect_backbone`),
+`predict`/`evaluate` from the name saved in finetune.json (`backbone_class`) and the model
+directory. Its hooks:
+
+detect        `detect(spec)`: does this --model value name this backbone? Plug-ins are
+              asked in registration order; `fallback` ones (Hugging Face: any alias, hub id
+              or model directory) after every other
+defaults      `default_epochs`, `default_lr(parameters)`, `uses_precision` (whether
+              --precision applies), `word_level` (report [UNK] rates), `every_rank` (train
+              in every torchrun process)
+checks        `check(opts, task)`: a task whose head it cannot build (`heads`, `supports`)
+              or options it cannot honour (`check_options`), before anything loads
+training      `prepare(opts)` -> `Prepared` (tokenizer, pad id, max length, framing ids and
+              `build_model(task)`), `training_extras(model, lr, opts)` (optimizer, callbacks:
+              ULMFiT's discriminative rates and gradual unfreezing), `save_weights`,
+              `save(work, prepared)` (files beside the weights, e.g. tokenizer.json), and
+              `fit(...)`: the base runs the shared trainer (`nlpft.finetune.fit`); a backbone
+              that trains itself (TF-IDF + scikit-learn) overrides it
+inference     `load(model_dir, meta, task)` -> `Prepared` with `model` set, `logits(prepared, task,
+              rows, batch_size)`: the base batches the task's encoding through the model
+
+A new backbone is one module with a `Backbone` subclass plus one `register(...)` line in
+`nlpft/finetune/backbones/__init__.py`. Backbone modules import torch and transformers
+inside their methods, so listing the registry for `--help` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from nlpft.errors import UserInputError
+
+if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
+    import numpy as np
+
+
+@dataclass
+class Prepared:
+    """What the shared training and inference path needs from a backbone."""
+
+    tokenizer: object  # an nlpft TextTokenizer
+    pad_id: int
+    max_length: int
+    build_model: Callable | None = None  # (task) -> model; training only
+    prefix_ids: tuple = ()
+    suffix_ids: tuple = ()
+    processing_class: object = None  # saved with the model by the trainer (Hugging Face tokenizers)
+    model: object = None  # inference: the loaded model
+
+
+class Backbone:
+    name: ClassVar[str]  # saved as finetune.json "backbone"
+    summary: ClassVar[str]  # --help: which --model values select it, and what it is
+    fallback: ClassVar[bool] = False
+    default_epochs: ClassVar[float] = 3.0
+    uses_precision: ClassVar[bool] = True
+    word_level: ClassVar[bool] = False
+    every_rank: ClassVar[bool] = True
+    heads: ClassVar[tuple] = ("sequence-classification",)  # the task heads (`Task.head`) it can build
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    @classmethod
+    def detect(cls, spec: str) -> bool:
+        raise NotImplementedError
+
+    def check(self, opts, task) -> None:
+        """Refuse a task or options this backbone cannot honour (UserInputError), before
+        anything loads."""
+        if not self.supports(task):
+            raise UserInputError(f"--model {opts.model} ({self.name}) cannot do --task {task.name}; "
+                                 "pick another backbone")
+        self.check_options(opts)
+
+    def supports(self, task) -> bool:
+        """Whether this backbone can build `task`'s head."""
+        return task.head in self.heads
+
+    def check_options(self, opts) -> None:
+        if opts.pooling == "mean":
+            raise UserInputError(f"--pooling mean applies to BERT-style encoders; {opts.model} is not one")
+
+    # -- training ---------------------------------------------------------------------------
+    def prepare(self, opts) -> Prepared:
+        raise NotImplementedError
+
+    def default_lr(self, parameters: int) -> float:
+        raise NotImplementedError
+
+    def default_lr_note(self, lr: float) -> str | None:
+        """A line saying why the default learning rate is not the usual one, or None."""
+        return None
+
+    def training_extras(self, model, lr: float, opts) -> tuple:
+        """(optimizer or None, extra trainer callbacks, the epoch from which patience counts)."""
+        return None, [], 0.0
+
+    def save_weights(self, model, directory: Path) -> None:
+        """The whole module's weights (keep-best), under the names they are loaded back by."""
+        from nlpft.training.weights import save_model
+
+        save_model(model, str(Path(directory) / "model.safetensors"))
+
+    def save(self, work: Path, prepared: Prepared) -> None:
+        """Files the trainer's save_model does not write (e.g. a word-level tokenizer.json)."""
+
+    def fit(self, opts, task, splits, work: Path, output) -> dict:
+        """Train on `splits` into `work`; returns what the outputs report (see `nlpft.finetune.fit`)."""
+        from nlpft.finetune.fit import train_neural
+
+        return train_neural(self, opts, task, splits, work, output)
+
+    # -- inference --------------------------------------------------------------------------
+    def load(self, model_dir: Path, meta: dict, task) -> Prepared:
+        raise NotImplementedError
+
+    def logits(self, prepared: Prepared, task, rows: list, batch_size: int) -> tuple[np.ndarray, int]:
+        """(logits, how many texts were cut at the length limit) for `rows`."""
+        import numpy as np
+        import torch
+
+        from nlpft.training.weights import model_tensors, refuse_non_finite
+
+        refuse_non_finite(model_tensors(prepared.model), self.spec)
+        dataset, encoded = task.encode(prepared, rows, with_targets=False)
+        collate = task.collator(prepared.pad_id)
+        order = np.argsort(dataset.lengths(), kind="stable")  # similar lengths together
+        per_row: list = [None] * len(rows)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                index = order[start:start + batch_size]
+                batch = collate([dataset[int(i)] for i in index])
+                out = prepared.model(**batch)["logits"].float().numpy()
+                for position, row in enumerate(index):
+                    per_row[int(row)] = out[position]
+        return task.collect_logits(per_row, dataset), encoded.truncated
+
+
+_REGISTRY: dict[str, type[Backbone]] = {}
+
+
+def register(backbone: type[Backbone]) -> type[Backbone]:
+    _REGISTRY[backbone.name] = backbone
+    return backbone
+
+
+def unregister(name: str) -> None:
+    """Remove a plug-in (tests register their own for a while)."""
+    _REGISTRY.pop(name, None)
+
+
+def backbone_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def backbone_class(name: str) -> type[Backbone]:
+    return _REGISTRY[name]
+
+
+def detect_backbone(spec: str) -> Backbone:
+    """The backbone that --model `spec` names; a fallback backbone raises for a bad name."""
+    ordered = [b for b in _REGISTRY.values() if not b.fallback] + [b for b in _REGISTRY.values() if b.fallback]
+    for backbone in ordered:
+        if backbone.detect(spec):
+            return backbone(spec)
+    raise UserInputError(f"{spec}: not a backbone nlpft knows; --model takes {backbone_help()}")
+
+
+def backbone_help() -> str:
+    return "; ".join(b.summary for b in _REGISTRY.values())

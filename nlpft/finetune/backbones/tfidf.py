@@ -1,0 +1,51 @@
+"""`--model tfidf`: TF-IDF word 1-2 grams + a linear model, fitted by scikit-learn (see
+`nlpft.finetune.tfidf`). It trains itself (`fit` overrides the shared trainer), in one
+process even under torchrun, and takes the raw texts, not token ids."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nlpft.finetune.backbones.base import Backbone, Prepared
+
+if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
+    import numpy as np
+
+
+TARGET_KINDS = ("class", "label-set", "number")
+
+
+class TfidfBackbone(Backbone):
+    name = "tfidf"
+    summary = "tfidf: TF-IDF word 1-2 grams + logistic regression (scikit-learn)"
+    uses_precision = False
+    every_rank = False
+
+    @classmethod
+    def detect(cls, spec: str) -> bool:
+        return spec == "tfidf"
+
+    def supports(self, task) -> bool:
+        return task.target_kind in TARGET_KINDS
+
+    def fit(self, opts, task, splits, work: Path, output) -> dict:
+        from nlpft.finetune.tfidf import TfidfClassifier
+
+        started = time.perf_counter()
+        model = TfidfClassifier.fit(splits.train, task, seed=opts.seed)
+        train_s = time.perf_counter() - started
+        task.tune(task.scores(model.logits(*task.texts_and_pairs(splits.valid))), splits.valid)
+        model.task_state = task.state()
+        model.save(work)
+        return {"test_scores": task.scores(model.logits(*task.texts_and_pairs(splits.test))), "train_s": train_s,
+                "history": [], "parameters": model.num_parameters(), "steps": None, "epochs": None}
+
+    def load(self, model_dir: Path, meta: dict, task) -> Prepared:
+        from nlpft.finetune.tfidf import TfidfClassifier
+
+        return Prepared(tokenizer=None, pad_id=0, max_length=0, model=TfidfClassifier.load(Path(model_dir)))
+
+    def logits(self, prepared: Prepared, task, rows: list, batch_size: int) -> tuple[np.ndarray, int]:
+        return prepared.model.logits(*task.texts_and_pairs(rows)), 0

@@ -1,0 +1,63 @@
+"""What the word-level backbones (static vectors, the RNN LM) share: they hand the task
+`WordFeatures` (sizes, the RNN's config, how to copy the pretrained weights in) and the
+task builds its head on them (`Task.word_model`: a pooled classifier for one decision per
+text, a BiLSTM tagger for one per word), saved next to the backbone's `tokenizer.json`.
+Also the learning rate and epochs of a small model trained above its embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlpft.finetune.backbones.base import Backbone, Prepared
+
+WORD_LEVEL_EPOCHS = 20.0  # seconds to minutes an epoch; early stopping ends them
+WORD_LEVEL_LR = 2e-3
+
+
+@dataclass
+class WordFeatures:
+    """A word-level backbone as a task's head sees it."""
+
+    kind: str  # "static" | "rnn-lm": the configs of nlpft's word-level models take it
+    vocab_size: int
+    embedding_dim: int
+    pad_id: int
+    rnn: dict | None  # the RNN LM's config (rnn-lm)
+    initialise: Callable  # (model) -> None: the pretrained weights copied into a new model
+
+    def model_config(self, num_labels: int, freeze_embeddings: bool) -> dict:
+        """The fields every word-level model config shares."""
+        return {"kind": self.kind, "num_labels": num_labels, "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim, "pad_id": self.pad_id, "freeze_embeddings": freeze_embeddings,
+                "rnn": self.rnn}
+
+
+class WordBackbone(Backbone):
+    default_epochs = WORD_LEVEL_EPOCHS
+    word_level = True
+
+    def supports(self, task) -> bool:
+        return True  # the task builds its own head on the word features (`Task.word_model`)
+
+    def default_lr(self, parameters: int) -> float:
+        return WORD_LEVEL_LR
+
+    def build(self, features: WordFeatures, task, opts):
+        model = task.word_model(features, opts)
+        if not opts.random_init:
+            features.initialise(model)
+        return model
+
+    def save(self, work: Path, prepared: Prepared) -> None:
+        prepared.tokenizer.save(work)  # tokenizer.json next to the model
+
+    def load(self, model_dir: Path, meta: dict, task) -> Prepared:
+        from nlpft.tokenization import WordTokenizer
+
+        model = task.load_word_model(model_dir)
+        framing = meta.get("text_framing") or {}
+        return Prepared(tokenizer=WordTokenizer.load(Path(model_dir) / "tokenizer.json"), pad_id=model.config.pad_id,
+                        max_length=int(meta.get("max_length") or 256), model=model,
+                        prefix_ids=tuple(framing.get("prefix_ids", ())), suffix_ids=tuple(framing.get("suffix_ids", ())))

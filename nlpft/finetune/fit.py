@@ -1,0 +1,170 @@
+"""The shared training path of every neural backbone (`Backbone.fit`).
+
+rows -> the task's encoding through the backbone's tokenizer -> the backbone's model with
+the task's head -> the fine-tuning trainer (dynamic padding with the task's collator,
+length-grouped batches, warmup + decay, keep-best on the task's selection metric, early
+stopping, pickle-free checkpoints, resume) -> the best weights back -> the task tuned on
+validation -> test scores. Nothing here depends on which task or backbone runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nlpft.errors import Interrupted
+from nlpft.training.memory import set_phase
+
+BEST_DIR = "best"
+UNKNOWN_WARNING = 0.05  # word-level backbones: say so when this share of the training words is [UNK]
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
+    import torch
+
+    prepared = backbone.prepare(opts)
+    set_phase("encoding the texts")
+    encoded, datasets = {}, {}
+    for name in ("train", "valid", "test"):
+        datasets[name], encoded[name] = task.encode(prepared, getattr(splits, name))
+    _warn_about_encoding(opts, backbone, prepared, encoded["train"])
+    task.fit_targets(splits.train, opts.class_weights)
+
+    torch.manual_seed(opts.seed)
+    model = prepared.build_model(task)
+    trainer = _trainer(opts, backbone, prepared, model, datasets, task, work, output)
+    from nlpft.training.hf import (
+        StopOnSignal,
+        checkpoint_step,
+        complete_checkpoints,
+        latest_checkpoint,
+    )
+
+    resume_from = None
+    if opts.resume:
+        # rank 0 clears half-written checkpoints; the others only look
+        resume_from = (latest_checkpoint(output.checkpoint_dir) if rank() == 0
+                       else (complete_checkpoints(output.checkpoint_dir) or [None])[-1])
+    if resume_from is not None and not opts.quiet:
+        print(f"resuming from {resume_from.name}", file=sys.stderr)
+    set_phase("training")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_s = time.perf_counter() - started
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    if stopper.signal_name is not None:
+        raise Interrupted(stopper.signal_name)
+
+    trainer.accelerator.wait_for_everyone()  # rank 0 may still be writing the best weights
+    _load_best(model, work / BEST_DIR)
+    task.tune(task.scores(_logits(trainer, datasets["valid"])), splits.valid)
+    test_scores = task.scores(_logits(trainer, datasets["test"]))
+    if hasattr(model, "config") and hasattr(model.config, "use_cache"):
+        model.config.use_cache = True
+    trainer.save_model(str(work))
+    trainer.accelerator.wait_for_everyone()
+    if rank() == 0:
+        backbone.save(work, prepared)
+        (work / "training_args.json").unlink(missing_ok=True)
+        shutil.rmtree(work / BEST_DIR, ignore_errors=True)
+    steps_this_run = trainer.state.global_step - (checkpoint_step(resume_from) if resume_from else 0)
+    examples_seen = steps_this_run * opts.batch_size * opts.grad_accum * trainer.args.world_size
+    return {"test_scores": test_scores, "train_s": train_s,
+            "history": trainer.state.log_history, "parameters": sum(p.numel() for p in model.parameters()),
+            "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
+            "train_examples_per_s": examples_seen / train_s if train_s > 0 else None,
+            "truncated": {name: e.truncated for name, e in encoded.items()},
+            **({"unknown_token_rate": {name: round(e.unknown_rate, 4) for name, e in encoded.items()}}
+               if backbone.word_level else {}),
+            "text_framing": {"prefix_ids": list(prepared.prefix_ids), "suffix_ids": list(prepared.suffix_ids)}}
+
+
+def _warn_about_encoding(opts, backbone, prepared, train_encoded) -> None:
+    if opts.quiet:
+        return
+    if train_encoded.unknown_rate >= UNKNOWN_WARNING:
+        print(f"  {train_encoded.unknown_rate:.1%} of the training text's words are outside {opts.model}'s "
+              f"{prepared.tokenizer.vocab_size:,}-word vocabulary and read as [UNK]; a backbone trained on "
+              "text like yours (or tfidf) covers more", file=sys.stderr)
+    if train_encoded.truncated:
+        print(f"  {train_encoded.truncated:,} training texts are longer than {prepared.max_length} tokens and "
+              "were cut (raise --max-length to keep more)", file=sys.stderr)
+
+
+def _load_best(model, best: Path) -> None:
+    if not (best / "model.safetensors").is_file():
+        return
+    from safetensors.torch import load_model as load_weights
+
+    missing, unexpected = load_weights(model, str(best / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"best weights do not match the model: missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]}")
+
+
+def _logits(trainer, dataset) -> np.ndarray:
+    output = trainer.predict(dataset)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(logits, dtype=np.float32)
+
+
+def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, output):
+    from nlpft.finetune.trainer import ClassifierTrainer, KeepBest
+    from nlpft.training.hf import (
+        ProgressBar,
+        StopOnSignal,
+        training_arguments,
+        use_progress_bar,
+    )
+
+    per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
+    by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
+    eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
+    lr = opts.lr or backbone.default_lr(sum(p.numel() for p in model.parameters()))
+    note = backbone.default_lr_note(lr) if opts.lr is None else None
+    if note and not opts.quiet:
+        print(f"  {note}", file=sys.stderr)
+    args = training_arguments(
+        output.checkpoint_dir, seed=opts.seed, precision=opts.precision,
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=max(opts.batch_size, 32),
+        gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=lr,
+        weight_decay=opts.weight_decay,
+        warmup_steps=opts.warmup,
+        lr_scheduler_type=opts.scheduler,
+        num_train_epochs=opts.epochs if opts.epochs is not None else backbone.default_epochs,
+        max_steps=opts.max_steps or -1,
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=eval_steps if by_steps else None,
+        save_steps=opts.checkpoint_every,
+        logging_steps=max(1, min(50, per_epoch // 4 or 1)),
+        label_names=["labels"],
+        remove_unused_columns=False,
+    )
+    optimizer, extra_callbacks, patience_from_epoch = backbone.training_extras(model, lr, opts)
+    keep_best = KeepBest(work / BEST_DIR, save=backbone.save_weights, metric=task.selection_metric,
+                         greater_is_better=task.greater_is_better, patience=opts.patience,
+                         patience_from_epoch=patience_from_epoch)
+    trainer = ClassifierTrainer(
+        model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+        data_collator=task.collator(prepared.pad_id), processing_class=prepared.processing_class,
+        callbacks=[StopOnSignal(), keep_best, *extra_callbacks],
+        compute_metrics=lambda pred: task.eval_metrics(_predictions(pred), np.asarray(pred.label_ids)),
+        task=task, group_by_length=opts.group_by_length, optimizers=(optimizer, None))
+    use_progress_bar(trainer, None if opts.quiet else ProgressBar(eval_name="valid loss", perplexity=False))
+    return trainer
+
+
+def _predictions(eval_pred) -> np.ndarray:
+    return eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions

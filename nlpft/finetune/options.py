@@ -1,0 +1,162 @@
+"""The options of `nlpft finetune | predict | evaluate`, each declared once.
+
+Each field generates its command-line flag and config-file key (`nlpft.cli.options`) and is
+checked the same way from Python (`validate`). `--task` and `--model` list what the task
+and backbone registries hold. Options are never changed in place: `finetune` resolves them
+into a new object (`dataclasses.replace`) and saves that one with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nlpft.errors import UserInputError, check_threads
+from nlpft.options import (
+    check_options,
+    non_negative_float,
+    option,
+    positive_float,
+    positive_int,
+    seed_int,
+)
+
+DATA = "data"
+OPTIMISATION = "optimisation"
+
+
+def _task_names() -> list[str]:
+    from nlpft.finetune.tasks import task_names
+
+    return task_names()
+
+
+def _task_help() -> str:
+    from nlpft.finetune.tasks import task_help
+
+    return task_help() + " (default: %(default)s)"
+
+
+def _model_help() -> str:
+    from nlpft.finetune.backbones import backbone_names
+
+    return (f"backbone (default: %(default)s): a value that one of the registered backbones "
+            f"({', '.join(backbone_names())}) recognises, tried in the order listed above")
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news",
+                        group=DATA, metavar="FILE", required=True, fingerprinted=False)
+    out: str = option(shared=True)
+    valid: str | None = option(None, "validation file (default: 10%% of --train, stratified)", group=DATA,
+                               metavar="FILE")
+    test: str | None = option(None, "test file (default: 10%% of --train, stratified)", group=DATA, metavar="FILE")
+    random_init: bool = option(False, "keep the backbone's architecture and tokenizer but start from random weights "
+                                      "(a baseline that shows what pretraining buys)", fingerprinted=True)
+    model: str = option("minilm", _model_help)
+    text_col: str = option("text", "default: %(default)s", group=DATA, fingerprinted=True)
+    text_pair_col: str | None = option(None, "a second text column, for sentence pairs", group=DATA,
+                                       fingerprinted=True)
+    label_col: str = option("label", "default: %(default)s", group=DATA, fingerprinted=True)
+    task: str = option("single", _task_help, choices=_task_names, group=DATA, fingerprinted=True)
+    label_delimiter: str = option(";", "separates labels in a multi-label cell (default: %(default)s)", group=DATA,
+                                  fingerprinted=True)
+    skip_bad_rows: bool = option(False, "drop bad rows (and report them) instead of stopping", group=DATA,
+                                 fingerprinted=True)
+    normalize_labels: bool = option(  # merge labels that differ only in case (see data.labeled.label_key)
+        False, "labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, named by "
+               "its most frequent spelling; evaluate applies the same to its files", group=DATA)
+    valid_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
+    test_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
+    epochs: float | None = option(None, type=positive_float, shared=True)
+    max_steps: int | None = option(None, type=positive_int, shared=True)
+    lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
+                                    "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
+                                    "and the RNN LM)", type=positive_float, group=OPTIMISATION)
+    batch_size: int = option(16, "default: %(default)s", type=positive_int, group=OPTIMISATION, fingerprinted=True)
+    grad_accum: int = option(1, "batches per optimizer step (default: %(default)s)", type=positive_int,
+                             group=OPTIMISATION, fingerprinted=True)
+    max_length: int = option(256, "tokens per text, longer ones are cut (default: %(default)s)", type=positive_int,
+                             group=OPTIMISATION, fingerprinted=True)
+    warmup: float = option(0.1, "warmup: a fraction of all steps if below 1, else steps (default: %(default)s)",
+                           type=non_negative_float, group=OPTIMISATION)
+    scheduler: str = option("linear", "default: %(default)s", choices=["linear", "cosine", "constant_with_warmup"],
+                            group=OPTIMISATION)
+    weight_decay: float = option(0.01, "default: %(default)s", type=non_negative_float, group=OPTIMISATION)
+    class_weights: str | None = option(None, "weight the loss per class: auto (inverse frequency) or explicit "
+                                             "weights", metavar="auto|LABEL=W,...", group=OPTIMISATION,
+                                       fingerprinted=True)
+    patience: int | None = option(2, "evaluations without improvement before stopping (default: %(default)s)",
+                                  type=positive_int, group=OPTIMISATION)
+    eval_every: int | None = option(None, "evaluate every N steps (default: every epoch)", type=positive_int,
+                                    group=OPTIMISATION)
+    checkpoint_every: int = option(200, "default: %(default)s", type=positive_int, group=OPTIMISATION)
+    group_by_length: bool = option(True, "shuffle freely instead of batching texts of similar length",
+                                   flag="--no-group-by-length", group=OPTIMISATION, fingerprinted=True)
+    freeze_embeddings: bool = option(False, "static vectors / RNN LM: keep the word embedding fixed",
+                                     group=OPTIMISATION, fingerprinted=True)
+    no_gradual_unfreeze: bool = option(False, "RNN LM: train every layer from the start (default: ULMFiT gradual "
+                                              "unfreezing)", group=OPTIMISATION, fingerprinted=True)
+    layer_lr_factor: float = option(2.6, "RNN LM: each layer down the stack learns this many times slower "
+                                         "(default: %(default)s; 1 = one rate)", type=float, group=OPTIMISATION,
+                                    fingerprinted=True)
+    pooling: str = option(  # BERT-style encoders: "cls" (the stock pooler) or "mean"
+        "cls", "BERT-style encoders: cls = the stock [CLS] pooler, and the output works with "
+               "pipeline('text-classification'); mean = the average of the token states (how sentence-embedding "
+               "models such as MiniLM were trained), loaded by nlpft predict/evaluate (default: %(default)s)",
+        choices=["cls", "mean"], group=OPTIMISATION, fingerprinted=True)
+    precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
+        "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
+                "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],
+        group=OPTIMISATION, fingerprinted=True)
+    seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
+    threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
+    quiet: bool = option(False, "no progress output", group=OPTIMISATION)
+    resume: bool = option(False, shared=True)
+    overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
+
+    def validate(self) -> None:
+        """Every option's type and choices, then the rules that tie values together."""
+        check_options(self)
+        rules = [
+            (self.max_length >= 8, "--max-length must be at least 8"),
+            (self.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
+            (0 < self.valid_fraction < 0.5 and 0 < self.test_fraction < 0.5,
+             "--valid-fraction and --test-fraction must be between 0 and 0.5"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UserInputError(message)
+        check_threads(self.threads)
+
+
+MODEL_DIR_HELP = "the --out directory of `nlpft finetune`"
+TRAINED_COLUMN = "default: the column the model was trained on"
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    model: str = option(help=MODEL_DIR_HELP, metavar="DIR", required=True)
+    input: str | None = option(None, ".csv, .tsv or .jsonl with a text column", metavar="FILE", exclusive="source")
+    text: str | None = option(None, "one text, classified and printed", exclusive="source")
+    out: str | None = option(None, "predictions CSV (needed with --input); a file, not a directory nor the --input "
+                                   "file", metavar="FILE")
+    text_pair: str | None = option(None, "the second text, for a model trained on text pairs", metavar="TEXT")
+    text_col: str | None = option(None, TRAINED_COLUMN)
+    text_pair_col: str | None = option(None, f"pair models: {TRAINED_COLUMN}")
+    batch_size: int = option(32, "default: %(default)s", type=positive_int)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    model: str = option(help=MODEL_DIR_HELP, metavar="DIR", required=True)
+    input: str = option(help="labeled .csv, .tsv or .jsonl", metavar="FILE", required=True)
+    text_col: str | None = option(None, TRAINED_COLUMN)
+    text_pair_col: str | None = option(None, f"pair models: {TRAINED_COLUMN}")
+    label_col: str | None = option(None, TRAINED_COLUMN)
+    out: str | None = option(None, shared=True)
+    overwrite: bool = option(False, shared=True)
+    batch_size: int = option(32, "default: %(default)s", type=positive_int)
+    normalize_labels: bool = option(False, "merge labels that differ only in case into the model's spelling "
+                                           "(automatic when the model was fine-tuned with --normalize-labels)")
+    json: bool = option(False, "print JSON")

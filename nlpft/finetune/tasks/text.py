@@ -1,0 +1,260 @@
+"""`TextTask`: the shared half of the tasks that make one decision per text (or text pair).
+
+Rows come from a labeled CSV/TSV/JSONL file (`nlpft.data.labeled`), are split with a seeded
+stratified split when valid/test files are not given, and are encoded by the backbone's
+tokenizer one text at a time (`nlpft.finetune.data`). Predictions are a CSV of row, text,
+[text_pair], [gold], predicted and the per-label probabilities. Subclasses say what a label
+is (`single`, `multi`, `regression`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from nlpft.errors import UserInputError
+from nlpft.finetune.tasks.base import Splits, Task, json_kind
+
+if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
+    import numpy as np
+
+
+#: finetune.json fields that say how the files were read (names kept from the first format)
+READING_FIELDS = ("text_col", "text_pair_col", "label_col", "label_delimiter")
+
+
+class TextTask(Task):
+    label_cell: ClassVar[str]  # how `nlpft.data.labeled` reads a label cell: "single", "multi" or "regression"
+    has_label_space: ClassVar[bool] = True  # False: the label is a number (regression)
+    has_probabilities: ClassVar[bool] = True  # predictions carry one p_<label> column per label
+
+    def __init__(self, reading: dict, label_map=None, class_weights: list[float] | None = None,
+                 thresholds: list[float] | None = None, normalize_labels: bool = False):
+        self.reading = {key: reading.get(key) for key in READING_FIELDS}
+        self.reading["label_delimiter"] = self.reading["label_delimiter"] or ";"
+        self.label_map = label_map
+        self.class_weights = class_weights
+        self.thresholds = thresholds
+        self.normalize_labels = normalize_labels
+        self._weight_tensor = None
+
+    # -- construction and state -------------------------------------------------------------
+    @classmethod
+    def from_options(cls, opts) -> TextTask:
+        return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels)
+
+    def state(self) -> dict:
+        return {"task": self.name, "num_labels": self.num_outputs, "class_weights": self.class_weights,
+                "thresholds": self.thresholds}
+
+    def to_meta(self) -> dict:
+        return {"task": self.state(), "label_map": self.label_map.to_dict() if self.label_map is not None else None,
+                **self.reading}
+
+    @classmethod
+    def from_meta(cls, meta: dict, source: Path) -> TextTask:
+        label_map = None
+        if meta.get("label_map"):
+            from nlpft.data.labeled import LabelMap
+
+            label_map = LabelMap.from_dict(meta["label_map"], source=f"{source}: label_map")
+        state = meta["task"]
+        normalize = bool((meta.get("options") or {}).get("normalize_labels"))
+        return cls(meta, label_map, class_weights=state.get("class_weights"), thresholds=state.get("thresholds"),
+                   normalize_labels=normalize)
+
+    @classmethod
+    def check_meta(cls, meta: dict, bad) -> None:
+        for name in ("text_col", "label_col"):
+            if name not in meta:
+                raise bad(f"missing field {name!r}")
+            if not isinstance(meta[name], str):
+                raise bad(f"field {name!r} is {json_kind(meta[name])}, expected a text")
+        for name, kinds, what in (("text_pair_col", str, "a text"), ("label_map", dict, "an object")):
+            if meta.get(name) is not None and not isinstance(meta[name], kinds):
+                raise bad(f"field {name!r} is {json_kind(meta[name])}, expected {what} or null")
+        num_labels = meta["task"].get("num_labels")
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int):
+            raise bad(f"field 'task.num_labels' is {json_kind(num_labels)}, expected a whole number")
+        if cls.has_label_space and meta.get("label_map") is None:
+            raise bad("missing field 'label_map' (a classifier needs its label names)")
+
+    # -- data -------------------------------------------------------------------------------
+    def _read(self, path: str, *, training: bool, require_label: bool = True, skip_bad_rows: bool = False,
+              bad_rows_dir: Path | None = None, **overrides):
+        from nlpft.data.labeled import read_labeled
+
+        reading = {**self.reading, **{k: v for k, v in overrides.items() if v is not None}}
+        return read_labeled(path, text_col=reading["text_col"], label_col=reading["label_col"],
+                            text_pair_col=reading["text_pair_col"], task=self.label_cell,
+                            label_delimiter=reading["label_delimiter"], skip_bad_rows=skip_bad_rows,
+                            require_label=require_label, bad_rows_dir=bad_rows_dir, training=training,
+                            normalize_labels=self.normalize_labels and require_label)
+
+    def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
+        from nlpft.data.labeled import (
+            build_label_map,
+            check_labels,
+            preferred_spellings,
+            respell_labels,
+            stratified_split,
+        )
+
+        common = {"skip_bad_rows": opts.skip_bad_rows, "bad_rows_dir": bad_rows_dir}
+        files = {"train": self._read(opts.train, training=True, **common),
+                 "valid": self._read(opts.valid, training=False, **common) if opts.valid else None,
+                 "test": self._read(opts.test, training=False, **common) if opts.test else None}
+        for data in files.values():
+            if data is not None and (warning := data.label_variants_warning()):
+                warn(warning)
+        skipped = {name: data.skipped_summary() for name, data in files.items() if data is not None and data.num_skipped}
+        rows = {name: list(data) if data is not None else None for name, data in files.items()}
+        if self.normalize_labels and self.has_label_space:  # valid/test spell each label as train does
+            spellings = preferred_spellings(rows["train"])
+            for name in ("valid", "test"):
+                rows[name] = respell_labels(rows[name], spellings) if rows[name] is not None else None
+        if rows["valid"] is None or rows["test"] is None:
+            fractions = (0.0 if rows["valid"] is not None else opts.valid_fraction,
+                         0.0 if rows["test"] is not None else opts.test_fraction)
+            rows["train"], split_valid, split_test = stratified_split(
+                rows["train"], valid_fraction=fractions[0], test_fraction=fractions[1], seed=opts.seed)
+            rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
+            rows["test"] = rows["test"] if rows["test"] is not None else split_test
+        if not rows["valid"] or not rows["test"]:
+            raise UserInputError(f"{opts.train}: too few rows to hold out validation and test examples; "
+                                 "pass --valid and --test files or use a larger file")
+        if self.has_label_space:
+            self.label_map = build_label_map(rows["train"])
+            check_labels(rows["valid"], self.label_map, opts.valid or f"{opts.train} (validation split)")
+            check_labels(rows["test"], self.label_map, opts.test or f"{opts.train} (test split)")
+        return Splits(rows["train"], rows["valid"], rows["test"], skipped)
+
+    def read_file(self, path: str, overrides: dict, require_label: bool):
+        data = self._read(path, training=False, require_label=require_label, **self._pair_override(overrides))
+        if not require_label and not len(data):
+            raise UserInputError(f"{path}: no row has text to classify")
+        return data
+
+    def _pair_override(self, overrides: dict) -> dict:
+        """A pair model reads its second text from `text_pair_col` (or the trained column);
+        a single-text model reads none, whatever is passed."""
+        overrides = dict(overrides)
+        if not self.reading["text_pair_col"]:
+            overrides.pop("text_pair_col", None)
+        return overrides
+
+    def rows_from_text(self, text: str, text_pair: str | None, model_dir: str) -> list:
+        from nlpft.data.labeled import LabeledExample
+
+        if not text.strip():
+            raise UserInputError("--text is empty")
+        pair_col = self.reading["text_pair_col"]
+        if pair_col and not (text_pair or "").strip():
+            raise UserInputError(f"{model_dir} was trained on text pairs (columns {self.reading['text_col']!r} and "
+                                 f"{pair_col!r}); pass the second text with --text-pair")
+        if text_pair is not None and not pair_col:
+            raise UserInputError(f"{model_dir} was trained on single texts; drop --text-pair")
+        return [LabeledExample(text=text, label=None, row=1, text_pair=text_pair)]
+
+    def check_rows(self, rows: list, source: str) -> list:
+        from nlpft.data.labeled import check_labels, label_key, respell_labels
+
+        if self.label_map is None:
+            return rows
+        if self.normalize_labels:  # spelled as the model's labels are
+            rows = respell_labels(rows, {label_key(label): label for label in self.label_map.labels})
+        check_labels(rows, self.label_map, source)
+        return rows
+
+    def describe_labels(self) -> str:
+        return f", {len(self.label_map)} labels" if self.label_map is not None else ""
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.label_map.labels) if self.label_map is not None else []
+
+    # -- model side -------------------------------------------------------------------------
+    def targets(self, rows: list) -> list:
+        """Training targets, one per row, as the collator batches them."""
+        raise NotImplementedError
+
+    def gold(self, rows: list) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(self.targets(rows))
+
+    def encode(self, encoder, rows: list, with_targets: bool = True):
+        from nlpft.finetune.data import EncodedDataset, encode_examples
+
+        pairs = [r.text_pair for r in rows] if self.reading["text_pair_col"] else None
+        encoded = encode_examples(encoder.tokenizer, [r.text for r in rows], pairs, encoder.max_length,
+                                  prefix_ids=encoder.prefix_ids, suffix_ids=encoder.suffix_ids)
+        return EncodedDataset(encoded, self.targets(rows) if with_targets else None), encoded
+
+    def collator(self, pad_id: int):
+        from nlpft.finetune.data import PadCollator
+
+        return PadCollator(pad_id)
+
+    def texts_and_pairs(self, rows: list) -> tuple[list[str], list[str | None] | None]:
+        """Backbones that read raw text (TF-IDF) take it from here."""
+        return [r.text for r in rows], ([r.text_pair for r in rows] if self.reading["text_pair_col"] else None)
+
+    def _weights(self, device):
+        import torch
+
+        if self.class_weights is None:
+            return None
+        if self._weight_tensor is None or self._weight_tensor.device != device:
+            self._weight_tensor = torch.tensor(self.class_weights, dtype=torch.float32, device=device)
+        return self._weight_tensor
+
+    # -- metrics and predictions --------------------------------------------------------------
+    def metrics(self, rows: list, scores: np.ndarray) -> dict:
+        return self.metrics_of(self.gold(rows), self.decide(scores))
+
+    def metrics_of(self, gold: np.ndarray, decided: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    def format_decision(self, decided) -> str:
+        """One row's decision as the predictions CSV writes it."""
+        raise NotImplementedError
+
+    def write_predictions(self, path: Path, rows: list, scores: np.ndarray, gold: bool) -> None:
+        """CSV: row, text, [text_pair], [gold], predicted, then one probability column per label."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two runs never share it
+        try:
+            self._write_prediction_rows(tmp, rows, scores, gold)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _write_prediction_rows(self, tmp: Path, rows: list, scores: np.ndarray, gold: bool) -> None:
+        has_pair = any(getattr(row, "text_pair", None) is not None for row in rows)
+        names = self.label_names
+        decided = self.decide(scores)
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            header = ["row", "text"] + (["text_pair"] if has_pair else []) + (["gold"] if gold else []) + ["predicted"]
+            if self.has_probabilities:
+                header += [f"p_{name}" for name in names]
+            writer.writerow(header)
+            for i, row in enumerate(rows):
+                record = [row.row, row.text] + ([row.text_pair or ""] if has_pair else [])
+                if gold:
+                    label = row.label
+                    record.append(";".join(label) if isinstance(label, tuple) else label)
+                record.append(self.format_decision(decided[i]))
+                if self.has_probabilities:
+                    record += [f"{p:.6f}" for p in scores[i]]
+                writer.writerow(record)
+
+    def describe_prediction(self, scores: np.ndarray) -> list[str]:
+        decided = self.decide(scores[None, ...])[0]
+        lines = [self.format_decision(decided) or "(no label)"]
+        ranked = sorted(zip(self.label_names, scores, strict=True), key=lambda x: -x[1])[:5]
+        return lines + [f"  {name}\t{p:.4f}" for name, p in ranked]
+
