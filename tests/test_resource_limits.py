@@ -70,7 +70,6 @@ def test_undecodable_byte_in_a_long_line_is_located(tmp_path):
 
 
 _TOKENIZE_AND_ENCODE = textwrap.dedent("""
-    import resource
     import sys
     from pathlib import Path
     from nlpft.data.corpus import TextCorpus
@@ -83,7 +82,9 @@ _TOKENIZE_AND_ENCODE = textwrap.dedent("""
     encoder = SubwordLineEncoder(tokenizer, keep_newlines=True)
     encode_whole(corpus, encoder, Path(sys.argv[2]) / "all.npy")
     encode_splits(corpus, encoder, Path(sys.argv[2]))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB: this child's own peak
+    # this process image's own peak (VmHWM, KiB); getrusage's maxrss would also count the
+    # parent's size at fork, which Linux carries across exec
+    print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """)
 
 
