@@ -138,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(result["headline"])
-    per = result.get("per_class") or result.get("per_label")
+    per = result.get("per_class") or result.get("per_label") or result.get("per_type")
     if per:
         width = max(len(n) for n in per)
         print(f"{'label':<{width}}  precision  recall     F1  support")

@@ -14,6 +14,7 @@ from nlpft.errors import UserInputError, check_threads
 from nlpft.options import (
     check_options,
     non_negative_float,
+    non_negative_int,
     option,
     positive_float,
     positive_int,
@@ -66,6 +67,14 @@ class FinetuneOptions:
     normalize_labels: bool = option(  # merge labels that differ only in case (see data.labeled.label_key)
         False, "labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, named by "
                "its most frequent spelling; evaluate applies the same to its files", group=DATA)
+    tag_col: int | None = option(None, "--task tag, CoNLL files: the column of the tags, counting from 1 (default: "
+                                       "the last column)", type=positive_int, group=DATA, metavar="N",
+                                 fingerprinted=True)
+    tag_scheme: str = option("iob2", "--task tag: how the tags mark entities: iob2 (B-X begins, I-X continues), iob1 "
+                                     "or bioes (default: %(default)s)", choices=["iob2", "iob1", "bioes"], group=DATA,
+                             fingerprinted=True)
+    repair_tags: bool = option(False, "--task tag: rewrite invalid tag sequences (an I-X after O or after another "
+                                      "type begins an entity) instead of stopping", group=DATA, fingerprinted=True)
     valid_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     test_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     epochs: float | None = option(None, type=positive_float, shared=True)
@@ -105,6 +114,11 @@ class FinetuneOptions:
                "pipeline('text-classification'); mean = the average of the token states (how sentence-embedding "
                "models such as MiniLM were trained), loaded by nlpft predict/evaluate (default: %(default)s)",
         choices=["cls", "mean"], group=OPTIMISATION, fingerprinted=True)
+    crf: bool = option(False, "--task tag: a linear-chain CRF over the tag scores, Viterbi-decoded (static vectors "
+                              "and the RNN LM: a BiLSTM-CRF)", group=OPTIMISATION, fingerprinted=True)
+    stride: int = option(16, "--task tag, transformers: a sentence longer than --max-length is read in windows of "
+                             "whole words that share this many words (default: %(default)s)", type=non_negative_int,
+                         group=OPTIMISATION, fingerprinted=True)
     precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
         "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
                 "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],

@@ -36,7 +36,6 @@ def resolved_family(spec: str) -> str:
 class HFBackbone(Backbone):
     family: ClassVar[str]
     fallback = True
-    # token-classification joins once `nlpft.pretrained.loading.HEADS` loads that head
     heads = ("sequence-classification",)
     usual_lr: ClassVar[float]
 

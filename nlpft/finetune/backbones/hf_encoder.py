@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.hf_common import HFBackbone, head_config
 
 
@@ -15,9 +16,13 @@ class HFEncoder(HFBackbone):
     summary = ("minilm (or another alias), a BERT-style Hugging Face directory or cached hub id: a classification "
                "head on [CLS] (or --pooling mean)")
     usual_lr = 2e-5
+    heads = ("sequence-classification", "token-classification")
 
     def check_options(self, opts) -> None:
         """Both poolings apply."""
+        if opts.crf:
+            raise UserInputError(f"--crf with a transformer ({opts.model}) is not available yet; use it with static "
+                                 "vectors or an RNN LM (a BiLSTM-CRF), or drop --crf")
 
     def build_model(self, resolved, hf_tok, task, opts):
         if opts.pooling != "mean":

@@ -15,7 +15,8 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `headline`, `plots`
-predictions  `predictions_file`, `write_predictions`, `describe_prediction` (predict --text)
+predictions  `predictions_file`, `write_predictions`, `describe_prediction` / `describe_row`
+             (predict --text)
 
 A new task is one module with a `Task` subclass plus one `register(...)` line in
 `nlpft/finetune/tasks/__init__.py`. Task modules import torch and scikit-learn inside
@@ -49,9 +50,10 @@ class Task:
     hf_problem_type: ClassVar[str | None] = None  # config.problem_type of that head
     selection_metric: ClassVar[str] = "macro_f1"  # validation metric that keep-best and early stopping follow
     greater_is_better: ClassVar[bool] = True
-    target_kind: ClassVar[str | None] = None  # one row's target: "class", "label-set", "number"
+    target_kind: ClassVar[str | None] = None  # one row's target: "class", "label-set", "number", "tags"
     labels_into_model: ClassVar[bool] = False  # the model computes the loss itself (e.g. a CRF layer)
     predictions_file: ClassVar[str] = "predictions.csv"
+    normalize_labels: bool = False  # evaluate --normalize-labels: labels merged by case (label-space tasks)
 
     # -- construction and state -------------------------------------------------------------
     @classmethod
@@ -108,9 +110,11 @@ class Task:
     def label_names(self) -> list[str]:
         return []
 
-    def encode(self, encoder, rows: list, with_targets: bool = True):
+    def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
         """(dataset, encoding stats) of `rows` through `encoder` (tokenizer, max_length, framing
-        ids: what a backbone's `prepare` gives). Stats have `truncated` and `unknown_rate`."""
+        ids: what a backbone's `prepare` gives). Stats have `truncated` and `unknown_rate`.
+        `training`: the rows are trained on (a task may give them targets it never scores,
+        e.g. the later subwords of a word)."""
         raise NotImplementedError
 
     def collator(self, pad_id: int):
@@ -168,12 +172,21 @@ class Task:
         """{title: file name} of the plots written into `folder` for `metrics`."""
         return {}
 
+    def report_section(self, metrics: dict, plots: dict[str, str]) -> str | None:
+        """report.md's section on `metrics` (with `plots`), or None for the per-label table."""
+        return None
+
     def write_predictions(self, path: Path, rows: list, scores: np.ndarray, gold: bool) -> None:
         raise NotImplementedError
 
     def describe_prediction(self, scores: np.ndarray) -> list[str]:
         """predict --text: the lines printed for one row's scores."""
         raise NotImplementedError
+
+    def describe_row(self, row, scores: np.ndarray) -> list[str]:
+        """predict --text: the lines printed for `row` and its scores (a task whose output
+        quotes the input, e.g. entity spans, overrides this one)."""
+        return self.describe_prediction(scores)
 
 
 _REGISTRY: dict[str, type[Task]] = {}

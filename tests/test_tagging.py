@@ -1,0 +1,142 @@
+"""`nlpft finetune --task tag` end to end: CoNLL/JSONL/CSV, a tiny random BERT built in the
+test, static vectors and the RNN LM under a BiLSTM(-CRF), predict (raw text, .txt, CoNLL),
+evaluate, resume after SIGKILL, and the stock token-classification pipeline. The data is
+synthetic with a plain signal (a capitalised name after "met" is a person, a capitalised
+word after "in" a place), so a few dozen steps must learn it: the assertions can fail."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlpft.cli.main import main
+from tests.conftest import kill_after_first_checkpoint
+
+FIRST = ["John", "Mary", "Alice", "Peter", "Susan", "David", "Laura", "Mark"]
+LAST = ["Smith", "Jones", "Brown", "Taylor", "Wilson"]
+PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna"]
+FILLER = ["yesterday", "today", "again", "briefly", "at noon", "for lunch", "twice"]
+
+
+def make_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """Sentences such as "we met John Smith in Paris today" with IOB2 tags."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        tokens, tags = rng.choice([["we", "met"], ["I", "met"], ["they", "met"]]), []
+        tags = ["O"] * len(tokens)
+        name = [rng.choice(FIRST)] + ([rng.choice(LAST)] if rng.random() < 0.5 else [])
+        tokens += name
+        tags += ["B-PER"] + ["I-PER"] * (len(name) - 1)
+        if rng.random() < 0.7:
+            tokens += ["in", rng.choice(PLACES)]
+            tags += ["O", "B-LOC"]
+        filler = rng.choice(FILLER).split()
+        tokens += filler + ["."]
+        tags += ["O"] * (len(filler) + 1)
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write_conll(path: Path, sentences) -> Path:
+    path.write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g in zip(*s)) for s in sentences) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("tagged")
+    return {"train": write_conll(folder / "train.conll", make_sentences(240, 0)),
+            "test": write_conll(folder / "test.conll", make_sentences(40, 1)),
+            "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A random 2-layer BERT with a cased WordPiece vocabulary trained on the tagging text."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    lines = [" ".join(tokens) for tokens, _ in make_sentences(400, 5)]
+    tok = train_subword_tokenizer(lines, "wordpiece", 150, model_max_length=64, lowercase=False)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=128, max_position_embeddings=64))
+    out = tmp_path_factory.mktemp("models") / "tiny-bert"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+FAST = ["--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet", "--warmup", "0",
+        "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def bert_tagger(tmp_path_factory, data, tiny_bert) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "bert-ner"
+    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
+                 "--out", str(out), "--epochs", "8", *FAST]) == 0
+    return out
+
+
+def test_bert_tagger_learns_and_writes_everything(bert_tagger):
+    metrics = json.loads((bert_tagger / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["micro_f1"] >= 0.9, test
+    assert {"PER", "LOC"} == set(test["per_type"]) and test["token_accuracy"] >= 0.9
+    assert test["confusion"]["labels"] == ["LOC", "PER", "O"]
+    for name in ("config.json", "model.safetensors", "report.md", "type_f1.png", "predictions.conll",
+                 "finetune.json"):
+        assert (bert_tagger / name).is_file(), name
+    config = json.loads((bert_tagger / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    assert sorted(config["id2label"].values()) == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
+    report = (bert_tagger / "report.md").read_text()
+    assert "| PER |" in report and "gold \\ predicted" in report
+    first = (bert_tagger / "predictions.conll").read_text().split("\n\n")[0].splitlines()
+    assert all(len(line.split("\t")) == 3 for line in first)  # token, gold, predicted
+    assert any(h.get("eval_micro_f1") is not None for h in metrics["valid_history"])
+
+
+def test_predict_text_prints_entity_spans_with_offsets(bert_tagger, capsys):
+    text = "we met Peter Jones in Rome today ."
+    assert main(["predict", "--model", str(bert_tagger), "--text", text]) == 0
+    found = json.loads(capsys.readouterr().out.strip())
+    assert [(e["type"], e["text"]) for e in found] == [("PER", "Peter Jones"), ("LOC", "Rome")]
+    for entity in found:
+        assert text[entity["start"]:entity["end"]] == entity["text"] and 0 < entity["score"] <= 1
+
+
+def test_predict_txt_to_jsonl_and_conll_to_conll(bert_tagger, data, tmp_path):
+    texts = tmp_path / "new.txt"
+    texts.write_text("I met Mary in Berlin.\n\nthey met David Wilson twice\n", encoding="utf-8")
+    out = tmp_path / "entities.jsonl"
+    assert main(["predict", "--model", str(bert_tagger), "--input", str(texts), "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in lines] == [1, 3]  # the empty line is skipped
+    assert [(e["type"], e["text"], e["start"]) for e in lines[0]["entities"]] == [("PER", "Mary", 6),
+                                                                                 ("LOC", "Berlin", 14)]
+    tokens_only = tmp_path / "tokens.conll"
+    tokens_only.write_text("we\nmet\nLaura\n\nI\nmet\nMark\nin\nMadrid\n", encoding="utf-8")
+    conll_out = tmp_path / "tagged.conll"
+    assert main(["predict", "--model", str(bert_tagger), "--input", str(tokens_only), "--out", str(conll_out)]) == 0
+    sentences = [s.splitlines() for s in conll_out.read_text().strip().split("\n\n")]
+    assert sentences[1] == ["I\tO", "met\tO", "Mark\tB-PER", "in\tO", "Madrid\tB-LOC"]
+
+
+def test_evaluate_gives_entity_metrics_and_refuses_unseen_tags(bert_tagger, data, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(bert_tagger), "--input", str(data["test"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["micro_f1"] >= 0.9 and result["gold_entities"] > 40
+    unseen = tmp_path / "unseen.conll"
+    unseen.write_text("we\tO\nmet\tO\nAcme\tB-ORG\n", encoding="utf-8")
+    assert main(["evaluate", "--model", str(bert_tagger), "--input", str(unseen)]) == 2
+    assert "'B-ORG' (1 token, first at line 3)" in capsys.readouterr().err
