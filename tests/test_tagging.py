@@ -65,7 +65,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     lines = [" ".join(tokens) for tokens, _ in make_sentences(400, 5)]
-    tok = train_subword_tokenizer(lines, "wordpiece", 150, model_max_length=64, lowercase=False)
+    tok = train_subword_tokenizer(lines, "wordpiece", 200, model_max_length=64, lowercase=False)
     torch.manual_seed(0)
     model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                  intermediate_size=128, max_position_embeddings=64))
@@ -83,7 +83,7 @@ FAST = ["--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--threads",
 def bert_tagger(tmp_path_factory, data, tiny_bert) -> Path:
     out = tmp_path_factory.mktemp("runs") / "bert-ner"
     assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
-                 "--out", str(out), "--epochs", "8", *FAST]) == 0
+                 "--out", str(out), "--epochs", "12", *FAST]) == 0
     return out
 
 
@@ -140,3 +140,123 @@ def test_evaluate_gives_entity_metrics_and_refuses_unseen_tags(bert_tagger, data
     unseen.write_text("we\tO\nmet\tO\nAcme\tB-ORG\n", encoding="utf-8")
     assert main(["evaluate", "--model", str(bert_tagger), "--input", str(unseen)]) == 2
     assert "'B-ORG' (1 token, first at line 3)" in capsys.readouterr().err
+
+
+def write_jsonl(path: Path, sentences) -> Path:
+    path.write_text("".join(json.dumps({"tokens": t, "tags": g}) + "\n" for t, g in sentences), encoding="utf-8")
+    return path
+
+
+def write_tag_csv(path: Path, sentences) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["tokens", "tags"])
+        writer.writerows([" ".join(t), " ".join(g)] for t, g in sentences)
+    return path
+
+
+@pytest.fixture(scope="module")
+def vectors(tmp_path_factory) -> Path:
+    """word2vec trained by `nlpft embed train` on the tagging text."""
+    folder = tmp_path_factory.mktemp("w2v")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(t) for t, _ in make_sentences(600, 7)) + "\n", encoding="utf-8")
+    out = folder / "w2v"
+    assert main(["embed", "train", "--algo", "word2vec", "--corpus", str(corpus), "--out", str(out), "--dim", "16",
+                 "--min-count", "1", "--epochs", "2", "--threads", "1", "--quiet"]) == 0
+    return out
+
+
+WORD_FAST = ["--lr", "1e-2", "--batch-size", "16", "--threads", "1", "--quiet", "--warmup", "0"]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "csv"])
+def test_bilstm_crf_over_static_vectors_on_jsonl_and_csv(vectors, tmp_path, layout, capsys):
+    write = write_jsonl if layout == "jsonl" else write_tag_csv
+    files = {name: write(tmp_path / f"{name}.{layout}", make_sentences(n, seed))
+             for name, n, seed in (("train", 200, 0), ("valid", 30, 2), ("test", 40, 1))}
+    out = tmp_path / "bilstm-crf"
+    assert main(["finetune", "--task", "tag", "--train", str(files["train"]), "--valid", str(files["valid"]),
+                 "--test", str(files["test"]), "--model", str(vectors), "--crf", "--out", str(out), "--epochs", "6",
+                 *WORD_FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backbone"] == "static" and metrics["test_examples"] == 40
+    assert metrics["test"]["micro_f1"] >= 0.9, metrics["test"]
+    tagger = json.loads((out / "tagger.json").read_text())
+    assert tagger["crf"] is True and sorted(tagger["labels"]) == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
+    assert main(["predict", "--model", str(out), "--text", "they met Susan Brown in Vienna at noon"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [(e["type"], e["text"]) for e in found] == [("PER", "Susan Brown"), ("LOC", "Vienna")]
+
+
+def test_bilstm_over_the_rnn_lm(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(t) for t, _ in make_sentences(600, 7)) + "\n", encoding="utf-8")
+    lm = tmp_path / "lm"
+    assert main(["lm", "train", "--corpus", str(corpus), "--out", str(lm), "--max-steps", "60", "--hidden-dim", "32",
+                 "--embedding-dim", "16", "--batch-size", "8", "--bptt", "16", "--min-count", "1", "--threads", "1",
+                 "--quiet"]) == 0
+    train = write_conll(tmp_path / "train.conll", make_sentences(200, 0))
+    out = tmp_path / "rnn-tagger"
+    assert main(["finetune", "--task", "tag", "--train", str(train), "--model", str(lm), "--out", str(out),
+                 "--epochs", "8", "--no-gradual-unfreeze", *WORD_FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backbone"] == "rnn-lm" and metrics["test"]["micro_f1"] >= 0.8, metrics["test"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("we\tO\nmet\tI-PER\n", "invalid tag sequence"),
+    ("we\tO\nmet\n", "malformed line"),
+    ("we\tO\nmet\tPER\n", "tag outside the scheme"),
+])
+def test_bad_tagged_files_exit_2_before_any_model_loads(tmp_path, capsys, content, expected):
+    bad = tmp_path / "bad.conll"
+    bad.write_text(content, encoding="utf-8")
+    out = tmp_path / "out"
+    # a model that does not exist: the file is reported, so the data was checked first
+    assert main(["finetune", "--task", "tag", "--train", str(bad), "--model", "no-such-model",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "line 2" in err and "Traceback" not in err
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_tfidf_refuses_tagging(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", "tfidf",
+                 "--out", str(out)]) == 2
+    assert "cannot do --task tag" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_resume_after_sigkill_gives_identical_weights(data, tiny_bert, tmp_path):
+    """Killed after its first checkpoint (step 6 of 15 per epoch) and resumed: the same
+    weights and test metrics as a run never interrupted."""
+    from safetensors.torch import load_file
+
+    args = ["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
+            "--checkpoint-every", "6", "--patience", "10", "--epochs", "2", *FAST]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*args, "--out", str(straight)]) == 0
+    kill_after_first_checkpoint([sys.executable, "-m", "nlpft", *args, "--out", str(resumed)], resumed)
+    assert main([*args, "--out", str(resumed), "--resume"]) == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    ma, mb = (json.loads((d / "metrics.json").read_text())["test"] for d in (straight, resumed))
+    assert ma == mb
+
+
+def test_stock_pipeline_finds_the_entities_nlpft_predicts(bert_tagger, capsys):
+    """transformers' own token-classification pipeline (every subword tagged, "simple"
+    aggregation) loads the directory and finds the same (type, start, end) as nlpft."""
+    from transformers import pipeline
+
+    texts = ["we met Peter Jones in Rome today .", "they met Alice briefly .", "I met Laura Wilson in London twice ."]
+    tagger = pipeline("token-classification", model=str(bert_tagger), aggregation_strategy="simple", device="cpu")
+    for text in texts:
+        assert main(["predict", "--model", str(bert_tagger), "--text", text]) == 0
+        ours = [(e["type"], e["start"], e["end"]) for e in json.loads(capsys.readouterr().out)]
+        theirs = [(e["entity_group"], e["start"], e["end"]) for e in tagger(text)]
+        assert ours and ours == theirs, text
