@@ -260,3 +260,22 @@ def test_stock_pipeline_finds_the_entities_nlpft_predicts(bert_tagger, capsys):
         ours = [(e["type"], e["start"], e["end"]) for e in json.loads(capsys.readouterr().out)]
         theirs = [(e["entity_group"], e["start"], e["end"]) for e in tagger(text)]
         assert ours and ours == theirs, text
+
+
+def test_crf_on_a_transformer_is_saved_beside_a_stock_directory(data, tiny_bert, tmp_path, capsys):
+    out = tmp_path / "bert-crf"
+    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert), "--crf",
+                 "--out", str(out), "--epochs", "8", *FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["micro_f1"] >= 0.9, metrics["test"]
+    assert (out / "crf.safetensors").is_file() and json.loads((out / "crf.json").read_text())["scheme"] == "iob2"
+    text = "we met Peter Jones in Rome today ."
+    assert main(["predict", "--model", str(out), "--text", text]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [(e["type"], e["text"]) for e in found] == [("PER", "Peter Jones"), ("LOC", "Rome")]
+    assert main(["evaluate", "--model", str(out), "--input", str(data["test"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(metrics["test"]["micro_f1"], abs=0.05)
+    from transformers import AutoModelForTokenClassification
+
+    stock = AutoModelForTokenClassification.from_pretrained(str(out))  # the encoder and head, without the CRF
+    assert stock.config.id2label[0] in {"O", "B-LOC", "B-PER", "I-LOC", "I-PER"}

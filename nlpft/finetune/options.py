@@ -114,8 +114,10 @@ class FinetuneOptions:
                "pipeline('text-classification'); mean = the average of the token states (how sentence-embedding "
                "models such as MiniLM were trained), loaded by nlpft predict/evaluate (default: %(default)s)",
         choices=["cls", "mean"], group=OPTIMISATION, fingerprinted=True)
-    crf: bool = option(False, "--task tag: a linear-chain CRF over the tag scores, Viterbi-decoded (static vectors "
-                              "and the RNN LM: a BiLSTM-CRF)", group=OPTIMISATION, fingerprinted=True)
+    crf: bool = option(False, "--task tag: a linear-chain CRF over the words' tag scores, Viterbi-decoded (static "
+                              "vectors and the RNN LM: a BiLSTM-CRF; transformers: saved as crf.json/crf.safetensors "
+                              "beside the stock directory, used by nlpft predict/evaluate and ignored by "
+                              "pipeline('token-classification'))", group=OPTIMISATION, fingerprinted=True)
     stride: int = option(16, "--task tag, transformers: a sentence longer than --max-length is read in windows of "
                              "whole words that share this many words (default: %(default)s)", type=non_negative_int,
                          group=OPTIMISATION, fingerprinted=True)
@@ -151,9 +153,15 @@ TRAINED_COLUMN = "default: the column the model was trained on"
 @dataclass(frozen=True)
 class PredictOptions:
     model: str = option(help=MODEL_DIR_HELP, metavar="DIR", required=True)
-    input: str | None = option(None, ".csv, .tsv or .jsonl with a text column", metavar="FILE", exclusive="source")
-    text: str | None = option(None, "one text, classified and printed", exclusive="source")
-    out: str | None = option(None, "predictions CSV (needed with --input); a file, not a directory nor the --input "
+    input: str | None = option(None, ".csv, .tsv or .jsonl with a text column; tagging models: a .txt file of one "
+                                     "text per line, or a tagged file (.conll, .jsonl, .csv) whose tokens are tagged",
+                               metavar="FILE", exclusive="source")
+    text: str | None = option(None, "one text, classified and printed; tagging models print its entities as JSON "
+                                    "(type, text, start, end, score), the text split into words by nlpft's rule: "
+                                    "URLs, e-mails, @user and #hashtags whole, English clitics split off (don't -> do "
+                                    "n't), each other punctuation mark a word", exclusive="source")
+    out: str | None = option(None, "predictions CSV (needed with --input); tagging models: entities as JSON lines "
+                                   "for a .jsonl/.json name, else CoNLL; a file, not a directory nor the --input "
                                    "file", metavar="FILE")
     text_pair: str | None = option(None, "the second text, for a model trained on text pairs", metavar="TEXT")
     text_col: str | None = option(None, TRAINED_COLUMN)

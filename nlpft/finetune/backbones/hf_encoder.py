@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.hf_common import HFBackbone, head_config
 
 
@@ -20,9 +19,6 @@ class HFEncoder(HFBackbone):
 
     def check_options(self, opts) -> None:
         """Both poolings apply."""
-        if opts.crf:
-            raise UserInputError(f"--crf with a transformer ({opts.model}) is not available yet; use it with static "
-                                 "vectors or an RNN LM (a BiLSTM-CRF), or drop --crf")
 
     def build_model(self, resolved, hf_tok, task, opts):
         if opts.pooling != "mean":

@@ -11,7 +11,8 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
              (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
              (from the logits, or from the model itself when `labels_into_model`),
              `collect_logits` (inference outputs of rows batched apart, put together),
-             `word_model` / `load_word_model` (its head over a word-level backbone)
+             `word_model` / `load_word_model` (its head over a word-level backbone),
+             `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `headline`, `plots`
@@ -132,6 +133,15 @@ class Task:
         from nlpft.finetune.word_models import WordClassifier
 
         return WordClassifier.from_pretrained(model_dir)
+
+    def finish_model(self, model):
+        """The model a backbone built with this task's head, with any layers the task adds
+        on top (e.g. a CRF); saved by the model's own save_pretrained."""
+        return model
+
+    def reload_model(self, model, model_dir: Path):
+        """`finish_model`'s layers back around `model`, loaded from `model_dir`."""
+        return model
 
     def collect_logits(self, per_row: list, dataset) -> np.ndarray:
         """One array of the model's outputs from one per row (as batched, so per-token outputs

@@ -12,9 +12,11 @@ transformers   words -> subwords with the fast tokenizer (`nlpft.finetune.tag_al
                inside tag of its type (I-X; O stays O) on the rest, so the stock
                `pipeline("token-classification")`, which tags every subword, finds the
                entities nlpft finds. Validation, test and prediction read each word's
-               first subword only.
+               first subword only. With --crf (`nlpft.finetune.token_crf`) training too
+               labels first subwords only: the CRF's transitions link words.
 word-level     one id per word (`word_tagger.encode_words`) and its shape (capitalisation,
-               which a lowercased vocabulary loses), for the BiLSTM(-CRF) tagger.
+               which a lowercased vocabulary loses), for the BiLSTM(-CRF) tagger; a
+               sentence is read whole (--max-length and --stride apply to transformers).
 
 The model computes its own loss (`labels_into_model`: cross-entropy, or the CRF's
 likelihood); a model with a CRF returns Viterbi-consistent scores as its logits
@@ -104,7 +106,7 @@ class TagDataset:
 
 
 class TagCollator:
-    """Right-pads ids (with `pad_id`), labels (with -100) and word shapes (with 0)."""
+    """Right-pads ids (with `pad_id`), labels (with -100), word shapes and word starts (with 0)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -115,7 +117,7 @@ class TagCollator:
         longest = max(len(item["input_ids"]) for item in items)
         batch = {"input_ids": torch.full((len(items), longest), self.pad_id, dtype=torch.long),
                  "attention_mask": torch.zeros((len(items), longest), dtype=torch.long)}
-        padding = {"labels": IGNORE_INDEX, "case_ids": 0}
+        padding = {"labels": IGNORE_INDEX, "case_ids": 0, "word_starts": 0}
         for key, value in padding.items():
             if key in items[0]:
                 batch[key] = torch.full((len(items), longest), value, dtype=torch.long)
@@ -289,6 +291,21 @@ class TagTask(Task):
 
         return WordTagger.from_pretrained(model_dir)
 
+    def finish_model(self, model):
+        """A transformer's token head, with a CRF over its words under --crf."""
+        if not self.crf:
+            return model
+        from nlpft.finetune.token_crf import TokenClassifierCRF
+
+        return TokenClassifierCRF(model, self.label_names, self.scheme)
+
+    def reload_model(self, model, model_dir: Path):
+        if not self.crf:
+            return model
+        from nlpft.finetune.token_crf import TokenClassifierCRF
+
+        return TokenClassifierCRF.around(model, model_dir)
+
     def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
         label_ids = None
         if with_targets:
@@ -303,13 +320,18 @@ class TagTask(Task):
 
         windows = encode_tagged(encoder.tokenizer.hf, [row.tokens for row in rows], label_ids,
                                 max_length=encoder.max_length, stride=self.stride)
-        continuation = self._continuation_ids() if training else None
+        # a CRF links words, so it trains on first subwords only (the stock pipeline ignores it)
+        every_subword = training and not self.crf
+        continuation = self._continuation_ids() if every_subword else None
         items = []
         for window in windows:
             item = {"input_ids": window.input_ids}
+            if self.crf:
+                starts = set(window.first_subwords().values())
+                item["word_starts"] = [int(position in starts) for position in range(len(window.input_ids))]
             if label_ids is not None:
                 item["labels"] = (self._all_subword_labels(window, label_ids[window.sentence], continuation)
-                                  if training else window.labels)
+                                  if every_subword else window.labels)
             items.append(item)
         # windows keep every word: nothing is cut
         return TagDataset(items, [len(row.tokens) for row in rows], windows), EncodingStats()
