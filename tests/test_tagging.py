@@ -65,7 +65,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     lines = [" ".join(tokens) for tokens, _ in make_sentences(400, 5)]
-    tok = train_subword_tokenizer(lines, "wordpiece", 200, model_max_length=64, lowercase=False)
+    tok = train_subword_tokenizer(lines, "wordpiece", 120, model_max_length=64, lowercase=False)
     torch.manual_seed(0)
     model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                  intermediate_size=128, max_position_embeddings=64))
