@@ -223,12 +223,24 @@ def test_bad_tagged_files_exit_2_before_any_model_loads(tmp_path, capsys, conten
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
-def test_tfidf_refuses_tagging(data, tmp_path, capsys):
+@pytest.mark.parametrize("extra, expected", [
+    (["--task", "tag", "--model", "tfidf"], "cannot do --task tag"),
+    (["--task", "tag", "--pooling", "mean"], "--pooling applies to one decision per text"),
+    (["--task", "single", "--crf"], "--crf applies to --task tag"),
+])
+def test_what_tagging_cannot_do_is_refused_with_exit_2(data, tmp_path, capsys, extra, expected):
     out = tmp_path / "out"
-    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", "tfidf",
-                 "--out", str(out)]) == 2
-    assert "cannot do --task tag" in capsys.readouterr().err
+    assert main(["finetune", "--train", str(data["train"]), *extra, "--out", str(out)]) == 2
+    assert expected in capsys.readouterr().err
     assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_bf16_autocast_trains_a_tagger(data, tiny_bert, tmp_path):
+    out = tmp_path / "bf16"
+    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
+                 "--out", str(out), "--epochs", "8", *FAST[:-1], "bf16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and metrics["test"]["micro_f1"] >= 0.8, metrics["test"]
 
 
 def test_resume_after_sigkill_gives_identical_weights(data, tiny_bert, tmp_path):
