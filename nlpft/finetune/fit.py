@@ -132,8 +132,11 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
     per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
     by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
     eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
-    lr = opts.lr or backbone.default_lr(sum(p.numel() for p in model.parameters()))
-    note = backbone.default_lr_note(lr) if opts.lr is None else None
+    backbone_lr = backbone.default_lr(sum(p.numel() for p in model.parameters()))
+    lr = opts.lr or task.default_lr(backbone_lr, backbone)
+    note = None
+    if opts.lr is None:
+        note = task.default_lr_note(lr) if lr != backbone_lr else backbone.default_lr_note(lr)
     if note and not opts.quiet:
         print(f"  {note}", file=sys.stderr)
     args = training_arguments(

@@ -80,8 +80,9 @@ class FinetuneOptions:
     epochs: float | None = option(None, type=positive_float, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
-                                    "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
-                                    "and the RNN LM)", type=positive_float, group=OPTIMISATION)
+                                    "transformers, 5e-4 for either under 10M parameters, 1e-4 for --task tag on a "
+                                    "larger transformer, 2e-3 for static vectors and the RNN LM)",
+                              type=positive_float, group=OPTIMISATION)
     batch_size: int = option(16, "default: %(default)s", type=positive_int, group=OPTIMISATION, fingerprinted=True)
     grad_accum: int = option(1, "batches per optimizer step (default: %(default)s)", type=positive_int,
                              group=OPTIMISATION, fingerprinted=True)

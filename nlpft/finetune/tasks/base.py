@@ -11,7 +11,8 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
              (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
              (from the logits, or from the model itself when `labels_into_model`),
              `collect_logits` (inference outputs of rows batched apart, put together),
-             `word_model` / `load_word_model` (its head over a word-level backbone),
+             `default_lr` (from the backbone's), `word_model` / `load_word_model` (its
+             head over a word-level backbone),
              `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
@@ -157,6 +158,14 @@ class Task:
 
     def logits_loss(self, logits, labels):
         raise NotImplementedError
+
+    def default_lr(self, backbone_lr: float, backbone) -> float:
+        """The learning rate without --lr, from the backbone's default for it."""
+        return backbone_lr
+
+    def default_lr_note(self, lr: float) -> str | None:
+        """Why `default_lr` differs from the backbone's default (a line for the console)."""
+        return None
 
     # -- decisions --------------------------------------------------------------------------
     def scores(self, logits: np.ndarray) -> np.ndarray:
