@@ -46,7 +46,8 @@ def _model_help() -> str:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news",
+    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news; "
+                             "--task tag: CoNLL, or .jsonl/.csv of tokens and tags",
                         group=DATA, metavar="FILE", required=True, fingerprinted=False)
     out: str = option(shared=True)
     valid: str | None = option(None, "validation file (default: 10%% of --train, stratified)", group=DATA,
