@@ -18,7 +18,9 @@ from nlpft.cli.main import (
 from nlpft.cli.options import UNGROUPED, add_options, from_args
 
 DESCRIPTION = """\
-Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file.
+Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file, or a
+tagger (--task tag: one tag per word, e.g. named entities) on a CoNLL, JSONL or CSV file
+of tokens and IOB2/IOB1/BIOES tags.
 
 The file is read and checked before any model loads: missing columns, empty texts or
 labels, ragged rows, bad encodings and single-class files are reported at once, with row
@@ -51,6 +53,9 @@ examples:
   nlpft predict  --model runs/bbc --input new.csv --out predictions.csv
   nlpft predict  --model runs/bbc --text "Shares rose sharply after the results"
   nlpft evaluate --model runs/bbc --input test.csv
+  nlpft finetune --task tag --train tweets.conll --out runs/ner              # NER, MiniLM
+  nlpft finetune --task tag --train tweets.conll --model runs/w2v --crf --out runs/ner-bilstm
+  nlpft predict  --model runs/ner --text "Obama visited the Empire State Building"
 """
 
 
@@ -138,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(result["headline"])
-    per = result.get("per_class") or result.get("per_label")
+    per = result.get("per_class") or result.get("per_label") or result.get("per_type")
     if per:
         width = max(len(n) for n in per)
         print(f"{'label':<{width}}  precision  recall     F1  support")

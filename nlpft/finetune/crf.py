@@ -200,3 +200,21 @@ def _compact(emissions: Tensor, tags: Tensor | None, mask: Tensor, order: Tensor
     emissions = emissions.gather(1, order.unsqueeze(2).expand(-1, -1, emissions.size(2)))
     tags = tags.gather(1, order) if tags is not None else None
     return emissions, tags, mask.gather(1, order)
+
+
+@torch.no_grad()
+def decoded_log_scores(crf: CRF, emissions: Tensor, mask: Tensor) -> Tensor:
+    """Per-position scores (B, T, L) whose argmax is the Viterbi path and whose softmax is the
+    CRF's marginal probabilities wherever the Viterbi tag is also the most probable one (the
+    usual case): log marginals, with every other tag capped just below the Viterbi tag.
+
+    A model with a CRF returns these as its logits at inference, so whatever reads logits
+    (argmax decisions, softmax confidences, validation metrics) gets the CRF's decisions
+    without knowing a CRF is there. Masked positions hold the plain emissions."""
+    mask = mask.bool()
+    path = crf.decode(emissions, mask)  # (B, T), -100 where masked
+    log_marginals = crf.marginals(emissions, mask).clamp(min=1e-12).log()  # (B, T, L)
+    chosen = path.clamp(min=0).unsqueeze(2)  # (B, T, 1)
+    best = log_marginals.gather(2, chosen)  # (B, T, 1)
+    capped = torch.minimum(log_marginals, best - 1e-4).scatter(2, chosen, best)
+    return torch.where(mask.unsqueeze(2), capped, emissions.float())

@@ -36,7 +36,7 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
     set_phase("encoding the texts")
     encoded, datasets = {}, {}
     for name in ("train", "valid", "test"):
-        datasets[name], encoded[name] = task.encode(prepared, getattr(splits, name))
+        datasets[name], encoded[name] = task.encode(prepared, getattr(splits, name), training=name == "train")
     _warn_about_encoding(opts, backbone, prepared, encoded["train"])
     task.fit_targets(splits.train, opts.class_weights)
 
@@ -67,8 +67,8 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
 
     trainer.accelerator.wait_for_everyone()  # rank 0 may still be writing the best weights
     _load_best(model, work / BEST_DIR)
-    task.tune(task.scores(_logits(trainer, datasets["valid"])), splits.valid)
-    test_scores = task.scores(_logits(trainer, datasets["test"]))
+    task.tune(task.scores(_logits(trainer, task, datasets["valid"])), splits.valid)
+    test_scores = task.scores(_logits(trainer, task, datasets["test"]))
     if hasattr(model, "config") and hasattr(model.config, "use_cache"):
         model.config.use_cache = True
     trainer.save_model(str(work))
@@ -112,10 +112,12 @@ def _load_best(model, best: Path) -> None:
                            f"unexpected {sorted(unexpected)[:3]}")
 
 
-def _logits(trainer, dataset) -> np.ndarray:
+def _logits(trainer, task, dataset) -> np.ndarray:
+    """The model's outputs on `dataset`, put together by the task (per-token outputs come
+    padded to the longest item of all batches)."""
     output = trainer.predict(dataset)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return np.asarray(logits, dtype=np.float32)
+    return task.collect_logits(list(np.asarray(logits, dtype=np.float32)), dataset)
 
 
 def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, output):
@@ -130,8 +132,11 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
     per_epoch = math.ceil(len(datasets["train"]) / (opts.batch_size * opts.grad_accum))
     by_steps = opts.eval_every is not None or (opts.max_steps is not None and opts.max_steps < per_epoch)
     eval_steps = opts.eval_every or min(opts.max_steps or per_epoch, per_epoch)
-    lr = opts.lr or backbone.default_lr(sum(p.numel() for p in model.parameters()))
-    note = backbone.default_lr_note(lr) if opts.lr is None else None
+    backbone_lr = backbone.default_lr(sum(p.numel() for p in model.parameters()))
+    lr = opts.lr or task.default_lr(backbone_lr, backbone)
+    note = None
+    if opts.lr is None:
+        note = task.default_lr_note(lr) if lr != backbone_lr else backbone.default_lr_note(lr)
     if note and not opts.quiet:
         print(f"  {note}", file=sys.stderr)
     args = training_arguments(

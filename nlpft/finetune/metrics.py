@@ -127,8 +127,10 @@ def plot_loss_curve(history: list[dict], path: Path) -> Path | None:
 
 
 # -- report --------------------------------------------------------------------------------
-def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots: dict[str, str]) -> Path:
-    """report.md: the run's summary, the task's headline and per-label table, the plots."""
+def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots: dict[str, str],
+                 section: str | None = None) -> Path:
+    """report.md: the run's summary, then the task's own `section` or its headline,
+    per-label table and plots."""
     lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
     for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
                 "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib"):
@@ -136,6 +138,9 @@ def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots:
             value = summary[key]
             value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)
             lines.append(f"- {key.replace('_', ' ')}: {value}")
+    if section is not None:
+        path.write_text("\n".join(lines + ["", section]) + "\n", encoding="utf-8")
+        return path
     lines += ["", f"## Test: {headline}", ""]
     per = metrics.get("per_class") or metrics.get("per_label")
     if per:

@@ -14,6 +14,7 @@ from nlpft.errors import UserInputError, check_threads
 from nlpft.options import (
     check_options,
     non_negative_float,
+    non_negative_int,
     option,
     positive_float,
     positive_int,
@@ -45,7 +46,8 @@ def _model_help() -> str:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news",
+    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news; "
+                             "--task tag: CoNLL, or .jsonl/.csv of tokens and tags",
                         group=DATA, metavar="FILE", required=True, fingerprinted=False)
     out: str = option(shared=True)
     valid: str | None = option(None, "validation file (default: 10%% of --train, stratified)", group=DATA,
@@ -66,13 +68,22 @@ class FinetuneOptions:
     normalize_labels: bool = option(  # merge labels that differ only in case (see data.labeled.label_key)
         False, "labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, named by "
                "its most frequent spelling; evaluate applies the same to its files", group=DATA)
+    tag_col: int | None = option(None, "--task tag, CoNLL files: the column of the tags, counting from 1 (default: "
+                                       "the last column)", type=positive_int, group=DATA, metavar="N",
+                                 fingerprinted=True)
+    tag_scheme: str = option("iob2", "--task tag: how the tags mark entities: iob2 (B-X begins, I-X continues), iob1 "
+                                     "or bioes (default: %(default)s)", choices=["iob2", "iob1", "bioes"], group=DATA,
+                             fingerprinted=True)
+    repair_tags: bool = option(False, "--task tag: rewrite invalid tag sequences (an I-X after O or after another "
+                                      "type begins an entity) instead of stopping", group=DATA, fingerprinted=True)
     valid_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     test_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     epochs: float | None = option(None, type=positive_float, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
-                                    "transformers, 5e-4 for either under 10M parameters, 2e-3 for static vectors "
-                                    "and the RNN LM)", type=positive_float, group=OPTIMISATION)
+                                    "transformers, 5e-4 for either under 10M parameters, 1e-4 for --task tag on a "
+                                    "larger transformer, 2e-3 for static vectors and the RNN LM)",
+                              type=positive_float, group=OPTIMISATION)
     batch_size: int = option(16, "default: %(default)s", type=positive_int, group=OPTIMISATION, fingerprinted=True)
     grad_accum: int = option(1, "batches per optimizer step (default: %(default)s)", type=positive_int,
                              group=OPTIMISATION, fingerprinted=True)
@@ -105,6 +116,13 @@ class FinetuneOptions:
                "pipeline('text-classification'); mean = the average of the token states (how sentence-embedding "
                "models such as MiniLM were trained), loaded by nlpft predict/evaluate (default: %(default)s)",
         choices=["cls", "mean"], group=OPTIMISATION, fingerprinted=True)
+    crf: bool = option(False, "--task tag: a linear-chain CRF over the words' tag scores, Viterbi-decoded (static "
+                              "vectors and the RNN LM: a BiLSTM-CRF; transformers: saved as crf.json/crf.safetensors "
+                              "beside the stock directory, used by nlpft predict/evaluate and ignored by "
+                              "pipeline('token-classification'))", group=OPTIMISATION, fingerprinted=True)
+    stride: int = option(16, "--task tag, transformers: a sentence longer than --max-length is read in windows of "
+                             "whole words that share this many words (default: %(default)s)", type=non_negative_int,
+                         group=OPTIMISATION, fingerprinted=True)
     precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
         "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
                 "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],
@@ -137,9 +155,15 @@ TRAINED_COLUMN = "default: the column the model was trained on"
 @dataclass(frozen=True)
 class PredictOptions:
     model: str = option(help=MODEL_DIR_HELP, metavar="DIR", required=True)
-    input: str | None = option(None, ".csv, .tsv or .jsonl with a text column", metavar="FILE", exclusive="source")
-    text: str | None = option(None, "one text, classified and printed", exclusive="source")
-    out: str | None = option(None, "predictions CSV (needed with --input); a file, not a directory nor the --input "
+    input: str | None = option(None, ".csv, .tsv or .jsonl with a text column; tagging models: a .txt file of one "
+                                     "text per line, or a tagged file (.conll, .jsonl, .csv) whose tokens are tagged",
+                               metavar="FILE", exclusive="source")
+    text: str | None = option(None, "one text, classified and printed; tagging models print its entities as JSON "
+                                    "(type, text, start, end, score), the text split into words by nlpft's rule: "
+                                    "URLs, e-mails, @user and #hashtags whole, English clitics split off (don't -> do "
+                                    "n't), each other punctuation mark a word", exclusive="source")
+    out: str | None = option(None, "predictions CSV (needed with --input); tagging models: entities as JSON lines "
+                                   "for a .jsonl/.json name, else CoNLL; a file, not a directory nor the --input "
                                    "file", metavar="FILE")
     text_pair: str | None = option(None, "the second text, for a model trained on text pairs", metavar="TEXT")
     text_col: str | None = option(None, TRAINED_COLUMN)

@@ -30,7 +30,8 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
                "precision": opts.precision if backbone.uses_precision else None, "parameters": result["parameters"],
                "peak_rss_mib": peak_rss_mib}
     headline = task.headline(test_metrics)
-    m.write_report(work / "report.md", summary, test_metrics, headline, plots)
+    m.write_report(work / "report.md", summary, test_metrics, headline, plots,
+                   task.report_section(test_metrics, plots))
     unknown = result.get("unknown_token_rate")
     documents = {
         "metrics.json": {"test": test_metrics, **summary, "skipped_rows": splits.skipped,
@@ -51,4 +52,4 @@ def write_evaluation(folder: Path, model_dir: str, task, rows: list, scores, res
     task.write_predictions(folder / task.predictions_file, rows, scores, gold=True)
     plots = task.plots(result, folder)
     m.write_report(folder / "report.md", {"model": model_dir, "task": task.name, "test_examples": len(rows)},
-                   result, task.headline(result), plots)
+                   result, task.headline(result), plots, task.report_section(result, plots))

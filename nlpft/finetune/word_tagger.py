@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlpft.data.tagged import SCHEMES
 from nlpft.errors import UserInputError
-from nlpft.finetune.crf import CRF, allowed_transitions
+from nlpft.finetune.crf import CRF, allowed_transitions, decoded_log_scores
 
 CONFIG_NAME = "tagger.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -158,6 +158,8 @@ class WordTagger(nn.Module):
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = self.loss(logits, labels, attention_mask)
+        if self.crf is not None and not self.training:  # what reads the logits gets the Viterbi path
+            out["logits"] = decoded_log_scores(self.crf, logits, attention_mask)
         return out
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

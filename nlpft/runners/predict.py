@@ -52,7 +52,7 @@ def run_predict(opts: PredictOptions) -> dict:
             out.parent.mkdir(parents=True, exist_ok=True)
             task.write_predictions(out, rows, scores, gold=False)
     return {"rows": rows, "scores": scores, "decided": task.decide(scores), "names": task.label_names,
-            "task": task.name, "lines": task.describe_prediction(scores[0]) if opts.text is not None else [],
+            "task": task.name, "lines": task.describe_row(rows[0], scores[0]) if opts.text is not None else [],
             "skipped": skipped, "truncated": truncated, "max_length": loaded.meta.get("max_length")}
 
 

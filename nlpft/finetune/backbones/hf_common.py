@@ -36,7 +36,6 @@ def resolved_family(spec: str) -> str:
 class HFBackbone(Backbone):
     family: ClassVar[str]
     fallback = True
-    # token-classification joins once `nlpft.pretrained.loading.HEADS` loads that head
     heads = ("sequence-classification",)
     usual_lr: ClassVar[float]
 
@@ -101,7 +100,7 @@ class HFBackbone(Backbone):
         if new_head and not opts.quiet:
             print(f"  new {task.num_outputs}-way head initialised ({', '.join(new_head[:3])}); fine-tuning trains "
                   "it with the backbone", file=sys.stderr)
-        return model
+        return task.finish_model(model)
 
     # -- inference --------------------------------------------------------------------------
     def load(self, model_dir: Path, meta: dict, task) -> Prepared:
@@ -122,7 +121,7 @@ class HFBackbone(Backbone):
     def load_model(self, model_dir: Path, task):
         from nlpft.pretrained.loading import load_model
 
-        return load_model(str(model_dir), head=task.head, quiet=True)
+        return task.reload_model(load_model(str(model_dir), head=task.head, quiet=True), model_dir)
 
 
 def head_config(task) -> dict:

@@ -1,6 +1,7 @@
 """Hugging Face encoders (BERT-style): the stock [CLS] pooler and sequence-classification
 head (`--pooling cls`, loadable by `pipeline("text-classification")`), or nlpft's
-mean-pooling head (`--pooling mean`, loaded by nlpft predict/evaluate)."""
+mean-pooling head (`--pooling mean`, loaded by nlpft predict/evaluate); for a per-word
+task the stock token-classification head (`pipeline("token-classification")`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ class HFEncoder(HFBackbone):
     name = "hf-encoder"
     family = "encoder"
     summary = ("minilm (or another alias), a BERT-style Hugging Face directory or cached hub id: a classification "
-               "head on [CLS] (or --pooling mean)")
+               "head on [CLS] (or --pooling mean); --task tag: a token-classification head")
     usual_lr = 2e-5
+    heads = ("sequence-classification", "token-classification")
 
     def check_options(self, opts) -> None:
         """Both poolings apply."""

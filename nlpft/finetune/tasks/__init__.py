@@ -12,9 +12,11 @@ from nlpft.finetune.tasks.base import (
 from nlpft.finetune.tasks.multi import MultiLabelTask
 from nlpft.finetune.tasks.regression import RegressionTask
 from nlpft.finetune.tasks.single import SingleLabelTask
+from nlpft.finetune.tasks.tag import TagTask
 
 register(SingleLabelTask)
 register(MultiLabelTask)
 register(RegressionTask)
+register(TagTask)
 
 __all__ = ["Splits", "Task", "register", "task_class", "task_help", "task_names", "unregister"]

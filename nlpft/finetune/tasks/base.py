@@ -11,11 +11,14 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
              (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
              (from the logits, or from the model itself when `labels_into_model`),
              `collect_logits` (inference outputs of rows batched apart, put together),
-             `word_model` / `load_word_model` (its head over a word-level backbone)
+             `default_lr` (from the backbone's), `word_model` / `load_word_model` (its
+             head over a word-level backbone),
+             `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `headline`, `plots`
-predictions  `predictions_file`, `write_predictions`, `describe_prediction` (predict --text)
+predictions  `predictions_file`, `write_predictions`, `describe_prediction` / `describe_row`
+             (predict --text)
 
 A new task is one module with a `Task` subclass plus one `register(...)` line in
 `nlpft/finetune/tasks/__init__.py`. Task modules import torch and scikit-learn inside
@@ -49,9 +52,10 @@ class Task:
     hf_problem_type: ClassVar[str | None] = None  # config.problem_type of that head
     selection_metric: ClassVar[str] = "macro_f1"  # validation metric that keep-best and early stopping follow
     greater_is_better: ClassVar[bool] = True
-    target_kind: ClassVar[str | None] = None  # one row's target: "class", "label-set", "number"
+    target_kind: ClassVar[str | None] = None  # one row's target: "class", "label-set", "number", "tags"
     labels_into_model: ClassVar[bool] = False  # the model computes the loss itself (e.g. a CRF layer)
     predictions_file: ClassVar[str] = "predictions.csv"
+    normalize_labels: bool = False  # evaluate --normalize-labels: labels merged by case (label-space tasks)
 
     # -- construction and state -------------------------------------------------------------
     @classmethod
@@ -108,9 +112,11 @@ class Task:
     def label_names(self) -> list[str]:
         return []
 
-    def encode(self, encoder, rows: list, with_targets: bool = True):
+    def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
         """(dataset, encoding stats) of `rows` through `encoder` (tokenizer, max_length, framing
-        ids: what a backbone's `prepare` gives). Stats have `truncated` and `unknown_rate`."""
+        ids: what a backbone's `prepare` gives). Stats have `truncated` and `unknown_rate`.
+        `training`: the rows are trained on (a task may give them targets it never scores,
+        e.g. the later subwords of a word)."""
         raise NotImplementedError
 
     def collator(self, pad_id: int):
@@ -129,6 +135,15 @@ class Task:
 
         return WordClassifier.from_pretrained(model_dir)
 
+    def finish_model(self, model):
+        """The model a backbone built with this task's head, with any layers the task adds
+        on top (e.g. a CRF); saved by the model's own save_pretrained."""
+        return model
+
+    def reload_model(self, model, model_dir: Path):
+        """`finish_model`'s layers back around `model`, loaded from `model_dir`."""
+        return model
+
     def collect_logits(self, per_row: list, dataset) -> np.ndarray:
         """One array of the model's outputs from one per row (as batched, so per-token outputs
         carry their batch's padding; a token task trims them by `dataset`'s lengths)."""
@@ -143,6 +158,14 @@ class Task:
 
     def logits_loss(self, logits, labels):
         raise NotImplementedError
+
+    def default_lr(self, backbone_lr: float, backbone) -> float:
+        """The learning rate without --lr, from the backbone's default for it."""
+        return backbone_lr
+
+    def default_lr_note(self, lr: float) -> str | None:
+        """Why `default_lr` differs from the backbone's default (a line for the console)."""
+        return None
 
     # -- decisions --------------------------------------------------------------------------
     def scores(self, logits: np.ndarray) -> np.ndarray:
@@ -168,12 +191,21 @@ class Task:
         """{title: file name} of the plots written into `folder` for `metrics`."""
         return {}
 
+    def report_section(self, metrics: dict, plots: dict[str, str]) -> str | None:
+        """report.md's section on `metrics` (with `plots`), or None for the per-label table."""
+        return None
+
     def write_predictions(self, path: Path, rows: list, scores: np.ndarray, gold: bool) -> None:
         raise NotImplementedError
 
     def describe_prediction(self, scores: np.ndarray) -> list[str]:
         """predict --text: the lines printed for one row's scores."""
         raise NotImplementedError
+
+    def describe_row(self, row, scores: np.ndarray) -> list[str]:
+        """predict --text: the lines printed for `row` and its scores (a task whose output
+        quotes the input, e.g. entity spans, overrides this one)."""
+        return self.describe_prediction(scores)
 
 
 _REGISTRY: dict[str, type[Task]] = {}

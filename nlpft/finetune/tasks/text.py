@@ -43,6 +43,8 @@ class TextTask(Task):
     # -- construction and state -------------------------------------------------------------
     @classmethod
     def from_options(cls, opts) -> TextTask:
+        if opts.crf:
+            raise UserInputError(f"--crf applies to --task tag, not --task {cls.name}")
         return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels)
 
     def state(self) -> dict:
@@ -185,7 +187,7 @@ class TextTask(Task):
 
         return np.asarray(self.targets(rows))
 
-    def encode(self, encoder, rows: list, with_targets: bool = True):
+    def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
         from nlpft.finetune.data import EncodedDataset, encode_examples
 
         pairs = [r.text_pair for r in rows] if self.reading["text_pair_col"] else None

@@ -23,6 +23,7 @@ HEADS = {
     "mlm": "AutoModelForMaskedLM",
     "clm": "AutoModelForCausalLM",
     "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
 }
 
 #: a tokenizer needs at least one of these (transformers 5 otherwise builds an empty one)
