@@ -106,36 +106,49 @@ class WordClassifier(nn.Module):
 
     # -- files -------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from nlpft.training.weights import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n", encoding="utf-8")
-        tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_model(self, str(tmp))  # a tied LM decoder shares the embedding: stored once
-        tmp.replace(directory / WEIGHTS_NAME)
+        save_word_model(self, directory, CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> WordClassifier:
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        try:
-            config = WordClassifierConfig(**json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8")))
-            _check_claimed_shapes(cls, config, directory)
-            model = cls(config)
-            missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise UserInputError(f"{directory}: classifier files missing or damaged ({exc})") from None
-        if missing or unexpected:
-            raise UserInputError(f"{directory / WEIGHTS_NAME}: weights do not match classifier.json "
-                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        model.eval()
-        return model
+        return load_word_model(cls, WordClassifierConfig, directory, CONFIG_NAME, "classifier")
 
 
-def _check_claimed_shapes(cls, config: WordClassifierConfig, directory: Path) -> None:
-    """classifier.json's sizes are claims: the tensors they imply (built on the meta device,
+# -- files: a word-level model is its config (JSON) + its weights (safetensors) -------------
+def save_word_model(model: nn.Module, directory: str | os.PathLike, config_name: str) -> None:
+    """`model.config` as `config_name` and the weights as model.safetensors (written to a
+    temporary name, then renamed), with a fixed header order."""
+    from nlpft.training.weights import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / config_name).write_text(json.dumps(asdict(model.config), indent=2) + "\n", encoding="utf-8")
+    tmp = directory / (WEIGHTS_NAME + ".tmp")
+    save_model(model, str(tmp))  # a tied LM decoder shares the embedding: stored once
+    tmp.replace(directory / WEIGHTS_NAME)
+
+
+def load_word_model(cls, config_cls, directory: str | os.PathLike, config_name: str, what: str):
+    """A `cls` model from `directory`: its config checked against the weights' recorded
+    shapes before anything is allocated, then the weights loaded strictly."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    try:
+        config = config_cls(**json.loads((directory / config_name).read_text(encoding="utf-8")))
+        _check_claimed_shapes(cls, config, directory, config_name)
+        model = cls(config)
+        missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise UserInputError(f"{directory}: {what} files missing or damaged ({exc})") from None
+    if missing or unexpected:
+        raise UserInputError(f"{directory / WEIGHTS_NAME}: weights do not match {config_name} "
+                             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    model.eval()
+    return model
+
+
+def _check_claimed_shapes(cls, config, directory: Path, config_name: str) -> None:
+    """The config's sizes are claims: the tensors they imply (built on the meta device,
     so nothing is allocated) must have the shapes model.safetensors records in its header."""
     from safetensors import safe_open
 
@@ -148,5 +161,5 @@ def _check_claimed_shapes(cls, config: WordClassifierConfig, directory: Path) ->
         implied = {name: tuple(t.shape) for name, t in cls(config).state_dict().items()}
     for name, shape in found.items():
         if name in implied and implied[name] != shape:
-            raise UserInputError(f"{directory / CONFIG_NAME}: implies {name} of shape {implied[name]}, but "
+            raise UserInputError(f"{directory / config_name}: implies {name} of shape {implied[name]}, but "
                                  f"{directory / WEIGHTS_NAME} holds {shape}; the files come from different runs")

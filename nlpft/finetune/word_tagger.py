@@ -18,11 +18,9 @@ Hugging Face model does, so the Trainer can train it; `decode` turns logits into
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,9 +31,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from nlpft.data.tagged import SCHEMES
 from nlpft.errors import UserInputError
 from nlpft.finetune.crf import CRF, allowed_transitions, decoded_log_scores
+from nlpft.finetune.word_models import load_word_model, save_word_model
 
 CONFIG_NAME = "tagger.json"
-WEIGHTS_NAME = "model.safetensors"
 KINDS = ("static", "rnn-lm")
 IGNORE_INDEX = -100
 # word shapes: padding, lower, Title, UPPER, Mixed, has a digit, other (punctuation, emoji)
@@ -210,28 +208,8 @@ class WordTagger(nn.Module):
 
     # -- files ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n", encoding="utf-8")
-        tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_model(self, str(tmp))  # a tied LM decoder shares the embedding: stored once
-        tmp.replace(directory / WEIGHTS_NAME)
+        save_word_model(self, directory, CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> WordTagger:
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        try:
-            config = WordTaggerConfig(**json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8")))
-            model = cls(config)
-            missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise UserInputError(f"{directory}: tagger files missing or damaged ({exc})") from None
-        if missing or unexpected:
-            raise UserInputError(f"{directory / WEIGHTS_NAME}: weights do not match {CONFIG_NAME} "
-                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        model.eval()
-        return model
+        return load_word_model(cls, WordTaggerConfig, directory, CONFIG_NAME, "tagger")

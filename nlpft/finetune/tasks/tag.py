@@ -36,7 +36,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.tasks.base import Splits, Task, json_kind
