@@ -1,5 +1,5 @@
 """The stock way to tag texts with a token-classification model directory, with no nlpft
-import: `pipeline("token-classification", aggregation_strategy="simple")` over a text file
+import: `pipeline("token-classification", aggregation_strategy="first")` over a text file
 of one text per line, entities written as JSON lines. `run.py` compares the words/s of
 `nlpft predict` on the same model and file with this one's.
 
@@ -28,6 +28,12 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, pipelin
 imported = time.perf_counter()
 
 
+def _entity(found: dict) -> dict:
+    """One entity in the keys `nlpft predict` writes (type, text, start, end, score)."""
+    return {"type": found["entity_group"], "text": found["word"], "start": int(found["start"]),
+            "end": int(found["end"]), "score": float(found["score"])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -36,13 +42,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
-    tagger = pipeline("token-classification", model=args.model, aggregation_strategy="simple", device="cpu")
+    tagger = pipeline("token-classification", model=args.model, aggregation_strategy="first", device="cpu")
     with open(args.texts, encoding="utf-8") as fh:
         texts = [line.rstrip("\n") for line in fh if line.strip()]
     found = tagger(texts, batch_size=args.batch_size)
     with open(args.out, "w", encoding="utf-8") as out:
-        out.writelines(json.dumps([{"type": e["entity_group"], "text": e["word"], "start": int(e["start"]),
-                                   "end": int(e["end"]), "score": float(e["score"])} for e in entities]) + "\n" for entities in found)
+        out.writelines(json.dumps([_entity(e) for e in entities]) + "\n" for entities in found)
     done = time.perf_counter()
     print(json.dumps({"texts": len(texts), "words": sum(len(t.split()) for t in texts),
                       "import_s": imported - started, "run_s": done - imported,

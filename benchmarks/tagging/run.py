@@ -18,7 +18,7 @@ words/s (training words x epochs run / training time, which includes the per-epo
 validation), parameters, peak RSS of the training process.
 
 In the same run, for the first seed's MiniLM model: `nlpft predict` against the stock
-`pipeline("token-classification", aggregation_strategy="simple")` (plain_pipeline.py), on
+`pipeline("token-classification", aggregation_strategy="first")` (plain_pipeline.py), on
 the same model directory and the same text file (every sentence of the corpus, one a line,
 its words joined by spaces; --quick: the test sentences), each in its own process,
 interleaved over --repeats, fp32 and batch size 32 both. Words/s are given for the whole
@@ -28,9 +28,10 @@ imports of torch and transformers' model and pipeline code (load, read, tag, wri
 Timings need an otherwise idle machine: on a shared one, torch's threads wait on each
 other (a BiLSTM step can slow down 50x); there, run with OMP_NUM_THREADS=1.
 
-    python benchmarks/tagging/run.py --quick            # fewer epochs (see `settings`)
+    python benchmarks/tagging/run.py                    # about 35 min on 2 cores
+    python benchmarks/tagging/run.py --quick            # fewer epochs (see `settings`): about 20 min
     python benchmarks/tagging/run.py --models minilm bilstm-crf --seeds 13
-    python benchmarks/tagging/run.py --smoke --results /tmp/tag-smoke   # every path once, a few steps
+    python benchmarks/tagging/run.py --smoke --results /tmp/tag-smoke   # every path once: under 2 min
 
 Writes results.json and results.md under --results (--smoke writes nothing there unless
 --results is given). --work DIR keeps the split, the vectors, the LM and the runs between
@@ -135,7 +136,9 @@ def prepare(model: str, work: Path, split: dict, quick: bool, smoke: bool, w2v_e
     if model == "bilstm-crf":
         out = work / ("w2v-train-austen-kjv" if w2v_extra else "w2v-train") / ("smoke" if smoke else "full")
         if not out.exists():
-            corpora = [str(split["train_text"])] + ([str(_find("austen.txt")), str(_find("kjv.txt"))] if w2v_extra else [])
+            corpora = [str(split["train_text"])]
+            if w2v_extra:
+                corpora += [str(_find("austen.txt")), str(_find("kjv.txt"))]
             _say(f"word2vec on the training tokens{' + austen + kjv' if w2v_extra else ''} ...")
             _nlpft("embed", "train", "--algo", "word2vec", "--corpus", *corpora, "--out", str(out), "--dim", "100",
                    "--min-count", "1", "--epochs", "1" if smoke else "10", "--seed", "1", "--quiet")
@@ -221,9 +224,10 @@ def predict_speed(model_dir: str, texts: Path, work: Path, repeats: int) -> dict
                 wall, inner = _timed_child([sys.executable, str(HERE / "plain_pipeline.py"), "--model", model_dir,
                                             "--texts", str(texts), "--out", str(work / "pipeline-entities.jsonl")])
             runs[who].append({"wall_s": wall, "import_s": inner["import_s"], "run_s": inner["run_s"]})
-    result = {"model": model_dir, "texts": texts.name, "lines": len(lines), "words": words, "repeats": repeats, "runs": runs,
-              "entities": {"nlpft": _count_entities(work / "nlpft-predictions.jsonl"),
-                           "pipeline": _count_entities(work / "pipeline-entities.jsonl")}}
+    result = {"model": model_dir, "texts": texts.name, "lines": len(lines), "words": words, "repeats": repeats,
+              "runs": runs,
+              "entities": _agreement(_entities(work / "nlpft-predictions.jsonl", "entities"),
+                                     _entities(work / "pipeline-entities.jsonl", None))}
     for key in ("wall_s", "run_s"):
         ours = [words / x[key] for x in runs["nlpft"]]
         theirs = [words / x[key] for x in runs["pipeline"]]
@@ -234,17 +238,38 @@ def predict_speed(model_dir: str, texts: Path, work: Path, repeats: int) -> dict
     return result
 
 
-def _count_entities(path: Path) -> int:
-    """Entities in a JSON-lines file of one list (or one object with a list) per text."""
-    total = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+def _agreement(ours: set, theirs: set) -> dict:
+    return {"nlpft": len(ours), "pipeline": len(theirs), "identical": len(ours & theirs)}
+
+
+def _entities(path: Path, key: str | None) -> set[tuple]:
+    """(text index, type, start, end) of every entity in a JSON-lines file of one record per
+    text: the entity list itself, or an object holding it under `key`."""
+    found = set()
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         record = json.loads(line)
-        entities = record if isinstance(record, list) else record.get("entities", [])
-        total += len(entities)
-    return total
+        found.update((index, e["type"], e["start"], e["end"]) for e in (record[key] if key else record))
+    return found
 
 
 # -- report ----------------------------------------------------------------------------------
+MINILM_TARGET_F1 = 0.35
+
+
+def _target_line(rows: list[dict]) -> str | None:
+    """The issue's targets (reported, not asserted): MiniLM at or above 0.35 entity F1 and
+    above the BiLSTM-CRF."""
+    f1 = {row["model"]: row["entity_f1_mean"] for row in rows}
+    if "minilm" not in f1:
+        return None
+    relation = "≥" if f1["minilm"] >= MINILM_TARGET_F1 else "<"
+    checks = [f"MiniLM entity F1 {f1['minilm']:.4f} {relation} {MINILM_TARGET_F1} target"]
+    if "bilstm-crf" in f1:
+        above = f1["minilm"] > f1["bilstm-crf"]
+        checks.append(f"{'above' if above else 'not above'} the BiLSTM-CRF ({f1['bilstm-crf']:.4f})")
+    return "Targets: " + "; ".join(checks) + "."
+
+
 def _md(results: dict) -> str:
     s = results["split"]
     out = [f"# Tagging benchmark: WNUT-16 NER ({len(s['entity_types'])} entity types, IOB2)", "",
@@ -252,7 +277,8 @@ def _md(results: dict) -> str:
            f"Split ({CORPUS}, seed {SPLIT_SEED}): {s['train']['sentences']} train / {s['valid']['sentences']} valid / "
            f"{s['test']['sentences']} test sentences ({s['train']['words']:,} / {s['valid']['words']:,} / "
            f"{s['test']['words']:,} words; {s['test']['entities']} test entities); seeds {results['seeds']}"
-           + ("; --quick settings" if results["quick"] else "") + ("; --smoke: not results" if results["smoke"] else ""),
+           + ("; --quick settings" if results["quick"] else "")
+           + ("; --smoke: not results" if results["smoke"] else ""),
            "", "Test entity F1 is micro-averaged over exact spans (seqeval, conlleval rules).", "",
            "| model | entity F1 | P | R | macro F1 | train time | train words/s | precision | parameters | peak RSS |",
            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
@@ -260,7 +286,11 @@ def _md(results: dict) -> str:
         out.append(f"| {row['model']} | {row['entity_f1_mean']:.4f} ± {row['entity_f1_std']:.4f} "
                    f"| {row['precision_mean']:.4f} | {row['recall_mean']:.4f} | {row['macro_f1_mean']:.4f} "
                    f"| {row['train_s_mean']:.0f} s | {row['train_words_per_s_mean']:,.0f} "
-                   f"| {row['numeric_precision'] or 'n/a'} | {row['parameters']:,} | {row['peak_rss_mib_max']:.0f} MiB |")
+                   f"| {row['numeric_precision'] or 'n/a'} | {row['parameters']:,} "
+                   f"| {row['peak_rss_mib_max']:.0f} MiB |")
+    target = _target_line(results["rows"])
+    if target:
+        out += ["", target]
     types = sorted({t for row in results["rows"] for t in row["per_type_f1_mean"]})
     if types:
         out += ["", "Test F1 per entity type (mean over seeds; support: test entities of the type):", "",
@@ -282,9 +312,10 @@ def _md(results: dict) -> str:
                 f"| **{p['wall']['ratio_of_medians']:.2f}** |"),
                 (f"| after imports (load, read, tag, write) | {p['run']['nlpft_words_per_s']:,.0f} "
                 f"| {p['run']['pipeline_words_per_s']:,.0f} | **{p['run']['ratio_of_medians']:.2f}** |"), "",
-                (f"Entities found: nlpft {p['entities']['nlpft']:,}, pipeline {p['entities']['pipeline']:,} "
-                "(nlpft splits each line into words by its rule and reads each word's first subword; the pipeline "
-                "groups subwords with aggregation_strategy=\"simple\").")]
+                (f"Entities found: nlpft {p['entities']['nlpft']:,}, pipeline {p['entities']['pipeline']:,}, "
+                 f"identical (same text, type and characters) {p['entities']['identical']:,}. nlpft splits each line "
+                 "into words by its rule and reads each word's first subword; the pipeline, with "
+                 "aggregation_strategy=\"first\", each word's first subword too.")]
     out += ["", (f"Whole run, including the word2vec vectors and the RNN LM: {results['total_wall_s'] / 60:.1f} min "
                 f"(`{results['command']}`)"), "",
             "Corpora: word2vec: " + ("the training sentences + austen + kjv" if results["w2v_extra"]
