@@ -50,7 +50,28 @@ class WordClassifierConfig:
             raise UserInputError("an rnn-lm classifier needs the language model's config")
 
 
-class WordClassifier(nn.Module):
+class WordEncoderParts:
+    """What every word-level model shares about its encoder (static vectors, `self.embedding`,
+    or the RNN LM, `self.lm`): the token embedding, the encoder's parameter groups for
+    discriminative rates and gradual unfreezing, and the parameter count."""
+
+    def token_embedding(self) -> nn.Embedding:
+        return self.embedding if self.config.kind == "static" else self.lm.embedding
+
+    def encoder_groups(self) -> list[list[nn.Parameter]]:
+        """The encoder's parameter groups from the top down: LM layers, then the embedding."""
+        if self.config.kind == "rnn-lm":
+            groups = [list(layer.parameters()) for layer in reversed(self.lm.layers)]
+            return groups + [list(self.lm.embedding.parameters())]
+        return [list(self.embedding.parameters())]
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """All parameters (the Trainer's FLOP estimate asks for those outside the embedding)."""
+        skip = {id(p) for p in self.token_embedding().parameters()} if exclude_embeddings else set()
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+
+class WordClassifier(WordEncoderParts, nn.Module):
     def __init__(self, config: WordClassifierConfig):
         super().__init__()
         config.validate()
@@ -67,9 +88,6 @@ class WordClassifier(nn.Module):
                                   nn.Dropout(config.dropout), nn.Linear(config.head_hidden, config.num_labels))
         if config.freeze_embeddings:
             self.token_embedding().weight.requires_grad = False
-
-    def token_embedding(self) -> nn.Embedding:
-        return self.embedding if self.config.kind == "static" else self.lm.embedding
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels=None, **_) -> dict:
         mask = attention_mask.unsqueeze(-1).to(torch.float32)  # (B, T, 1)
@@ -91,18 +109,7 @@ class WordClassifier(nn.Module):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameter groups from the top (head) down (embedding), for discriminative learning
         rates and gradual unfreezing."""
-        groups = [list(self.head.parameters())]
-        if self.config.kind == "rnn-lm":
-            groups += [list(layer.parameters()) for layer in reversed(self.lm.layers)]
-            groups.append(list(self.lm.embedding.parameters()))
-        else:
-            groups.append(list(self.embedding.parameters()))
-        return groups
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """All parameters (the Trainer's FLOP estimate asks for those outside the embedding)."""
-        skip = {id(p) for p in self.token_embedding().parameters()} if exclude_embeddings else set()
-        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+        return [list(self.head.parameters())] + self.encoder_groups()
 
     # -- files -------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, **_) -> None:

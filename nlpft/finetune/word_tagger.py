@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from nlpft.data.tagged import SCHEMES
 from nlpft.errors import UserInputError
 from nlpft.finetune.crf import CRF, allowed_transitions, decoded_log_scores
-from nlpft.finetune.word_models import load_word_model, save_word_model
+from nlpft.finetune.word_models import WordEncoderParts, load_word_model, save_word_model
 
 CONFIG_NAME = "tagger.json"
 KINDS = ("static", "rnn-lm")
@@ -97,7 +97,7 @@ def _shape(word: str) -> str:
     return "title" if word[:1].isupper() and word[1:].lower() == word[1:] else "mixed"
 
 
-class WordTagger(nn.Module):
+class WordTagger(WordEncoderParts, nn.Module):
     def __init__(self, config: WordTaggerConfig):
         super().__init__()
         config.validate()
@@ -122,9 +122,6 @@ class WordTagger(nn.Module):
 
     def _constraints(self):
         return allowed_transitions(self.config.labels, self.config.scheme) if self.config.labels else None
-
-    def token_embedding(self) -> nn.Embedding:
-        return self.embedding if self.config.kind == "static" else self.lm.embedding
 
     def load_embeddings(self, vectors: np.ndarray | torch.Tensor, freeze: bool | None = None) -> None:
         """Copy a (vocab_size, embedding_dim) matrix (rows in the tokenizer's id order) into the
@@ -181,17 +178,7 @@ class WordTagger(nn.Module):
         top = list(self.head.parameters()) + list(self.bilstm.parameters())
         top += list(self.crf.parameters()) if self.crf is not None else []
         top += list(self.case_embedding.parameters()) if self.case_embedding is not None else []
-        groups = [top]
-        if self.config.kind == "rnn-lm":
-            groups += [list(layer.parameters()) for layer in reversed(self.lm.layers)]
-            groups.append(list(self.lm.embedding.parameters()))
-        else:
-            groups.append(list(self.embedding.parameters()))
-        return groups
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        skip = {id(p) for p in self.token_embedding().parameters()} if exclude_embeddings else set()
-        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+        return [top] + self.encoder_groups()
 
     # -- construction from a language model ----------------------------------------------------
     @classmethod
