@@ -1,6 +1,7 @@
 """The stock way to tag texts with a token-classification model directory, with no nlpft
 import: `pipeline("token-classification", aggregation_strategy="first")` over a text file
-of one text per line, entities written as JSON lines. `run.py` compares the words/s of
+of one text per line, entities written as JSON lines (`--aggregation simple` for the
+subword-level grouping). `run.py` compares the words/s of
 `nlpft predict` on the same model and file with this one's.
 
     python benchmarks/tagging/plain_pipeline.py --model DIR --texts texts.txt --out entities.jsonl
@@ -40,9 +41,11 @@ def main() -> None:
     ap.add_argument("--texts", required=True, help="one text per line")
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--aggregation", default="first", choices=("first", "simple", "average", "max"))
     args = ap.parse_args()
 
-    tagger = pipeline("token-classification", model=args.model, aggregation_strategy="first", device="cpu")
+    tagger = pipeline("token-classification", model=args.model, aggregation_strategy=args.aggregation,
+                      device="cpu")
     with open(args.texts, encoding="utf-8") as fh:
         texts = [line.rstrip("\n") for line in fh if line.strip()]
     found = tagger(texts, batch_size=args.batch_size)

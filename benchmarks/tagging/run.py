@@ -224,10 +224,14 @@ def predict_speed(model_dir: str, texts: Path, work: Path, repeats: int) -> dict
                 wall, inner = _timed_child([sys.executable, str(HERE / "plain_pipeline.py"), "--model", model_dir,
                                             "--texts", str(texts), "--out", str(work / "pipeline-entities.jsonl")])
             runs[who].append({"wall_s": wall, "import_s": inner["import_s"], "run_s": inner["run_s"]})
+    _say("predict agreement under aggregation_strategy=\"simple\" ...")
+    _run([sys.executable, str(HERE / "plain_pipeline.py"), "--model", model_dir, "--texts", str(texts),
+          "--out", str(work / "pipeline-simple-entities.jsonl"), "--aggregation", "simple"])
+    ours = _entities(work / "nlpft-predictions.jsonl", "entities")
     result = {"model": model_dir, "texts": texts.name, "lines": len(lines), "words": words, "repeats": repeats,
               "runs": runs,
-              "entities": _agreement(_entities(work / "nlpft-predictions.jsonl", "entities"),
-                                     _entities(work / "pipeline-entities.jsonl", None))}
+              "entities": _agreement(ours, _entities(work / "pipeline-entities.jsonl", None)),
+              "entities_simple": _agreement(ours, _entities(work / "pipeline-simple-entities.jsonl", None))}
     for key in ("wall_s", "run_s"):
         ours = [words / x[key] for x in runs["nlpft"]]
         theirs = [words / x[key] for x in runs["pipeline"]]
@@ -315,7 +319,9 @@ def _md(results: dict) -> str:
                 (f"Entities found: nlpft {p['entities']['nlpft']:,}, pipeline {p['entities']['pipeline']:,}, "
                  f"identical (same text, type and characters) {p['entities']['identical']:,}. nlpft splits each line "
                  "into words by its rule and reads each word's first subword; the pipeline, with "
-                 "aggregation_strategy=\"first\", each word's first subword too.")]
+                 "aggregation_strategy=\"first\", each word's first subword too. With aggregation_strategy=\"simple\" "
+                 "(each subword's own tag, untimed): pipeline "
+                 f"{p['entities_simple']['pipeline']:,}, identical {p['entities_simple']['identical']:,}.")]
     out += ["", (f"Whole run, including the word2vec vectors and the RNN LM: {results['total_wall_s'] / 60:.1f} min "
                 f"(`{results['command']}`)"), "",
             "Corpora: word2vec: " + ("the training sentences + austen + kjv" if results["w2v_extra"]
