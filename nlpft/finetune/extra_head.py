@@ -71,14 +71,18 @@ class StockModelWithHead:
 
     def load_head(self, directory: str | os.PathLike) -> None:
         """The head's weights from `directory`, which must fit it exactly."""
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from nlpft.pretrained.loading.safety import check_safetensors, first_line
+
         path = Path(directory) / self.HEAD_WEIGHTS
+        if not path.is_file():
+            raise UserInputError(f"{path}: missing; the model directory is incomplete, save it again")
+        check_safetensors(path)
         try:
             self.head.load_state_dict(load_file(str(path)))
-        except (OSError, RuntimeError, SafetensorError) as exc:  # SafetensorError: a damaged file
-            raise UserInputError(f"{path}: missing or does not fit the model ({exc})") from None
+        except RuntimeError as exc:  # other tensor names or shapes
+            raise UserInputError(f"{path}: does not fit the model ({first_line(exc)})") from None
 
     @classmethod
     def read_head_config(cls, directory: str | os.PathLike) -> dict:
