@@ -303,8 +303,8 @@ def test_resume_after_sigkill_gives_identical_weights(data, tiny_bert, tmp_path)
 
 
 def test_torchrun_two_processes_train_one_tagger(data, tiny_bert, tmp_path, capsys):
-    """`--task tag` under torchrun: 2 CPU processes (gloo) share each batch of 16 per process,
-    rank 0 alone publishes the output directory, and the tagger in it has learnt."""
+    """`--task tag` under torchrun: 2 CPU processes (gloo) of 16 sentences a step each, one
+    output directory published (by rank 0), and the tagger in it has learnt."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "nlpft", "finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
