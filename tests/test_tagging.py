@@ -7,7 +7,10 @@ word after "in" a place), so a few dozen steps must learn it: the assertions can
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -243,6 +246,45 @@ def test_bf16_autocast_trains_a_tagger(data, tiny_bert, tmp_path):
     assert metrics["precision"] == "bf16" and metrics["test"]["micro_f1"] >= 0.8, metrics["test"]
 
 
+def test_keep_best_and_early_stopping_follow_validation_entity_f1(data, tiny_bert, tmp_path, monkeypatch):
+    """The real trainer with the real tag task, the entity F1 it reports made to peak at the
+    2nd evaluation (of one every 5 steps) and fall after while the loss goes on improving:
+    training stops after --patience 2 evaluations without a better F1 (at step 20) and ends
+    with the 2nd evaluation's weights. Following the loss or token accuracy would do neither."""
+    from safetensors.torch import load_file
+
+    from nlpft.finetune.tasks.tag import TagTask
+    from nlpft.finetune.trainer import KeepBest
+
+    reported_f1 = [0.5, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    evaluations, kept = [], {}
+    real_eval_metrics, real_save = TagTask.eval_metrics, KeepBest._save
+
+    def eval_metrics(self, logits, label_ids):
+        evaluations.append(real_eval_metrics(self, logits, label_ids))
+        return {**evaluations[-1], "micro_f1": reported_f1[min(len(evaluations), len(reported_f1)) - 1]}
+
+    def save(self, model):
+        real_save(self, model)
+        kept[len(evaluations)] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    monkeypatch.setattr(TagTask, "eval_metrics", eval_metrics)
+    monkeypatch.setattr(KeepBest, "_save", save)
+    out = tmp_path / "early"
+    assert main(["finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
+                 "--out", str(out), "--epochs", "8", "--eval-every", "5", "--patience", "2", *FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["valid_history"]
+    assert [h["eval_micro_f1"] for h in history] == reported_f1[:4] and metrics["steps"] == 20
+    # the premise: a later evaluation had a lower loss and no lower token accuracy, weights that
+    # keep-best following either of those would have taken
+    assert any(h["eval_loss"] < history[1]["eval_loss"]
+               and h["eval_token_accuracy"] >= history[1]["eval_token_accuracy"] for h in history[2:]), history
+    assert sorted(kept) == [1, 2]  # saved when the F1 rose, never after
+    final = load_file(out / "model.safetensors")
+    assert all(final[k].equal(kept[2][k]) for k in final)
+
+
 def test_resume_after_sigkill_gives_identical_weights(data, tiny_bert, tmp_path):
     """Killed after its first checkpoint (step 6 of 15 per epoch) and resumed: the same
     weights and test metrics as a run never interrupted."""
@@ -258,6 +300,27 @@ def test_resume_after_sigkill_gives_identical_weights(data, tiny_bert, tmp_path)
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     ma, mb = (json.loads((d / "metrics.json").read_text())["test"] for d in (straight, resumed))
     assert ma == mb
+
+
+def test_torchrun_two_processes_train_one_tagger(data, tiny_bert, tmp_path, capsys):
+    """`--task tag` under torchrun: 2 CPU processes (gloo) of 16 sentences a step each, one
+    output directory published (by rank 0), and the tagger in it has learnt."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "nlpft", "finetune", "--task", "tag", "--train", str(data["train"]), "--model", str(tiny_bert),
+           "--out", str(out), "--epochs", "8", *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]  # no partial directory, no second output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["micro_f1"] >= 0.9, metrics["test"]
+    assert all(h["eval_micro_f1"] is not None for h in metrics["valid_history"])
+    # a step takes 16 sentences on each process: 32 in all
+    assert metrics["steps"] == 8 * math.ceil(metrics["train_examples"] / 32)
+    assert main(["predict", "--model", str(out), "--text", "we met Peter Jones in Rome today ."]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [(e["type"], e["text"]) for e in found] == [("PER", "Peter Jones"), ("LOC", "Rome")]
 
 
 def test_stock_pipeline_finds_the_entities_nlpft_predicts(bert_tagger, capsys):

@@ -333,3 +333,33 @@ def test_report_plot_and_predictions_file(tmp_path):
     with pytest.raises(ValueError):
         write_predictions_conll(tmp_path / "bad.conll", tokens, [["O"], ["O"]])
     assert not (tmp_path / "bad.conll").exists() and not (tmp_path / "bad.conll.tmp").exists()
+
+
+# -- heads saved beside a stock Hugging Face directory ----------------------------------------
+def _stock_model_with_head(kind: str, folder):
+    """A tiny mean-pooling classifier or transformer CRF tagger saved into `folder`; a function
+    that loads it back."""
+    from transformers import BertConfig, BertForTokenClassification, BertModel
+
+    from nlpft.finetune.pooled import MeanPoolClassifier
+    from nlpft.finetune.token_crf import TokenClassifierCRF
+
+    config = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, num_labels=3)
+    torch.manual_seed(0)
+    if kind == "pooled":
+        MeanPoolClassifier(BertModel(config), 3).save_pretrained(folder)
+        return lambda: MeanPoolClassifier.from_pretrained(folder)
+    TokenClassifierCRF(BertForTokenClassification(config), TOY_LABELS, "iob2").save_pretrained(folder)
+    return lambda: TokenClassifierCRF.around(BertForTokenClassification.from_pretrained(folder), folder)
+
+
+@pytest.mark.parametrize("kind, head_file", [("pooled", "pooled_head.safetensors"), ("crf", "crf.safetensors")])
+def test_a_damaged_head_file_is_a_one_line_error_naming_it(tmp_path, kind, head_file):
+    from nlpft.errors import UserInputError
+
+    load = _stock_model_with_head(kind, tmp_path)
+    assert load() is not None
+    (tmp_path / head_file).write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{}")  # a header cut short
+    with pytest.raises(UserInputError, match=f"{head_file}: corrupt or truncated safetensors file"):
+        load()

@@ -16,7 +16,6 @@ Saved as a standard Hugging Face encoder directory (`AutoModel` and
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,13 +23,16 @@ import torch
 from torch import nn
 
 from nlpft.errors import UserInputError
+from nlpft.finetune.extra_head import StockModelWithHead
 
 HEAD_CONFIG = "pooled_head.json"
 HEAD_WEIGHTS = "pooled_head.safetensors"
 POOLINGS = ("cls", "mean")
 
 
-class MeanPoolClassifier(nn.Module):
+class MeanPoolClassifier(StockModelWithHead, nn.Module):
+    HEAD_WEIGHTS, HEAD_CONFIG = HEAD_WEIGHTS, HEAD_CONFIG
+
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
@@ -48,57 +50,32 @@ class MeanPoolClassifier(nn.Module):
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
         return {"logits": self.classifier(self.dropout(pooled))}
 
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        return self.encoder.num_parameters(exclude_embeddings=exclude_embeddings) + sum(
-            p.numel() for p in self.classifier.parameters())
+    # -- the two parts, as `StockModelWithHead` saves and loads them ----------------------------
+    @property
+    def stock_model(self) -> nn.Module:
+        return self.encoder
 
-    # -- files -------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from nlpft.training.weights import save_file
+    @property
+    def head(self) -> nn.Module:
+        return self.classifier
 
-        directory = Path(directory)
-        self.encoder.save_pretrained(str(directory))
-        head = {"weight": self.classifier.weight.detach().contiguous(),
-                "bias": self.classifier.bias.detach().contiguous()}
-        tmp = directory / (HEAD_WEIGHTS + ".tmp")
-        save_file(head, str(tmp))
-        tmp.replace(directory / HEAD_WEIGHTS)
-        (directory / HEAD_CONFIG).write_text(json.dumps(
-            {"pooling": "mean", "num_labels": self.classifier.out_features, "dropout": self.dropout.p},
-            indent=2) + "\n", encoding="utf-8")
-
-    def load_checkpoint_weights(self, directory: str | os.PathLike) -> None:
-        """Weights written by `save_pretrained` (a checkpoint being resumed), every tensor checked."""
-        from safetensors.torch import load_file, load_model
-
-        directory = Path(directory)
-        missing, unexpected = load_model(self.encoder, str(directory / "model.safetensors"), strict=False)
-        if missing or unexpected:
-            raise UserInputError(f"{directory / 'model.safetensors'}: does not fit the encoder (missing "
-                                 f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        self.classifier.load_state_dict(load_file(str(directory / HEAD_WEIGHTS)))
+    def head_config(self) -> dict:
+        return {"pooling": "mean", "num_labels": self.classifier.out_features, "dropout": self.dropout.p}
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> MeanPoolClassifier:
-        from safetensors.torch import load_file
-
         from nlpft.pretrained.loading import load_model
 
-        directory = Path(directory)
+        config = cls.read_head_config(directory)
         try:
-            head_config = json.loads((directory / HEAD_CONFIG).read_text(encoding="utf-8"))
-            head = load_file(str(directory / HEAD_WEIGHTS))
-        except (OSError, ValueError) as exc:
-            raise UserInputError(f"{directory}: mean-pooling head files missing or damaged ({exc})") from None
-        model = cls(load_model(str(directory), head="base", quiet=True), head_config["num_labels"],
-                    head_config.get("dropout", 0.1))
-        try:
-            model.classifier.load_state_dict(head)
-        except RuntimeError as exc:
-            raise UserInputError(f"{directory / HEAD_WEIGHTS}: does not fit the encoder ({exc})") from None
+            num_labels, dropout = int(config["num_labels"]), float(config.get("dropout", 0.1))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserInputError(f"{Path(directory) / HEAD_CONFIG}: damaged ({exc})") from None
+        model = cls(load_model(str(directory), head="base", quiet=True), num_labels, dropout)
+        model.load_head(directory)
         model.eval()
         return model
 
 
 def is_mean_pooled(directory: str | os.PathLike) -> bool:
-    return (Path(directory) / HEAD_CONFIG).is_file()
+    return MeanPoolClassifier.saved_in(directory)

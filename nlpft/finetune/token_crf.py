@@ -13,7 +13,6 @@ subword alone) plus the CRF in `crf.safetensors` and `crf.json`, which `nlpft pr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,13 +21,16 @@ from torch import nn
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.crf import CRF, allowed_transitions, decoded_log_scores
+from nlpft.finetune.extra_head import StockModelWithHead
 
 CRF_CONFIG = "crf.json"
 CRF_WEIGHTS = "crf.safetensors"
 IGNORE_INDEX = -100
 
 
-class TokenClassifierCRF(nn.Module):
+class TokenClassifierCRF(StockModelWithHead, nn.Module):
+    HEAD_WEIGHTS, HEAD_CONFIG = CRF_WEIGHTS, CRF_CONFIG
+
     def __init__(self, tagger: nn.Module, labels: list[str], scheme: str):
         super().__init__()
         self.tagger = tagger
@@ -49,54 +51,30 @@ class TokenClassifierCRF(nn.Module):
             out["logits"] = decoded_log_scores(self.crf, emissions, scored & attention_mask.bool())
         return out
 
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        return self.tagger.num_parameters(exclude_embeddings=exclude_embeddings) + sum(
-            p.numel() for p in self.crf.parameters())
+    # -- the two parts, as `StockModelWithHead` saves and loads them ----------------------------
+    @property
+    def stock_model(self) -> nn.Module:
+        return self.tagger
 
-    # -- files -------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike, **_) -> None:
-        from nlpft.training.weights import save_file
+    @property
+    def head(self) -> nn.Module:
+        return self.crf
 
-        directory = Path(directory)
-        self.tagger.save_pretrained(str(directory))
-        tmp = directory / (CRF_WEIGHTS + ".tmp")
-        save_file({k: v.detach().contiguous() for k, v in self.crf.state_dict().items()}, str(tmp))
-        tmp.replace(directory / CRF_WEIGHTS)
-        (directory / CRF_CONFIG).write_text(json.dumps({"labels": self.labels, "scheme": self.scheme}, indent=2)
-                                            + "\n", encoding="utf-8")
-
-    def load_checkpoint_weights(self, directory: str | os.PathLike) -> None:
-        """Weights written by `save_pretrained` (a checkpoint being resumed), every tensor checked."""
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        missing, unexpected = load_model(self.tagger, str(directory / "model.safetensors"), strict=False)
-        if missing or unexpected:
-            raise UserInputError(f"{directory / 'model.safetensors'}: does not fit the model (missing "
-                                 f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        self._load_crf(directory)
-
-    def _load_crf(self, directory: Path) -> None:
-        from safetensors.torch import load_file
-
-        try:
-            self.crf.load_state_dict(load_file(str(directory / CRF_WEIGHTS)))
-        except (OSError, RuntimeError) as exc:
-            raise UserInputError(f"{directory / CRF_WEIGHTS}: missing or does not fit the model ({exc})") from None
+    def head_config(self) -> dict:
+        return {"labels": self.labels, "scheme": self.scheme}
 
     @classmethod
     def around(cls, tagger: nn.Module, directory: str | os.PathLike) -> TokenClassifierCRF:
         """The CRF saved in `directory` around `tagger` (loaded from the same directory)."""
-        directory = Path(directory)
+        config = cls.read_head_config(directory)
         try:
-            config = json.loads((directory / CRF_CONFIG).read_text(encoding="utf-8"))
             model = cls(tagger, config["labels"], config["scheme"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UserInputError(f"{directory / CRF_CONFIG}: missing or damaged ({exc})") from None
-        model._load_crf(directory)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserInputError(f"{Path(directory) / CRF_CONFIG}: damaged ({exc})") from None
+        model.load_head(directory)
         model.eval()
         return model
 
 
 def has_crf(directory: str | os.PathLike) -> bool:
-    return (Path(directory) / CRF_CONFIG).is_file()
+    return TokenClassifierCRF.saved_in(directory)

@@ -52,8 +52,23 @@ class WordClassifierConfig:
 
 class WordEncoderParts:
     """What every word-level model shares about its encoder (static vectors, `self.embedding`,
-    or the RNN LM, `self.lm`): the token embedding, the encoder's parameter groups for
-    discriminative rates and gradual unfreezing, and the parameter count."""
+    or the RNN LM, `self.lm`): building it, the token embedding, the encoder's parameter
+    groups for discriminative rates and gradual unfreezing, and the parameter count."""
+
+    def build_encoder(self, config) -> int:
+        """`self.embedding` (static vectors) or `self.lm` (the RNN LM) as `config` says, its
+        embedding frozen under freeze_embeddings; the width of the features of one token."""
+        if config.kind == "static":
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+            width = config.embedding_dim
+        else:
+            from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
+
+            self.lm = RNNLanguageModel(RNNLMConfig.from_dict(config.rnn))
+            width = self.lm.config.hidden_dim
+        if config.freeze_embeddings:
+            self.token_embedding().weight.requires_grad = False
+        return width
 
     def token_embedding(self) -> nn.Embedding:
         return self.embedding if self.config.kind == "static" else self.lm.embedding
@@ -76,18 +91,10 @@ class WordClassifier(WordEncoderParts, nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        if config.kind == "static":
-            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
-            features = 2 * config.embedding_dim  # mean, max
-        else:
-            from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
-
-            self.lm = RNNLanguageModel(RNNLMConfig.from_dict(config.rnn))
-            features = 3 * self.lm.config.hidden_dim  # last, max, mean
+        width = self.build_encoder(config)
+        features = (2 if config.kind == "static" else 3) * width  # mean, max; or last, max, mean
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(features, config.head_hidden), nn.ReLU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.head_hidden, config.num_labels))
-        if config.freeze_embeddings:
-            self.token_embedding().weight.requires_grad = False
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels=None, **_) -> dict:
         mask = attention_mask.unsqueeze(-1).to(torch.float32)  # (B, T, 1)

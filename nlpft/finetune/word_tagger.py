@@ -102,14 +102,7 @@ class WordTagger(WordEncoderParts, nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        if config.kind == "static":
-            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
-            features = config.embedding_dim
-        else:
-            from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
-
-            self.lm = RNNLanguageModel(RNNLMConfig.from_dict(config.rnn))
-            features = self.lm.config.hidden_dim
+        features = self.build_encoder(config)
         self.case_embedding = nn.Embedding(len(SHAPES), config.case_dim, padding_idx=0) if config.case_dim else None
         self.dropout = nn.Dropout(config.dropout)
         self.bilstm = nn.LSTM(features + config.case_dim, config.hidden_dim, num_layers=config.num_layers,
@@ -117,8 +110,6 @@ class WordTagger(WordEncoderParts, nn.Module):
                               dropout=config.dropout if config.num_layers > 1 else 0.0)
         self.head = nn.Linear(2 * config.hidden_dim, config.num_labels)
         self.crf = CRF(config.num_labels, self._constraints()) if config.crf else None
-        if config.freeze_embeddings:
-            self.token_embedding().weight.requires_grad = False
 
     def _constraints(self):
         return allowed_transitions(self.config.labels, self.config.scheme) if self.config.labels else None
