@@ -99,6 +99,3 @@ class MeanPoolClassifier(nn.Module):
         model.eval()
         return model
 
-
-def is_mean_pooled(directory: str | os.PathLike) -> bool:
-    return (Path(directory) / HEAD_CONFIG).is_file()
