@@ -275,3 +275,28 @@ def test_a_clashing_option_fails_at_registration():
         assert "more-vectors" in backbones.backbone_names()
     finally:
         backbones.unregister("more-vectors")
+
+
+def test_a_plugin_checks_its_own_options_rules():
+    from nlpft.finetune import plugin_options
+    from nlpft.finetune.backbones.rnn_lm import RNNLMBackbone, RNNLMOptions
+
+    resolved = plugin_options.resolve(plugin_options.BACKBONE, RNNLMBackbone, {"layer_lr_factor": 1}, "--model lm")
+    assert resolved == RNNLMOptions(layer_lr_factor=1.0)
+    with pytest.raises(UserInputError, match="--layer-lr-factor must be 1"):
+        plugin_options.resolve(plugin_options.BACKBONE, RNNLMBackbone, {"layer_lr_factor": 0.5}, "--model lm")
+
+
+def test_a_backbone_option_reaches_the_model_and_is_saved(tmp_path):
+    """--freeze-embeddings, declared once for the word-level backbones, reaches the static-vectors
+    classifier's config and finetune.json's backbone options."""
+    words = ["zax", "zixx", "xoz", "zaxx", "qaw", "wiq", "woq", "qawq", "the", "and"]
+    vectors = tmp_path / "w2v.vec"
+    vectors.write_text(f"{len(words)} 3\n" + "".join(f"{w} {i / 10:.1f} 0.5 -0.5\n" for i, w in enumerate(words)),
+                       encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["finetune", "--train", str(_write(tmp_path / "train.csv", 40, 0)), "--model", str(vectors),
+                 "--freeze-embeddings", "--out", str(out), "--max-steps", "2", "--threads", "1", "--quiet"]) == 0
+    assert json.loads((out / "classifier.json").read_text())["freeze_embeddings"] is True
+    options = json.loads((out / "finetune.json").read_text())["options"]
+    assert options["backbone_options"] == {"freeze_embeddings": True} and options["task_options"] is None

@@ -15,7 +15,13 @@ from nlpft.cli.main import (
     add_training_options,
     run_training,
 )
-from nlpft.cli.options import UNGROUPED, add_given_only_options, add_options, from_args, given_values
+from nlpft.cli.options import (
+    UNGROUPED,
+    add_given_only_options,
+    add_options,
+    from_args,
+    given_values,
+)
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file, or a

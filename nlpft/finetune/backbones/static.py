@@ -63,5 +63,6 @@ class StaticVectors(WordBackbone):
         with torch.no_grad():
             model.token_embedding().weight.copy_(torch.from_numpy(matrix))
         if not opts.quiet:
+            state = "frozen" if opts.backbone_options.freeze_embeddings else "tuned"
             print(f"  static vectors: {coverage['found']:,}/{coverage['words']:,} words "
-                  f"({coverage['coverage']:.1%}) {'frozen' if opts.backbone_options.freeze_embeddings else 'tuned'}", file=sys.stderr)
+                  f"({coverage['coverage']:.1%}) {state}", file=sys.stderr)
