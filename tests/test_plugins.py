@@ -300,3 +300,16 @@ def test_a_backbone_option_reaches_the_model_and_is_saved(tmp_path):
     assert json.loads((out / "classifier.json").read_text())["freeze_embeddings"] is True
     options = json.loads((out / "finetune.json").read_text())["options"]
     assert options["backbone_options"] == {"freeze_embeddings": True} and options["task_options"] is None
+
+
+def test_plugin_options_read_back_from_finetune_json_old_and_new():
+    from nlpft.finetune.backbones.hf_encoder import EncoderOptions, HFEncoder
+    from nlpft.finetune.tasks.tag import TagOptions, TagTask
+
+    flat = {"options": {"tag_scheme": "bioes", "crf": True, "pooling": "mean", "max_length": 32}}  # the first format
+    assert TagTask.saved_options(flat) == TagOptions(tag_scheme="bioes", crf=True)
+    assert HFEncoder.saved_options(flat) == EncoderOptions(pooling="mean")
+    nested = {"options": {"task_options": {"tag_scheme": "iob1"}, "backbone_options": {"pooling": "bogus"}}}
+    assert TagTask.saved_options(nested) == TagOptions(tag_scheme="iob1")
+    with pytest.raises(UserInputError, match="options.backbone_options.*--pooling: invalid choice: 'bogus'"):
+        HFEncoder.saved_options(nested)
