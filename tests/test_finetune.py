@@ -192,7 +192,8 @@ def test_mean_pooling_encoder(data_csv, tiny_bert, tiny_gpt, tmp_path, capsys):
     capsys.readouterr()
     assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_gpt), "--out", str(tmp_path / "x"),
                  "--pooling", "mean", *FAST]) == 2
-    assert "--pooling mean applies to BERT-style encoders" in capsys.readouterr().err
+    assert f"--pooling applies to BERT-style encoders (--model minilm, ...), not to --model {tiny_gpt}" in \
+        capsys.readouterr().err
 
 
 def test_tokenizer_model_mismatch_is_a_clear_error(data_csv, tiny_bert, tmp_path, capsys):

@@ -359,9 +359,9 @@ def test_crf_on_a_transformer_is_saved_beside_a_stock_directory(data, tiny_bert,
 def test_tagging_raises_only_a_large_transformers_default_learning_rate():
     from nlpft.finetune.backbones.hf_encoder import HFEncoder
     from nlpft.finetune.backbones.static import StaticVectors
-    from nlpft.finetune.tasks.tag import TagTask
+    from nlpft.finetune.tasks.tag import TagOptions, TagTask
 
-    task = TagTask({"tag_col": None, "tag_scheme": "iob2", "repair_tags": False}, ["O", "B-X", "I-X"])
+    task = TagTask(TagOptions(), ["O", "B-X", "I-X"])
     assert task.default_lr(2e-5, HFEncoder("minilm")) == 1e-4  # MiniLM: 2e-5 left WNUT all O
     assert task.default_lr(5e-4, HFEncoder("tiny")) == 5e-4  # a small transformer's rate is higher already
     assert task.default_lr(2e-3, StaticVectors("w2v")) == 2e-3

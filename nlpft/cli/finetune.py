@@ -15,7 +15,13 @@ from nlpft.cli.main import (
     add_training_options,
     run_training,
 )
-from nlpft.cli.options import UNGROUPED, add_options, from_args
+from nlpft.cli.options import (
+    UNGROUPED,
+    add_given_only_options,
+    add_options,
+    from_args,
+    given_values,
+)
 
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file, or a
@@ -60,6 +66,7 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.finetune import plugin_options
     from nlpft.finetune.backbones import backbone_class, backbone_names
     from nlpft.finetune.options import (
         DATA,
@@ -78,6 +85,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")
     add_options(p, FinetuneOptions, groups=(OPTIMISATION,))
+    for section in plugin_options.sections():  # the options each registered plug-in declares
+        add_given_only_options(p, section.title, section.fields)
     p.set_defaults(_handler=run_finetune, _parser=p)
 
     pr = commands.add_parser("predict", help="classify new texts with a fine-tuned model",
@@ -108,10 +117,12 @@ def _backbone_line(backbone) -> str:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    from nlpft.finetune import plugin_options
     from nlpft.finetune.options import FinetuneOptions
     from nlpft.runners.finetune import finetune
 
-    opts = from_args(FinetuneOptions, args)
+    given = given_values(args, plugin_options.declared_fields())
+    opts = from_args(FinetuneOptions, args, **plugin_options.split_given(given))
     return run_training(lambda: finetune(opts), max_memory_gb=args.max_memory_gb)
 
 

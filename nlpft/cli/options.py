@@ -34,6 +34,25 @@ def add_options(parser: argparse.ArgumentParser, cls, groups: tuple = (UNGROUPED
             target.add_argument(flag_of(field), **_argument(field, settings))
 
 
+def add_given_only_options(parser: argparse.ArgumentParser, title: str, fields) -> None:
+    """A --help section `title` with an argument for each option field in `fields`, whose
+    dest appears in the parsed namespace only when given (a flag, or a config-file key):
+    `given_values` then tells what the user chose from what was left at its default."""
+    section = _section(parser, {}, title)
+    for field in fields:
+        argument = _argument(field, option_settings(field))
+        default = None if field.default is dataclasses.MISSING else field.default
+        # the help states the dataclass default: argparse's own default is SUPPRESS
+        argument["help"] = argument["help"].replace("%(default)s", str(default))
+        argument["default"] = argparse.SUPPRESS
+        section.add_argument(flag_of(field), **argument)
+
+
+def given_values(args: argparse.Namespace, fields) -> dict:
+    """{field name: value} of the fields of `add_given_only_options` that were given."""
+    return {field.name: getattr(args, field.name) for field in fields if hasattr(args, field.name)}
+
+
 def _section(parser: argparse.ArgumentParser, sections: dict, title: str):
     if title not in sections:
         existing = [g for g in parser._action_groups if g.title == title]

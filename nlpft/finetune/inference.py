@@ -60,7 +60,7 @@ def check_meta(meta: object, path: Path) -> None:
     """The fields predict/evaluate read, each of the right kind; a damaged or hand-made
     finetune.json stops here rather than as a KeyError after the model loads. The fields
     every output has are checked here, the task's own by its `check_meta`."""
-    from nlpft.finetune.backbones import backbone_names
+    from nlpft.finetune.backbones import backbone_class, backbone_names
     from nlpft.finetune.tasks import task_class, task_names
     from nlpft.finetune.tasks.base import json_kind
 
@@ -84,3 +84,4 @@ def check_meta(meta: object, path: Path) -> None:
     if meta["task"].get("task") not in task_names():
         raise bad(f"field 'task.task' is {meta['task'].get('task')!r}, expected one of {', '.join(task_names())}")
     task_class(meta["task"]["task"]).check_meta(meta, bad)
+    backbone_class(meta["backbone"]).saved_options(meta, bad)

@@ -2,13 +2,16 @@
 
 Each field generates its command-line flag and config-file key (`nlpft.cli.options`) and is
 checked the same way from Python (`validate`). `--task` and `--model` list what the task
-and backbone registries hold. Options are never changed in place: `finetune` resolves them
-into a new object (`dataclasses.replace`) and saves that one with the model.
+and backbone registries hold. Options that only one task or backbone understands (--crf,
+--pooling, ...) are declared by that plug-in (`nlpft.finetune.plugin_options`) and arrive
+here as `task_options` / `backbone_options`. Options are never changed in place: `finetune`
+resolves them into a new object (`dataclasses.replace`) and saves that one with the model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nlpft.errors import UserInputError, check_threads
 from nlpft.options import (
@@ -68,14 +71,6 @@ class FinetuneOptions:
     normalize_labels: bool = option(  # merge labels that differ only in case (see data.labeled.label_key)
         False, "labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, named by "
                "its most frequent spelling; evaluate applies the same to its files", group=DATA)
-    tag_col: int | None = option(None, "--task tag, CoNLL files: the column of the tags, counting from 1 (default: "
-                                       "the last column)", type=positive_int, group=DATA, metavar="N",
-                                 fingerprinted=True)
-    tag_scheme: str = option("iob2", "--task tag: how the tags mark entities: iob2 (B-X begins, I-X continues), iob1 "
-                                     "or bioes (default: %(default)s)", choices=["iob2", "iob1", "bioes"], group=DATA,
-                             fingerprinted=True)
-    repair_tags: bool = option(False, "--task tag: rewrite invalid tag sequences (an I-X after O or after another "
-                                      "type begins an entity) instead of stopping", group=DATA, fingerprinted=True)
     valid_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     test_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
     epochs: float | None = option(None, type=positive_float, shared=True)
@@ -104,25 +99,9 @@ class FinetuneOptions:
     checkpoint_every: int = option(200, "default: %(default)s", type=positive_int, group=OPTIMISATION)
     group_by_length: bool = option(True, "shuffle freely instead of batching texts of similar length",
                                    flag="--no-group-by-length", group=OPTIMISATION, fingerprinted=True)
-    freeze_embeddings: bool = option(False, "static vectors / RNN LM: keep the word embedding fixed",
-                                     group=OPTIMISATION, fingerprinted=True)
-    no_gradual_unfreeze: bool = option(False, "RNN LM: train every layer from the start (default: ULMFiT gradual "
-                                              "unfreezing)", group=OPTIMISATION, fingerprinted=True)
-    layer_lr_factor: float = option(2.6, "RNN LM: each layer down the stack learns this many times slower "
-                                         "(default: %(default)s; 1 = one rate)", type=float, group=OPTIMISATION,
-                                    fingerprinted=True)
-    pooling: str = option(  # BERT-style encoders: "cls" (the stock pooler) or "mean"
-        "cls", "BERT-style encoders: cls = the stock [CLS] pooler, and the output works with "
-               "pipeline('text-classification'); mean = the average of the token states (how sentence-embedding "
-               "models such as MiniLM were trained), loaded by nlpft predict/evaluate (default: %(default)s)",
-        choices=["cls", "mean"], group=OPTIMISATION, fingerprinted=True)
-    crf: bool = option(False, "--task tag: a linear-chain CRF over the words' tag scores, Viterbi-decoded (static "
-                              "vectors and the RNN LM: a BiLSTM-CRF; transformers: saved as crf.json/crf.safetensors "
-                              "beside the stock directory, used by nlpft predict/evaluate and ignored by "
-                              "pipeline('token-classification'))", group=OPTIMISATION, fingerprinted=True)
-    stride: int = option(16, "--task tag, transformers: a sentence longer than --max-length is read in windows of "
-                             "whole words that share this many words (default: %(default)s)", type=non_negative_int,
-                         group=OPTIMISATION, fingerprinted=True)
+    stride: int = option(16, "overlap between consecutive windows of an input longer than --max-length: words, for "
+                             "--task tag on a transformer, which reads a long sentence in windows of whole words "
+                             "(default: %(default)s)", type=non_negative_int, group=OPTIMISATION, fingerprinted=True)
     precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
         "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
                 "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],
@@ -132,13 +111,17 @@ class FinetuneOptions:
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)
     resume: bool = option(False, shared=True)
     overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
+    # the options the task and the backbone declare themselves (their `options` dataclasses,
+    # see nlpft.finetune.plugin_options): a dict of the values given, or that dataclass;
+    # `finetune` resolves each into the selected plug-in's dataclass
+    task_options: Any = None
+    backbone_options: Any = None
 
     def validate(self) -> None:
         """Every option's type and choices, then the rules that tie values together."""
         check_options(self)
         rules = [
             (self.max_length >= 8, "--max-length must be at least 8"),
-            (self.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
             (0 < self.valid_fraction < 0.5 and 0 < self.test_fraction < 0.5,
              "--valid-fraction and --test-fraction must be between 0 and 0.5"),
         ]

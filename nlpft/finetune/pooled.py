@@ -75,7 +75,3 @@ class MeanPoolClassifier(StockModelWithHead, nn.Module):
         model.load_head(directory)
         model.eval()
         return model
-
-
-def is_mean_pooled(directory: str | os.PathLike) -> bool:
-    return MeanPoolClassifier.saved_in(directory)

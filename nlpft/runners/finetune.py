@@ -1,8 +1,9 @@
 """`nlpft finetune`: train a task head on a backbone from labeled files.
 
-validate the options -> resolve them into a new object -> the task reads and checks every
-file (before any model loads), splits and builds its label space -> the backbone named by
---model checks the options and trains (`Backbone.fit`: the shared trainer, or its own) ->
+validate the options -> resolve them into a new object (with the task's own options) -> the
+task reads and checks every file (before any model loads), splits and builds its label
+space -> the backbone named by --model resolves its own options, checks the options and
+trains (`Backbone.fit`: the shared trainer, or its own) ->
 the task's metrics, report, plots and predictions -> publish OUT.
 
 What a task or a backbone means lives in their plug-ins (`nlpft.finetune.tasks`,
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from nlpft.data.fingerprint import fingerprint, record_or_check
+from nlpft.finetune import plugin_options
 from nlpft.finetune.options import FinetuneOptions
 from nlpft.options import fingerprinted_options
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
@@ -33,13 +35,18 @@ def finetune(opts: FinetuneOptions) -> Path:
     opts.validate()
     opts = _resolve_inputs(opts)
     rank = _rank()
-    task = task_class(opts.task).from_options(opts)
+    task_type = task_class(opts.task)
+    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
+        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
+    task = task_type.from_options(opts)
     # under torchrun every process runs this; rank 0 owns the output directory. --model is
     # an input when it is a path (a name such as an alias is skipped)
     output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",
                        inputs=[opts.train, opts.valid, opts.test, opts.model])
     splits = task.read_splits(opts, output.final.parent if output.final.parent.exists() else None, _warn)
     backbone = detect_backbone(opts.model)  # a bad model name fails here, after the data, before anything loads
+    opts = dataclasses.replace(opts, backbone_options=plugin_options.resolve(
+        plugin_options.BACKBONE, type(backbone), opts.backbone_options, selected=f"--model {opts.model}"))
     backbone.check(opts, task)
     opts = _resolve_run(opts, backbone, rank)
     if not opts.quiet:
@@ -101,9 +108,14 @@ def _write_outputs(opts: FinetuneOptions, task, backbone, splits, work: Path, re
 
 def _fingerprint(opts: FinetuneOptions) -> dict:
     """Options that shape the data, the labels and the model; the rest (--epochs, --max-steps,
-    --lr, the schedule, --patience, --threads, ...) may change when a run is resumed."""
+    --lr, the schedule, --patience, --threads, ...) may change when a run is resumed. The
+    plug-ins' own options are resolved dataclasses by now (or None)."""
+    options = fingerprinted_options(opts)
+    for own in (opts.task_options, opts.backbone_options):
+        if own is not None:
+            options.update(fingerprinted_options(own))
     return fingerprint({"--train": opts.train, "--valid": opts.valid, "--test": opts.test, "--model": opts.model},
-                       fingerprinted_options(opts))
+                       options)
 
 
 def _warn(text: str) -> None:

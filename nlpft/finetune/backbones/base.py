@@ -21,6 +21,12 @@ training      `prepare(opts)` -> `Prepared` (tokenizer, pad id, max length, fram
 inference     `load(model_dir, meta, task)` -> `Prepared` with `model` set, `logits(prepared, task,
               rows, batch_size)`: the base batches the task's encoding through the model
 
+options       `options`: a frozen dataclass of the options only this backbone takes (BERT-style
+              encoders: --pooling), declared with `nlpft.options.option`; registering adds
+              their flags, --help section (titled by `owner_name`) and config keys
+              (`nlpft.finetune.plugin_options`). Training finds them resolved in
+              `opts.backbone_options`, inference reads them with `saved_options(meta)`
+
 A new backbone is one module with a `Backbone` subclass plus one `register(...)` line in
 `nlpft/finetune/backbones/__init__.py`. Backbone modules import torch and transformers
 inside their methods, so listing the registry for `--help` stays cheap.
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
+from nlpft.finetune import plugin_options
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -62,6 +69,9 @@ class Backbone:
     word_level: ClassVar[bool] = False
     every_rank: ClassVar[bool] = True
     heads: ClassVar[tuple] = ("sequence-classification",)  # the task heads (`Task.head`) it can build
+    options: ClassVar[type | None] = None  # the dataclass of this backbone's own options (see plugin_options)
+    owner: ClassVar[str | None] = None  # who owns those options, in --help and errors, e.g. "BERT-style encoders"
+    owner_models: ClassVar[str | None] = None  # the --model values that select it, e.g. "--model minilm, ..."
 
     def __init__(self, spec: str):
         self.spec = spec
@@ -69,6 +79,20 @@ class Backbone:
     @classmethod
     def detect(cls, spec: str) -> bool:
         raise NotImplementedError
+
+    @classmethod
+    def owner_name(cls) -> str:
+        return cls.owner or f"the {cls.name} backbone"
+
+    @classmethod
+    def owner_description(cls) -> str:
+        """Who takes this backbone's options, for an error: "BERT-style encoders (--model minilm, ...)"."""
+        return f"{cls.owner_name()} ({cls.owner_models or f'--model {cls.name}'})"
+
+    @classmethod
+    def saved_options(cls, meta: dict, bad=None):
+        """This backbone's own options as finetune.json saved them (None when it declares none)."""
+        return plugin_options.saved(plugin_options.BACKBONE, cls, meta, bad)
 
     def check(self, opts, task) -> None:
         """Refuse a task or options this backbone cannot honour (UserInputError), before
@@ -83,8 +107,8 @@ class Backbone:
         return task.head in self.heads
 
     def check_options(self, opts) -> None:
-        if opts.pooling == "mean":
-            raise UserInputError(f"--pooling mean applies to BERT-style encoders; {opts.model} is not one")
+        """Refuse option values this backbone cannot honour (its own options are resolved in
+        `opts.backbone_options`; one it does not declare never reaches it)."""
 
     # -- training ---------------------------------------------------------------------------
     def prepare(self, opts) -> Prepared:
@@ -146,6 +170,8 @@ _REGISTRY: dict[str, type[Backbone]] = {}
 
 
 def register(backbone: type[Backbone]) -> type[Backbone]:
+    """Add `backbone` (and its options: a clash with another's fails here, see plugin_options)."""
+    plugin_options.declare(plugin_options.BACKBONE, backbone)
     _REGISTRY[backbone.name] = backbone
     return backbone
 
@@ -153,6 +179,7 @@ def register(backbone: type[Backbone]) -> type[Backbone]:
 def unregister(name: str) -> None:
     """Remove a plug-in (tests register their own for a while)."""
     _REGISTRY.pop(name, None)
+    plugin_options.retract(plugin_options.BACKBONE, name)
 
 
 def backbone_names() -> list[str]:

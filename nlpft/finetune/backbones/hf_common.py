@@ -43,11 +43,6 @@ class HFBackbone(Backbone):
     def detect(cls, spec: str) -> bool:
         return resolved_family(spec) == cls.family
 
-    def check_options(self, opts) -> None:
-        if opts.pooling == "mean":
-            raise UserInputError(f"--pooling mean applies to BERT-style encoders; {opts.model} is a GPT-style "
-                                 "decoder (pooled at its last token)")
-
     def default_lr(self, parameters: int) -> float:
         """The BERT/GPT-2 rates (2e-5, 5e-5) suit models of tens of millions of parameters; a
         small transformer barely moves at them (a 1.9M-parameter GPT-2 pretrained by nlpft
@@ -109,7 +104,7 @@ class HFBackbone(Backbone):
 
         with transformers_quiet():
             tokenizer = load_tokenizer(str(model_dir))
-            model = self.load_model(model_dir, task)
+            model = self.load_model(model_dir, meta, task)
         if tokenizer.hf.pad_token_id is None:
             tokenizer.hf.pad_token = tokenizer.hf.eos_token
         framing = meta.get("text_framing") or {}
@@ -118,7 +113,7 @@ class HFBackbone(Backbone):
                         prefix_ids=tuple(framing.get("prefix_ids", ())), suffix_ids=tuple(framing.get("suffix_ids", ())),
                         model=model)
 
-    def load_model(self, model_dir: Path, task):
+    def load_model(self, model_dir: Path, meta: dict, task):
         from nlpft.pretrained.loading import load_model
 
         return task.reload_model(load_model(str(model_dir), head=task.head, quiet=True), model_dir)

@@ -5,9 +5,22 @@ task the stock token-classification head (`pipeline("token-classification")`).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.hf_common import HFBackbone, head_config
+from nlpft.options import option
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """The options of BERT-style encoders."""
+
+    pooling: str = option(  # "cls" (the stock pooler) or "mean"
+        "cls", "cls = the stock [CLS] pooler, and the output works with pipeline('text-classification'); mean = the "
+               "average of the token states (how sentence-embedding models such as MiniLM were trained), loaded by "
+               "nlpft predict/evaluate (default: %(default)s)", choices=["cls", "mean"], fingerprinted=True)
 
 
 class HFEncoder(HFBackbone):
@@ -17,12 +30,17 @@ class HFEncoder(HFBackbone):
                "head on [CLS] (or --pooling mean); --task tag: a token-classification head")
     usual_lr = 2e-5
     heads = ("sequence-classification", "token-classification")
+    options = EncoderOptions
+    owner = "BERT-style encoders"
+    owner_models = "--model minilm, ..."
 
-    def check_options(self, opts) -> None:
-        """Both poolings apply."""
+    def check(self, opts, task) -> None:
+        super().check(opts, task)
+        if opts.backbone_options.pooling != "cls" and task.head != "sequence-classification":
+            raise UserInputError(f"--pooling applies to one decision per text; --task {task.name} reads every word")
 
     def build_model(self, resolved, hf_tok, task, opts):
-        if opts.pooling != "mean":
+        if opts.backbone_options.pooling != "mean":
             return super().build_model(resolved, hf_tok, task, opts)
         from nlpft.finetune.pooled import MeanPoolClassifier
         from nlpft.pretrained.loading import load_config, load_model
@@ -38,9 +56,9 @@ class HFEncoder(HFBackbone):
         encoder.train()
         return MeanPoolClassifier(encoder, task.num_outputs)
 
-    def load_model(self, model_dir: Path, task):
-        from nlpft.finetune.pooled import MeanPoolClassifier, is_mean_pooled
+    def load_model(self, model_dir: Path, meta: dict, task):
+        from nlpft.finetune.pooled import MeanPoolClassifier
 
-        if is_mean_pooled(model_dir):
+        if self.saved_options(meta).pooling == "mean":
             return MeanPoolClassifier.from_pretrained(model_dir)
-        return super().load_model(model_dir, task)
+        return super().load_model(model_dir, meta, task)

@@ -17,6 +17,8 @@ VECTOR_SUFFIXES = {".bin", ".txt", ".vec", ".gz"}
 class StaticVectors(WordBackbone):
     name = "static"
     summary = "an `nlpft embed train` directory or a word2vec file: static vectors, mean+max pooling + MLP"
+    owner = "static vectors"
+    owner_models = "--model an `nlpft embed train` directory or a word2vec file"
 
     @classmethod
     def detect(cls, spec: str) -> bool:
@@ -39,7 +41,8 @@ class StaticVectors(WordBackbone):
         pad = tokenizer.token_to_id("[PAD]") or 0
         features = WordFeatures(kind="static", vocab_size=tokenizer.vocab_size, embedding_dim=kv.vector_size,
                                 pad_id=pad, rnn=None,
-                                initialise=lambda model: self._copy_vectors(kv, tokenizer, pad, model, opts))
+                                initialise=lambda model: self._copy_vectors(kv, tokenizer, pad, model, opts),
+                                freeze_embeddings=opts.backbone_options.freeze_embeddings)
         return Prepared(tokenizer=tokenizer, pad_id=pad, max_length=opts.max_length,
                         build_model=lambda task: self.build(features, task, opts))
 
@@ -60,5 +63,6 @@ class StaticVectors(WordBackbone):
         with torch.no_grad():
             model.token_embedding().weight.copy_(torch.from_numpy(matrix))
         if not opts.quiet:
+            state = "frozen" if opts.backbone_options.freeze_embeddings else "tuned"
             print(f"  static vectors: {coverage['found']:,}/{coverage['words']:,} words "
-                  f"({coverage['coverage']:.1%}) {'frozen' if opts.freeze_embeddings else 'tuned'}", file=sys.stderr)
+                  f"({coverage['coverage']:.1%}) {state}", file=sys.stderr)

@@ -2,7 +2,8 @@
 `WordFeatures` (sizes, the RNN's config, how to copy the pretrained weights in) and the
 task builds its head on them (`Task.word_model`: a pooled classifier for one decision per
 text, a BiLSTM tagger for one per word), saved next to the backbone's `tokenizer.json`.
-Also the learning rate and epochs of a small model trained above its embedding."""
+Also the learning rate and epochs of a small model trained above its embedding, and the
+option both take (`WordOptions`: --freeze-embeddings)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.options import option
 
 WORD_LEVEL_EPOCHS = 20.0  # seconds to minutes an epoch; early stopping ends them
 WORD_LEVEL_LR = 2e-3
+
+
+@dataclass(frozen=True)
+class WordOptions:
+    """The options of every word-level backbone (one field, so both declare the same option)."""
+
+    freeze_embeddings: bool = option(False, "keep the word embedding fixed", fingerprinted=True)
 
 
 @dataclass
@@ -26,17 +35,19 @@ class WordFeatures:
     pad_id: int
     rnn: dict | None  # the RNN LM's config (rnn-lm)
     initialise: Callable  # (model) -> None: the pretrained weights copied into a new model
+    freeze_embeddings: bool = False  # --freeze-embeddings: the task's head keeps the embedding fixed
 
-    def model_config(self, num_labels: int, freeze_embeddings: bool) -> dict:
+    def model_config(self, num_labels: int) -> dict:
         """The fields every word-level model config shares."""
         return {"kind": self.kind, "num_labels": num_labels, "vocab_size": self.vocab_size,
-                "embedding_dim": self.embedding_dim, "pad_id": self.pad_id, "freeze_embeddings": freeze_embeddings,
-                "rnn": self.rnn}
+                "embedding_dim": self.embedding_dim, "pad_id": self.pad_id,
+                "freeze_embeddings": self.freeze_embeddings, "rnn": self.rnn}
 
 
 class WordBackbone(Backbone):
     default_epochs = WORD_LEVEL_EPOCHS
     word_level = True
+    options = WordOptions
 
     def supports(self, task) -> bool:
         return True  # the task builds its own head on the word features (`Task.word_model`)

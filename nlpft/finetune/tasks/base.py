@@ -20,6 +20,12 @@ metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_
 predictions  `predictions_file`, `write_predictions`, `describe_prediction` / `describe_row`
              (predict --text)
 
+options      `options`: a frozen dataclass of the options only this task takes (`--task tag`:
+             --tag-scheme, --crf, ...), declared with `nlpft.options.option`; registering
+             the task adds their flags, --help section and config keys
+             (`nlpft.finetune.plugin_options`). `from_options` finds them resolved in
+             `opts.task_options`, `from_meta` reads them back with `saved_options`
+
 A new task is one module with a `Task` subclass plus one `register(...)` line in
 `nlpft/finetune/tasks/__init__.py`. Task modules import torch and scikit-learn inside
 their methods, so listing the registry for `--help` stays cheap.
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
+from nlpft.finetune import plugin_options
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -56,6 +63,7 @@ class Task:
     labels_into_model: ClassVar[bool] = False  # the model computes the loss itself (e.g. a CRF layer)
     predictions_file: ClassVar[str] = "predictions.csv"
     normalize_labels: bool = False  # evaluate --normalize-labels: labels merged by case (label-space tasks)
+    options: ClassVar[type | None] = None  # the dataclass of this task's own options (see plugin_options)
 
     # -- construction and state -------------------------------------------------------------
     @classmethod
@@ -71,6 +79,11 @@ class Task:
     def from_meta(cls, meta: dict, source: Path) -> Task:
         """The trained task back from finetune.json; raises UserInputError naming `source`."""
         raise NotImplementedError
+
+    @classmethod
+    def saved_options(cls, meta: dict, bad=None):
+        """This task's own options as finetune.json saved them (None when it declares none)."""
+        return plugin_options.saved(plugin_options.TASK, cls, meta, bad)
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:
@@ -127,7 +140,7 @@ class Task:
         (pretrained weights are copied in afterwards): a pooled classifier by default."""
         from nlpft.finetune.word_models import WordClassifier, WordClassifierConfig
 
-        return WordClassifier(WordClassifierConfig(**features.model_config(self.num_outputs, opts.freeze_embeddings)))
+        return WordClassifier(WordClassifierConfig(**features.model_config(self.num_outputs)))
 
     def load_word_model(self, model_dir: Path):
         """`word_model`'s model back from a saved directory."""
@@ -212,6 +225,8 @@ _REGISTRY: dict[str, type[Task]] = {}
 
 
 def register(task: type[Task]) -> type[Task]:
+    """Add `task` (and its options: a clash with another's fails here, see plugin_options)."""
+    plugin_options.declare(plugin_options.TASK, task)
     _REGISTRY[task.name] = task
     return task
 
@@ -219,6 +234,7 @@ def register(task: type[Task]) -> type[Task]:
 def unregister(name: str) -> None:
     """Remove a plug-in (tests register their own for a while)."""
     _REGISTRY.pop(name, None)
+    plugin_options.retract(plugin_options.TASK, name)
 
 
 def task_names() -> list[str]:

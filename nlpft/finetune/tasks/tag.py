@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.tasks.base import Splits, Task, json_kind
+from nlpft.options import option, positive_int
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -52,6 +53,25 @@ WORD_SHAPE_DIM = 16  # the BiLSTM tagger's capitalisation embedding
 # sentence-classification rate: MiniLM on WNUT-16 (1,520 sentences, 3 epochs) tagged every
 # word O at 2e-5 and reached 0.47 validation entity F1 at 1e-4
 TRANSFORMER_TAGGING_LR = 1e-4
+
+
+SCHEMES = ("iob2", "iob1", "bioes")
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """The options of --task tag."""
+
+    tag_col: int | None = option(None, "CoNLL files: the column of the tags, counting from 1 (default: the last "
+                                       "column)", type=positive_int, metavar="N", fingerprinted=True)
+    tag_scheme: str = option("iob2", "how the tags mark entities: iob2 (B-X begins, I-X continues), iob1 or bioes "
+                                     "(default: %(default)s)", choices=list(SCHEMES), fingerprinted=True)
+    repair_tags: bool = option(False, "rewrite invalid tag sequences (an I-X after O or after another type begins "
+                                      "an entity) instead of stopping", fingerprinted=True)
+    crf: bool = option(False, "a linear-chain CRF over the words' tag scores, Viterbi-decoded (static vectors and "
+                              "the RNN LM: a BiLSTM-CRF; transformers: saved as crf.json/crf.safetensors beside the "
+                              "stock directory, used by nlpft predict/evaluate and ignored by "
+                              "pipeline('token-classification'))", fingerprinted=True)
 
 
 @dataclass(frozen=True)
@@ -143,57 +163,56 @@ class TagTask(Task):
     target_kind = "tags"
     labels_into_model = True
     predictions_file = "predictions.conll"
+    options = TagOptions
 
-    def __init__(self, reading: dict, labels: list[str] | None = None, crf: bool = False, stride: int = 16):
-        self.reading = reading  # tag_col, tag_scheme, repair_tags
+    def __init__(self, task_options: TagOptions, labels: list[str] | None = None, stride: int = 16):
+        self.task_options = task_options
         self.labels = labels
-        self.crf = crf
         self.stride = stride
+
+    @property
+    def crf(self) -> bool:
+        return self.task_options.crf
 
     # -- construction and state -------------------------------------------------------------
     @classmethod
     def from_options(cls, opts) -> TagTask:
-        if opts.pooling != "cls":
-            raise UserInputError("--pooling applies to one decision per text; --task tag reads every word")
         if opts.class_weights is not None:
             raise UserInputError("--class-weights applies to --task single; --task tag weighs every word alike")
         if opts.skip_bad_rows:
             raise UserInputError("--skip-bad-rows applies to labeled CSV files; fix the tagged file (or pass "
                                  "--repair-tags for invalid tag sequences)")
-        return cls({"tag_col": opts.tag_col, "tag_scheme": opts.tag_scheme, "repair_tags": opts.repair_tags},
-                   crf=opts.crf, stride=opts.stride)
+        return cls(opts.task_options, stride=opts.stride)
 
     def to_meta(self) -> dict:
-        return {"task": {"task": self.name, "num_labels": self.num_outputs, "crf": self.crf, "stride": self.stride},
-                "labels": self.labels, **self.reading}
+        """The labels and the stride; the tag options are saved with the other options."""
+        return {"task": {"task": self.name, "num_labels": self.num_outputs, "stride": self.stride},
+                "labels": self.labels}
 
     @classmethod
     def from_meta(cls, meta: dict, source: Path) -> TagTask:
-        reading = {key: meta.get(key) for key in ("tag_col", "tag_scheme", "repair_tags")}
-        return cls(reading, list(meta["labels"]), crf=bool(meta["task"].get("crf")),
-                   stride=int(meta["task"].get("stride") or 16))
+        return cls(cls.saved_options(meta), list(meta["labels"]), stride=int(meta["task"].get("stride") or 16))
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:
         labels = meta.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(t, str) for t in labels):
             raise bad(f"field 'labels' is {json_kind(labels)}, expected an array of tag names")
-        if meta.get("tag_scheme") not in ("iob2", "iob1", "bioes"):
-            raise bad(f"field 'tag_scheme' is {meta.get('tag_scheme')!r}, expected iob2, iob1 or bioes")
+        cls.saved_options(meta, bad)
         stride = meta["task"].get("stride")
         if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 0):
             raise bad(f"field 'task.stride' is {json_kind(stride)}, expected a whole number")
 
     @property
     def scheme(self) -> str:
-        return self.reading["tag_scheme"]
+        return self.task_options.tag_scheme
 
     # -- data -------------------------------------------------------------------------------
     def _read(self, path: str, *, training: bool = False, require_tags: bool = True):
         from nlpft.data.tagged import read_tagged
 
-        return read_tagged(path, tag_col=self.reading["tag_col"], scheme=self.scheme,
-                           repair_tags=bool(self.reading["repair_tags"]), require_tags=require_tags,
+        return read_tagged(path, tag_col=self.task_options.tag_col, scheme=self.scheme,
+                           repair_tags=self.task_options.repair_tags, require_tags=require_tags,
                            training=training)
 
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
@@ -292,7 +311,7 @@ class TagTask(Task):
     def word_model(self, features, opts):
         from nlpft.finetune.word_tagger import WordTagger, WordTaggerConfig
 
-        config = features.model_config(self.num_outputs, opts.freeze_embeddings)
+        config = features.model_config(self.num_outputs)
         config.update(crf=self.crf, labels=self.label_names, scheme=self.scheme, case_dim=WORD_SHAPE_DIM)
         return WordTagger(WordTaggerConfig(**config))
 

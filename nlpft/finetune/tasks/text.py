@@ -31,7 +31,8 @@ class TextTask(Task):
     has_probabilities: ClassVar[bool] = True  # predictions carry one p_<label> column per label
 
     def __init__(self, reading: dict, label_map=None, class_weights: list[float] | None = None,
-                 thresholds: list[float] | None = None, normalize_labels: bool = False):
+                 thresholds: list[float] | None = None, normalize_labels: bool = False, task_options=None):
+        self.task_options = task_options  # what a subclass declares in `options` (None: none)
         self.reading = {key: reading.get(key) for key in READING_FIELDS}
         self.reading["label_delimiter"] = self.reading["label_delimiter"] or ";"
         self.label_map = label_map
@@ -43,9 +44,8 @@ class TextTask(Task):
     # -- construction and state -------------------------------------------------------------
     @classmethod
     def from_options(cls, opts) -> TextTask:
-        if opts.crf:
-            raise UserInputError(f"--crf applies to --task tag, not --task {cls.name}")
-        return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels)
+        return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels,
+                   task_options=opts.task_options)
 
     def state(self) -> dict:
         return {"task": self.name, "num_labels": self.num_outputs, "class_weights": self.class_weights,
@@ -65,7 +65,7 @@ class TextTask(Task):
         state = meta["task"]
         normalize = bool((meta.get("options") or {}).get("normalize_labels"))
         return cls(meta, label_map, class_weights=state.get("class_weights"), thresholds=state.get("thresholds"),
-                   normalize_labels=normalize)
+                   normalize_labels=normalize, task_options=cls.saved_options(meta))
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:
@@ -82,6 +82,7 @@ class TextTask(Task):
             raise bad(f"field 'task.num_labels' is {json_kind(num_labels)}, expected a whole number")
         if cls.has_label_space and meta.get("label_map") is None:
             raise bad("missing field 'label_map' (a classifier needs its label names)")
+        cls.saved_options(meta, bad)
 
     # -- data -------------------------------------------------------------------------------
     def _read(self, path: str, *, training: bool, require_label: bool = True, skip_bad_rows: bool = False,
