@@ -87,8 +87,8 @@ class FinetuneOptions:
     batch_size: int = option(16, "default: %(default)s", type=positive_int, group=OPTIMISATION, fingerprinted=True)
     grad_accum: int = option(1, "batches per optimizer step (default: %(default)s)", type=positive_int,
                              group=OPTIMISATION, fingerprinted=True)
-    max_length: int = option(256, "tokens per text, longer ones are cut (default: %(default)s)", type=positive_int,
-                             group=OPTIMISATION, fingerprinted=True)
+    max_length: int = option(256, "tokens per text, or per window (see --long-text) (default: %(default)s)",
+                             type=positive_int, group=OPTIMISATION, fingerprinted=True)
     warmup: float = option(0.1, "warmup: a fraction of all steps if below 1, else steps (default: %(default)s)",
                            type=non_negative_float, group=OPTIMISATION)
     scheduler: str = option("linear", "default: %(default)s", choices=["linear", "cosine", "constant_with_warmup"],
@@ -120,9 +120,22 @@ class FinetuneOptions:
                               "vectors and the RNN LM: a BiLSTM-CRF; transformers: saved as crf.json/crf.safetensors "
                               "beside the stock directory, used by nlpft predict/evaluate and ignored by "
                               "pipeline('token-classification'))", group=OPTIMISATION, fingerprinted=True)
-    stride: int = option(16, "--task tag, transformers: a sentence longer than --max-length is read in windows of "
-                             "whole words that share this many words (default: %(default)s)", type=non_negative_int,
-                         group=OPTIMISATION, fingerprinted=True)
+    stride: int | None = option(  # None: the task's default (tag: 16 words; text: a quarter of --max-length)
+        None, "overlap between consecutive windows of a long input: subword tokens for text tasks (default: a "
+              "quarter of --max-length), words for --task tag (default: 16)", type=non_negative_int,
+        group=OPTIMISATION, fingerprinted=True)
+    long_text: str = option(
+        "auto", "transformers, text tasks: truncate = read the first --max-length tokens of a text; windows = read "
+                "all of it in windows of --max-length tokens sharing --stride tokens, trained on with the text's "
+                "label and pooled into one prediction per text; auto = windows when more than 10%% of the training "
+                "texts are longer than --max-length (default: %(default)s)",
+        choices=["auto", "truncate", "windows"], group=OPTIMISATION, fingerprinted=True)
+    window_pooling: str = option("mean", "--long-text windows: one text's window logits pooled by their mean or "
+                                         "their maximum (default: %(default)s)", choices=["mean", "max"],
+                                 group=OPTIMISATION, fingerprinted=True)
+    max_windows: int = option(8, "--long-text windows: training reads at most this many windows of one text, evenly "
+                                 "spaced over it (first and last included); prediction reads every window (default: "
+                                 "%(default)s)", type=positive_int, group=OPTIMISATION, fingerprinted=True)
     precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
         "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
                 "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],

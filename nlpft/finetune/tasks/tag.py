@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins st
     import numpy as np
 
 IGNORE_INDEX = -100
+TAG_STRIDE = 16  # words shared by consecutive windows of a long sentence without --stride
 RAW_TEXT_SUFFIXES = (".txt",)  # predict input read as raw text, one text per line
 ENTITY_SUFFIXES = (".jsonl", ".json")  # predict --out: entities as JSON lines (else CoNLL)
 WORD_SHAPE_DIM = 16  # the BiLSTM tagger's capitalisation embedding
@@ -144,7 +145,7 @@ class TagTask(Task):
     labels_into_model = True
     predictions_file = "predictions.conll"
 
-    def __init__(self, reading: dict, labels: list[str] | None = None, crf: bool = False, stride: int = 16):
+    def __init__(self, reading: dict, labels: list[str] | None = None, crf: bool = False, stride: int = TAG_STRIDE):
         self.reading = reading  # tag_col, tag_scheme, repair_tags
         self.labels = labels
         self.crf = crf
@@ -161,7 +162,7 @@ class TagTask(Task):
             raise UserInputError("--skip-bad-rows applies to labeled CSV files; fix the tagged file (or pass "
                                  "--repair-tags for invalid tag sequences)")
         return cls({"tag_col": opts.tag_col, "tag_scheme": opts.tag_scheme, "repair_tags": opts.repair_tags},
-                   crf=opts.crf, stride=opts.stride)
+                   crf=opts.crf, stride=TAG_STRIDE if opts.stride is None else opts.stride)
 
     def to_meta(self) -> dict:
         return {"task": {"task": self.name, "num_labels": self.num_outputs, "crf": self.crf, "stride": self.stride},
@@ -171,7 +172,7 @@ class TagTask(Task):
     def from_meta(cls, meta: dict, source: Path) -> TagTask:
         reading = {key: meta.get(key) for key in ("tag_col", "tag_scheme", "repair_tags")}
         return cls(reading, list(meta["labels"]), crf=bool(meta["task"].get("crf")),
-                   stride=int(meta["task"].get("stride") or 16))
+                   stride=int(meta["task"].get("stride") or TAG_STRIDE))
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:
