@@ -281,3 +281,41 @@ def test_stride_must_leave_room_for_new_tokens(data, tiny_bert, tmp_path, capsys
     assert main(["finetune", "--train", str(data["train"]), "--model", str(tiny_bert), "--out", str(tmp_path / "x"),
                  "--long-text", "windows", *WINDOWED, "--stride", "14"]) == 2
     assert "--stride 14 leaves a window no new tokens" in capsys.readouterr().err
+
+
+def test_pairs_and_decoders_read_windows_end_to_end(tmp_path, tiny_bert, capsys):
+    """Windows over the second text of a pair (the first repeated), and over a GPT-style
+    decoder's input: trained, then predicted with one row per input row."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    rows = [{"question": "was it good", "text": r["text"], "label": r["label"]} for r in long_rows(40, 10)]
+    pairs = write_csv(tmp_path / "pairs.csv", rows, fields=("question", "text", "label"))
+    out = tmp_path / "pairs"
+    assert main(["finetune", "--train", str(pairs), "--text-col", "question", "--text-pair-col", "text",
+                 "--model", str(tiny_bert), "--out", str(out), *WINDOWED, "--max-steps", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["long_text"]["mode"] == "windows"  # auto: every text is longer than 16 tokens
+    assert metrics["long_text"]["splits"]["test"]["windows"] > metrics["test_examples"] == 4
+    predictions = tmp_path / "pairs-predicted.csv"
+    assert main(["predict", "--model", str(out), "--input", str(pairs), "--out", str(predictions)]) == 0
+    assert len(read_csv(predictions)) == 40
+
+    lines = [row["text"] for row in long_rows(200, 1)]
+    tokenizer = train_subword_tokenizer(lines, "byte-bpe", 300, model_max_length=64)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    gpt = tmp_path / "tiny-gpt"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(gpt)
+    tokenizer.save_pretrained(gpt)
+    data = write_csv(tmp_path / "single.csv", long_rows(40, 11))
+    out = tmp_path / "gpt"
+    assert main(["finetune", "--train", str(data), "--model", str(gpt), "--out", str(out), "--long-text", "windows",
+                 *WINDOWED, "--max-steps", "2"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["long_text"]["splits"]["train"]["texts_split"] == 32
+    predictions = tmp_path / "gpt-predicted.csv"
+    assert main(["predict", "--model", str(out), "--input", str(data), "--out", str(predictions)]) == 0
+    assert len(read_csv(predictions)) == 40
