@@ -6,6 +6,7 @@ with their text's label and pooled into one prediction per text. A tiny random B
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import random
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_windows_cover_every_token_and_overlap_by_stride(tokenizer):
         parts = [content(tokenizer, ids) for ids in windows]
         rebuilt = parts[0] + [t for part in parts[1:] for t in part[STRIDE:]]
         assert rebuilt == tokens  # every token read, in order, none twice but the overlaps
-        for before, after in zip(parts, parts[1:]):
+        for before, after in itertools.pairwise(parts):
             assert after[:STRIDE] == before[-STRIDE:]  # consecutive windows share `stride` tokens
         assert len(windows) == encoded.windows_made[text_index] > (1 if text != "short" else 0)
 
@@ -319,3 +320,15 @@ def test_pairs_and_decoders_read_windows_end_to_end(tmp_path, tiny_bert, capsys)
     predictions = tmp_path / "gpt-predicted.csv"
     assert main(["predict", "--model", str(out), "--input", str(data), "--out", str(predictions)]) == 0
     assert len(read_csv(predictions)) == 40
+
+
+def test_stride_default_is_the_tasks_own():
+    from nlpft.finetune.options import FinetuneOptions
+    from nlpft.finetune.tasks import task_class
+
+    def task(name: str, **options):
+        return task_class(name).from_options(FinetuneOptions(train="x.csv", out="out", task=name, **options))
+
+    assert task("tag").stride == 16 and task("tag", stride=3).stride == 3  # words
+    assert task("single").long_text["stride"] is None  # tokens: a quarter of --max-length, once it is known
+    assert task("single", stride=3).long_text["stride"] == 3

@@ -110,7 +110,7 @@ def _windows_read(opts, encoded: dict) -> dict | None:
     """Per split, how the texts were read in windows (None when none were); said on stderr."""
     from nlpft.finetune.data import describe_windows, window_counts
 
-    if encoded["train"].documents is None:
+    if getattr(encoded["train"], "documents", None) is None:  # a task's own stats, or texts read whole
         return None
     counts = {name: window_counts(e) for name, e in encoded.items()}
     if not opts.quiet:

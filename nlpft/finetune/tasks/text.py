@@ -228,24 +228,30 @@ class TextTask(Task):
             asked, self.long_text["mode"] = self.long_text["mode"], "truncate"
             return ("--long-text windows applies to transformers; this backbone reads the first --max-length words"
                     if asked == "windows" else None)
-        room = encoder.max_length - encoder.tokenizer.hf.num_special_tokens_to_add(pair=self.has_pairs)
-        if self.long_text["stride"] is None:
-            self.long_text["stride"] = encoder.max_length // 4
-        stride = self.long_text["stride"]
-        most = room - 1 if self.has_pairs else room
-        if stride >= most:
-            raise UserInputError(f"--stride {stride} leaves a window no new tokens: with --max-length "
-                                 f"{encoder.max_length} it must be below {most}")
-        if self.long_text["mode"] != "auto":
-            return None
+        note = self._decide_auto(encoder, train_rows) if self.long_text["mode"] == "auto" else None
+        if self.windowed:
+            self._check_stride(encoder)
+        return note
+
+    def _decide_auto(self, encoder, train_rows: list) -> str:
         from nlpft.finetune.data import encode_examples
 
         texts, pairs = self.texts_and_pairs(train_rows)
         too_long = encode_examples(encoder.tokenizer, texts, pairs, encoder.max_length).truncated
-        windows = too_long > AUTO_WINDOWS_SHARE * len(train_rows)
-        self.long_text["mode"] = "windows" if windows else "truncate"
+        self.long_text["mode"] = "windows" if too_long > AUTO_WINDOWS_SHARE * len(train_rows) else "truncate"
         return (f"long texts: {too_long:,} of {len(train_rows):,} training texts exceed {encoder.max_length} tokens "
                 f"-> {self.long_text['mode']} (auto: windows when more than {AUTO_WINDOWS_SHARE:.0%})")
+
+    def _check_stride(self, encoder) -> None:
+        """The stride (default: a quarter of max_length) leaves each window new tokens (a
+        pair's window at least one token of its first text too)."""
+        if self.long_text["stride"] is None:
+            self.long_text["stride"] = encoder.max_length // 4
+        room = encoder.max_length - encoder.tokenizer.hf.num_special_tokens_to_add(pair=self.has_pairs)
+        most = room - 1 if self.has_pairs else room
+        if self.long_text["stride"] >= most:
+            raise UserInputError(f"--stride {self.long_text['stride']} leaves a window no new tokens: with "
+                                 f"--max-length {encoder.max_length} it must be below {most}")
 
     @property
     def has_pairs(self) -> bool:
