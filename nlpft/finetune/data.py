@@ -34,6 +34,9 @@ class Encoded:
     tokens: int = 0   # word-level only: tokens before truncation ...
     unknown: int = 0  # ... and how many of them the vocabulary lacks ([UNK])
     cut: list[bool] = field(default_factory=list)  # per text: was it cut
+    documents: list[int] | None = None  # windows: the text each encoded window comes from
+    windows_made: list[int] = field(default_factory=list)  # windows: per text, before any cap
+    windows_kept: list[int] = field(default_factory=list)  # windows: per text, after the training cap
 
     @property
     def unknown_rate(self) -> float:
@@ -83,6 +86,112 @@ def _encode_hf(hf, texts: list[str], pairs: list[str | None] | None, max_length:
     return Encoded(ids, types, sum(cut), cut=cut)
 
 
+def encode_windows(hf, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int, stride: int,
+                   max_windows: int | None = None, batch: int = 256) -> Encoded:
+    """Every token of every text, in windows of `max_length` tokens (special tokens included)
+    of which consecutive ones share `stride` tokens: the tokenizer's own overflow windows, so
+    each window is framed as the model expects. With pairs the windows run over the second
+    text and each repeats the first, cut (and counted as truncated) where it would leave the
+    second less than half of a window's room, or no more than `stride` tokens. `max_windows` (training) keeps that many windows of a text,
+    evenly spaced over it, the first and last included (`spaced_windows`). `hf` is a Hugging
+    Face fast tokenizer."""
+    use_pairs = pairs is not None and any(p is not None for p in pairs)
+    room = max_length - hf.num_special_tokens_to_add(pair=use_pairs)
+    texts = list(texts)
+    cut = [False] * len(texts)
+    if use_pairs:  # the second text keeps half the room and more than `stride` tokens
+        texts, cut = _fit_first_texts(hf, texts, max(1, room - max(stride + 1, room - room // 2)))
+    ids: list[list[int]] = []
+    types: list[list[int]] | None = [] if use_pairs else None
+    documents: list[int] = []
+    made: list[int] = []
+    kept: list[int] = []
+    kwargs = {"add_special_tokens": True, "return_attention_mask": False, "return_overflowing_tokens": True,
+              "max_length": max_length, "stride": stride, "verbose": False}
+    for start in range(0, len(texts), batch):
+        chunk = texts[start:start + batch]
+        if use_pairs:
+            out = hf(chunk, [p or "" for p in pairs[start:start + batch]], truncation="only_second",
+                     return_token_type_ids=True, **kwargs)
+        else:
+            out = hf(chunk, truncation=True, return_token_type_ids=False, **kwargs)
+        per_text: list[list[int]] = [[] for _ in chunk]
+        for window, text in enumerate(out["overflow_to_sample_mapping"]):
+            per_text[text].append(window)
+        for text, windows in enumerate(per_text):
+            made.append(len(windows))
+            windows = spaced_windows(windows, max_windows)
+            kept.append(len(windows))
+            for window in windows:
+                ids.append(list(out["input_ids"][window]))
+                if types is not None:
+                    types.append(list(out["token_type_ids"][window]))
+                documents.append(start + text)
+    return Encoded(ids, types, sum(cut), cut=cut, documents=documents, windows_made=made, windows_kept=kept)
+
+
+def spaced_windows(windows: list, limit: int | None) -> list:
+    """At most `limit` of `windows`, evenly spaced, the first and last included: a capped
+    text is still read from its beginning to its end, the same windows on every run."""
+    if limit is None or len(windows) <= limit:
+        return windows
+    if limit == 1:
+        return windows[:1]
+    last = len(windows) - 1
+    return [windows[round(k * last / (limit - 1))] for k in range(limit)]
+
+
+def pool_windows(logits, documents: Sequence[int], num_texts: int, pooling: str):
+    """One row of outputs per text: the mean (or the maximum) of its windows' rows."""
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float32)
+    documents = np.asarray(documents)
+    pooled = np.empty((num_texts, *logits.shape[1:]), dtype=np.float32)
+    for text in range(num_texts):
+        rows = logits[documents == text]
+        pooled[text] = rows.max(axis=0) if pooling == "max" else rows.mean(axis=0)
+    return pooled
+
+
+def first_windows(documents: Sequence[int], num_texts: int) -> list[int]:
+    """The index of each text's first window."""
+    first = [-1] * num_texts
+    for window, text in reversed(list(enumerate(documents))):
+        first[text] = window
+    return first
+
+
+def window_counts(encoded: Encoded) -> dict:
+    """How one split was read in windows: texts, texts split, windows made and read."""
+    made, kept = encoded.windows_made, encoded.windows_kept
+    return {"texts": len(made), "texts_split": sum(1 for n in made if n > 1), "windows": sum(kept),
+            "mean_windows": round(sum(kept) / len(kept), 2) if kept else 0.0, "max_windows": max(kept, default=0),
+            "texts_capped": sum(1 for m, k in zip(made, kept, strict=True) if k < m),
+            "windows_left_out": sum(made) - sum(kept)}
+
+
+def describe_windows(name: str, counts: dict) -> str:
+    line = (f"{name}: {counts['texts_split']:,} of {counts['texts']:,} texts split, {counts['windows']:,} windows "
+            f"(mean {counts['mean_windows']:.2f}, max {counts['max_windows']} per text)")
+    if counts["texts_capped"]:
+        line += (f"; {counts['texts_capped']:,} texts capped by --max-windows, {counts['windows_left_out']:,} "
+                 "windows left out")
+    return line
+
+
+def _fit_first_texts(hf, texts: list[str], most: int) -> tuple[list[str], list[bool]]:
+    """The first texts of pairs cut after their `most`-th token (at that token's last
+    character), and which were cut."""
+    offsets = hf(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
+                 verbose=False)["offset_mapping"]
+    fitted, cut = [], []
+    for text, spans in zip(texts, offsets, strict=True):
+        cut.append(len(spans) > most)
+        fitted.append(text[:spans[most - 1][1]] if len(spans) > most else text)
+    return fitted, cut
+
+
 def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], suffix: list[int]) -> Encoded:
     from nlpft.errors import UserInputError
 
@@ -101,10 +210,13 @@ def _encode_words(tokenizer, texts, pairs, max_length: int, prefix: list[int], s
 
 
 class EncodedDataset(torch.utils.data.Dataset):
-    """Encoded texts (and labels, if known) as dicts of lists; the collator pads them."""
+    """Encoded texts or windows (and labels, if known: one per text) as dicts of lists; the
+    collator pads them."""
 
     def __init__(self, encoded: Encoded, labels: list | None = None):
         self.encoded = encoded
+        if labels is not None and encoded.documents is not None:  # each window carries its text's label
+            labels = [labels[document] for document in encoded.documents]
         self.labels = labels
 
     def __len__(self) -> int:

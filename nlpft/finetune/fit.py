@@ -34,10 +34,14 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
 
     prepared = backbone.prepare(opts)
     set_phase("encoding the texts")
+    plan = task.plan_encoding(prepared, splits.train)
+    if plan and not opts.quiet:
+        print(f"  {plan}", file=sys.stderr)
     encoded, datasets = {}, {}
     for name in ("train", "valid", "test"):
         datasets[name], encoded[name] = task.encode(prepared, getattr(splits, name), training=name == "train")
     _warn_about_encoding(opts, backbone, prepared, encoded["train"])
+    windows = _windows_read(opts, encoded)
     task.fit_targets(splits.train, opts.class_weights)
 
     torch.manual_seed(opts.seed)
@@ -84,6 +88,7 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
             "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
             "train_examples_per_s": examples_seen / train_s if train_s > 0 else None,
             "truncated": {name: e.truncated for name, e in encoded.items()},
+            **({"windows": windows} if windows else {}),
             **({"unknown_token_rate": {name: round(e.unknown_rate, 4) for name, e in encoded.items()}}
                if backbone.word_level else {}),
             "text_framing": {"prefix_ids": list(prepared.prefix_ids), "suffix_ids": list(prepared.suffix_ids)}}
@@ -101,6 +106,19 @@ def _warn_about_encoding(opts, backbone, prepared, train_encoded) -> None:
               "were cut (raise --max-length to keep more)", file=sys.stderr)
 
 
+def _windows_read(opts, encoded: dict) -> dict | None:
+    """Per split, how the texts were read in windows (None when none were); said on stderr."""
+    from nlpft.finetune.data import describe_windows, window_counts
+
+    if getattr(encoded["train"], "documents", None) is None:  # a task's own stats, or texts read whole
+        return None
+    counts = {name: window_counts(e) for name, e in encoded.items()}
+    if not opts.quiet:
+        for name, split in counts.items():
+            print(f"  {describe_windows(name, split)}", file=sys.stderr)
+    return counts
+
+
 def _load_best(model, best: Path) -> None:
     if not (best / "model.safetensors").is_file():
         return
@@ -115,7 +133,11 @@ def _load_best(model, best: Path) -> None:
 def _logits(trainer, task, dataset) -> np.ndarray:
     """The model's outputs on `dataset`, put together by the task (per-token outputs come
     padded to the longest item of all batches)."""
-    output = trainer.predict(dataset)
+    judge, trainer.compute_metrics = trainer.compute_metrics, None  # it scores validation data only
+    try:
+        output = trainer.predict(dataset)
+    finally:
+        trainer.compute_metrics = judge
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return task.collect_logits(list(np.asarray(logits, dtype=np.float32)), dataset)
 
@@ -165,7 +187,8 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=task.collator(prepared.pad_id), processing_class=prepared.processing_class,
         callbacks=[StopOnSignal(), keep_best, *extra_callbacks],
-        compute_metrics=lambda pred: task.eval_metrics(_predictions(pred), np.asarray(pred.label_ids)),
+        compute_metrics=lambda pred: task.eval_metrics(
+            *task.per_document(_predictions(pred), np.asarray(pred.label_ids), datasets["valid"])),
         task=task, group_by_length=opts.group_by_length, optimizers=(optimizer, None))
     use_progress_bar(trainer, None if opts.quiet else ProgressBar(eval_name="valid loss", perplexity=False))
     return trainer

@@ -133,7 +133,7 @@ def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots:
     per-label table and plots."""
     lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
     for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
-                "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib"):
+                "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib", "long_texts"):
         if summary.get(key) is not None:
             value = summary[key]
             value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)

@@ -82,8 +82,8 @@ class FinetuneOptions:
     batch_size: int = option(16, "default: %(default)s", type=positive_int, group=OPTIMISATION, fingerprinted=True)
     grad_accum: int = option(1, "batches per optimizer step (default: %(default)s)", type=positive_int,
                              group=OPTIMISATION, fingerprinted=True)
-    max_length: int = option(256, "tokens per text, longer ones are cut (default: %(default)s)", type=positive_int,
-                             group=OPTIMISATION, fingerprinted=True)
+    max_length: int = option(256, "tokens per text, or per window (see --long-text) (default: %(default)s)",
+                             type=positive_int, group=OPTIMISATION, fingerprinted=True)
     warmup: float = option(0.1, "warmup: a fraction of all steps if below 1, else steps (default: %(default)s)",
                            type=non_negative_float, group=OPTIMISATION)
     scheduler: str = option("linear", "default: %(default)s", choices=["linear", "cosine", "constant_with_warmup"],
@@ -99,9 +99,10 @@ class FinetuneOptions:
     checkpoint_every: int = option(200, "default: %(default)s", type=positive_int, group=OPTIMISATION)
     group_by_length: bool = option(True, "shuffle freely instead of batching texts of similar length",
                                    flag="--no-group-by-length", group=OPTIMISATION, fingerprinted=True)
-    stride: int = option(16, "overlap between consecutive windows of an input longer than --max-length: words, for "
-                             "--task tag on a transformer, which reads a long sentence in windows of whole words "
-                             "(default: %(default)s)", type=non_negative_int, group=OPTIMISATION, fingerprinted=True)
+    stride: int | None = option(  # None: the task's default (tag: 16 words; text: a quarter of --max-length)
+        None, "overlap between consecutive windows of a long input: subword tokens for text tasks (default: a "
+              "quarter of --max-length), words for --task tag (default: 16)", type=non_negative_int,
+        group=OPTIMISATION, fingerprinted=True)
     precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
         "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
                 "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],

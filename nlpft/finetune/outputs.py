@@ -30,18 +30,32 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
                "precision": opts.precision if backbone.uses_precision else None, "parameters": result["parameters"],
                "peak_rss_mib": peak_rss_mib}
     headline = task.headline(test_metrics)
-    m.write_report(work / "report.md", summary, test_metrics, headline, plots,
-                   task.report_section(test_metrics, plots))
+    m.write_report(work / "report.md", {**summary, "long_texts": _describe_long_texts(task, result.get("windows"))},
+                   test_metrics, headline, plots, task.report_section(test_metrics, plots))
     unknown = result.get("unknown_token_rate")
+    windows = result.get("windows")
     documents = {
         "metrics.json": {"test": test_metrics, **summary, "skipped_rows": splits.skipped,
                          "truncated": result.get("truncated"), **({"unknown_token_rate": unknown} if unknown else {}),
+                         **({"long_text": {**task.long_text, "splits": windows}} if windows else {}),
                          "valid_history": [h for h in history if "eval_loss" in h],
                          "train_history": [h for h in history if "loss" in h]},
         META_FILE: {"backbone": backbone.name, **task.to_meta(), "max_length": opts.max_length,
                     "text_framing": result.get("text_framing"), "options": asdict(opts)},
     }
     return headline, documents
+
+
+def _describe_long_texts(task, windows: dict | None) -> str | None:
+    """report.md's line on a windowed run: the settings, then each split's counts."""
+    if not windows:
+        return None
+    from nlpft.finetune.data import describe_windows
+
+    settings = task.long_text
+    return (f"windows of --max-length tokens sharing {settings['stride']}, {settings['pooling']}-pooled, at most "
+            f"{settings['max_windows']} per text in training; " + "; ".join(
+                describe_windows(name, counts) for name, counts in windows.items()))
 
 
 def write_evaluation(folder: Path, model_dir: str, task, rows: list, scores, result: dict) -> None:

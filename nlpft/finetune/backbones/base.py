@@ -155,7 +155,7 @@ class Backbone:
         dataset, encoded = task.encode(prepared, rows, with_targets=False)
         collate = task.collator(prepared.pad_id)
         order = np.argsort(dataset.lengths(), kind="stable")  # similar lengths together
-        per_row: list = [None] * len(rows)
+        per_row: list = [None] * len(dataset)  # one per item: a long text may be several windows
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 index = order[start:start + batch_size]

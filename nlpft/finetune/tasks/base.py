@@ -8,9 +8,11 @@ reading      `read_splits` (train/valid/test, split when needed, label space bui
 labels       `describe_labels`, `check_rows`, `fit_targets` (class weights), state in
              `to_meta` / `from_meta` (the keys of finetune.json the task owns)
 model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`, `encode`
-             (rows -> a dataset through the backbone's tokenizer), `collator`, `loss`
+             (rows -> a dataset through the backbone's tokenizer; `plan_encoding` decides how,
+             e.g. long texts in windows), `collator`, `loss`
              (from the logits, or from the model itself when `labels_into_model`),
-             `collect_logits` (inference outputs of rows batched apart, put together),
+             `collect_logits` (inference outputs of rows batched apart, put together; windows
+             pooled per row), `per_document` (the same for validation during training),
              `default_lr` (from the backbone's), `word_model` / `load_word_model` (its
              head over a word-level backbone),
              `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
@@ -132,6 +134,11 @@ class Task:
         e.g. the later subwords of a word)."""
         raise NotImplementedError
 
+    def plan_encoding(self, encoder, train_rows: list) -> str | None:
+        """Decide, from the backbone's encoder and the training rows, how rows are encoded
+        (e.g. long texts in windows); returns a line for the console, or None."""
+        return None
+
     def collator(self, pad_id: int):
         raise NotImplementedError
 
@@ -163,6 +170,11 @@ class Task:
         import numpy as np
 
         return np.stack(per_row).astype(np.float32)
+
+    def per_document(self, logits: np.ndarray, label_ids: np.ndarray, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Validation outputs and labels of `dataset`'s items (as the trainer batched them)
+        brought to one per row, e.g. a long text's windows pooled into one."""
+        return logits, label_ids
 
     def loss(self, outputs, labels):
         if self.labels_into_model:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins st
     import numpy as np
 
 IGNORE_INDEX = -100
+TAG_STRIDE = 16  # words shared by consecutive windows of a long sentence without --stride
 RAW_TEXT_SUFFIXES = (".txt",)  # predict input read as raw text, one text per line
 ENTITY_SUFFIXES = (".jsonl", ".json")  # predict --out: entities as JSON lines (else CoNLL)
 WORD_SHAPE_DIM = 16  # the BiLSTM tagger's capitalisation embedding
@@ -165,7 +166,7 @@ class TagTask(Task):
     predictions_file = "predictions.conll"
     options = TagOptions
 
-    def __init__(self, task_options: TagOptions, labels: list[str] | None = None, stride: int = 16):
+    def __init__(self, task_options: TagOptions, labels: list[str] | None = None, stride: int = TAG_STRIDE):
         self.task_options = task_options
         self.labels = labels
         self.stride = stride
@@ -182,7 +183,7 @@ class TagTask(Task):
         if opts.skip_bad_rows:
             raise UserInputError("--skip-bad-rows applies to labeled CSV files; fix the tagged file (or pass "
                                  "--repair-tags for invalid tag sequences)")
-        return cls(opts.task_options, stride=opts.stride)
+        return cls(opts.task_options, stride=TAG_STRIDE if opts.stride is None else opts.stride)
 
     def to_meta(self) -> dict:
         """The labels and the stride; the tag options are saved with the other options."""
@@ -191,7 +192,8 @@ class TagTask(Task):
 
     @classmethod
     def from_meta(cls, meta: dict, source: Path) -> TagTask:
-        return cls(cls.saved_options(meta), list(meta["labels"]), stride=int(meta["task"].get("stride") or 16))
+        stride = meta["task"].get("stride")
+        return cls(cls.saved_options(meta), list(meta["labels"]), stride=TAG_STRIDE if stride is None else int(stride))
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.tasks.base import Splits, Task, json_kind
+from nlpft.options import option, positive_int
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -23,33 +25,67 @@ if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins st
 
 #: finetune.json fields that say how the files were read (names kept from the first format)
 READING_FIELDS = ("text_col", "text_pair_col", "label_col", "label_delimiter")
+#: --long-text auto reads in windows when more than this share of the training texts is too long
+AUTO_WINDOWS_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """The options of the text tasks (single, multi, regression): how a long text is read."""
+
+    long_text: str = option(
+        "auto", "transformers: truncate = read the first --max-length tokens of a text; windows = read all of it in "
+                "windows of --max-length tokens sharing --stride tokens, trained on with the text's label and pooled "
+                f"into one prediction per text; auto = windows when more than {AUTO_WINDOWS_SHARE:.0%}% of the "
+                "training texts are longer than --max-length (default: %(default)s)",
+        choices=["auto", "truncate", "windows"], fingerprinted=True)
+    window_pooling: str = option("mean", "--long-text windows: one text's window logits pooled by their mean or "
+                                         "their maximum (default: %(default)s)", choices=["mean", "max"],
+                                 fingerprinted=True)
+    max_windows: int = option(8, "--long-text windows: training reads at most this many windows of one text, evenly "
+                                 "spaced over it (first and last included); prediction reads every window (default: "
+                                 "%(default)s)", type=positive_int, fingerprinted=True)
 
 
 class TextTask(Task):
+    options = TextOptions
     label_cell: ClassVar[str]  # how `nlpft.data.labeled` reads a label cell: "single", "multi" or "regression"
     has_label_space: ClassVar[bool] = True  # False: the label is a number (regression)
     has_probabilities: ClassVar[bool] = True  # predictions carry one p_<label> column per label
 
     def __init__(self, reading: dict, label_map=None, class_weights: list[float] | None = None,
-                 thresholds: list[float] | None = None, normalize_labels: bool = False, task_options=None):
-        self.task_options = task_options  # what a subclass declares in `options` (None: none)
+                 thresholds: list[float] | None = None, normalize_labels: bool = False, task_options=None,
+                 long_text: dict | None = None):
+        self.task_options = task_options  # what the task declares in `options` (TextOptions)
         self.reading = {key: reading.get(key) for key in READING_FIELDS}
         self.reading["label_delimiter"] = self.reading["label_delimiter"] or ";"
         self.label_map = label_map
         self.class_weights = class_weights
         self.thresholds = thresholds
         self.normalize_labels = normalize_labels
+        # how a text longer than max_length is read: mode auto|truncate|windows ("auto" until
+        # `plan_encoding` decides), stride (None: a quarter of max_length), pooling, max_windows
+        self.long_text = {"mode": "truncate", "stride": None, "pooling": "mean", "max_windows": None,
+                          **(long_text or {})}
         self._weight_tensor = None
 
     # -- construction and state -------------------------------------------------------------
     @classmethod
     def from_options(cls, opts) -> TextTask:
+        own = opts.task_options or cls.options()  # `finetune` resolves them; defaults when called directly
         return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels,
-                   task_options=opts.task_options)
+                   task_options=own,
+                   long_text={"mode": own.long_text, "stride": opts.stride, "pooling": own.window_pooling,
+                              "max_windows": own.max_windows})
 
     def state(self) -> dict:
+        long_text = {**self.long_text, "mode": "windows" if self.windowed else "truncate"}
         return {"task": self.name, "num_labels": self.num_outputs, "class_weights": self.class_weights,
-                "thresholds": self.thresholds}
+                "thresholds": self.thresholds, "long_text": long_text}
+
+    @property
+    def windowed(self) -> bool:
+        return self.long_text["mode"] == "windows"
 
     def to_meta(self) -> dict:
         return {"task": self.state(), "label_map": self.label_map.to_dict() if self.label_map is not None else None,
@@ -65,7 +101,8 @@ class TextTask(Task):
         state = meta["task"]
         normalize = bool((meta.get("options") or {}).get("normalize_labels"))
         return cls(meta, label_map, class_weights=state.get("class_weights"), thresholds=state.get("thresholds"),
-                   normalize_labels=normalize, task_options=cls.saved_options(meta))
+                   normalize_labels=normalize, task_options=cls.saved_options(meta),
+                   long_text=state.get("long_text"))  # older outputs: truncate
 
     @classmethod
     def check_meta(cls, meta: dict, bad) -> None:
@@ -83,6 +120,24 @@ class TextTask(Task):
         if cls.has_label_space and meta.get("label_map") is None:
             raise bad("missing field 'label_map' (a classifier needs its label names)")
         cls.saved_options(meta, bad)
+        cls._check_long_text_meta(meta["task"].get("long_text"), bad)
+
+    @staticmethod
+    def _check_long_text_meta(long_text, bad) -> None:
+        if long_text is None:
+            return
+        if not isinstance(long_text, dict):
+            raise bad(f"field 'task.long_text' is {json_kind(long_text)}, expected an object or null")
+        for name, allowed in (("mode", ("truncate", "windows")), ("pooling", ("mean", "max"))):
+            if long_text.get(name) not in allowed:
+                raise bad(f"field 'task.long_text.{name}' is {long_text.get(name)!r}, expected one of "
+                          f"{', '.join(allowed)}")
+        for name in ("stride", "max_windows"):
+            value = long_text.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise bad(f"field 'task.long_text.{name}' is {json_kind(value)}, expected a whole number or null")
+        if long_text["mode"] == "windows" and long_text.get("stride") is None:
+            raise bad("field 'task.long_text.stride' is missing (a windowed model needs its stride)")
 
     # -- data -------------------------------------------------------------------------------
     def _read(self, path: str, *, training: bool, require_label: bool = True, skip_bad_rows: bool = False,
@@ -188,13 +243,76 @@ class TextTask(Task):
 
         return np.asarray(self.targets(rows))
 
-    def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
-        from nlpft.finetune.data import EncodedDataset, encode_examples
+    def plan_encoding(self, encoder, train_rows: list) -> str | None:
+        """--long-text decided for this backbone: transformers (Hugging Face tokenizers) read
+        in windows when asked, or under `auto` when more than AUTO_WINDOWS_SHARE of the
+        training texts exceed max_length; word-level backbones truncate. Returns the line
+        that says what `auto` decided."""
+        if not hasattr(encoder.tokenizer, "hf"):
+            asked, self.long_text["mode"] = self.long_text["mode"], "truncate"
+            return ("--long-text windows applies to transformers; this backbone reads the first --max-length words"
+                    if asked == "windows" else None)
+        note = self._decide_auto(encoder, train_rows) if self.long_text["mode"] == "auto" else None
+        if self.windowed:
+            self._check_stride(encoder)
+        return note
 
-        pairs = [r.text_pair for r in rows] if self.reading["text_pair_col"] else None
-        encoded = encode_examples(encoder.tokenizer, [r.text for r in rows], pairs, encoder.max_length,
-                                  prefix_ids=encoder.prefix_ids, suffix_ids=encoder.suffix_ids)
+    def _decide_auto(self, encoder, train_rows: list) -> str:
+        from nlpft.finetune.data import encode_examples
+
+        texts, pairs = self.texts_and_pairs(train_rows)
+        too_long = encode_examples(encoder.tokenizer, texts, pairs, encoder.max_length).truncated
+        self.long_text["mode"] = "windows" if too_long > AUTO_WINDOWS_SHARE * len(train_rows) else "truncate"
+        return (f"long texts: {too_long:,} of {len(train_rows):,} training texts exceed {encoder.max_length} tokens "
+                f"-> {self.long_text['mode']} (auto: windows when more than {AUTO_WINDOWS_SHARE:.0%})")
+
+    def _check_stride(self, encoder) -> None:
+        """The stride (default: a quarter of max_length) leaves each window new tokens (a
+        pair's window at least one token of its first text too)."""
+        if self.long_text["stride"] is None:
+            self.long_text["stride"] = encoder.max_length // 4
+        room = encoder.max_length - encoder.tokenizer.hf.num_special_tokens_to_add(pair=self.has_pairs)
+        most = room - 1 if self.has_pairs else room
+        if self.long_text["stride"] >= most:
+            raise UserInputError(f"--stride {self.long_text['stride']} leaves a window no new tokens: with "
+                                 f"--max-length {encoder.max_length} it must be below {most}")
+
+    @property
+    def has_pairs(self) -> bool:
+        return bool(self.reading["text_pair_col"])
+
+    def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
+        from nlpft.finetune.data import EncodedDataset, encode_examples, encode_windows
+
+        texts, pairs = self.texts_and_pairs(rows)
+        if self.windowed:
+            encoded = encode_windows(encoder.tokenizer.hf, texts, pairs, encoder.max_length, self.long_text["stride"],
+                                     max_windows=self.long_text["max_windows"] if training else None)
+        else:
+            encoded = encode_examples(encoder.tokenizer, texts, pairs, encoder.max_length,
+                                      prefix_ids=encoder.prefix_ids, suffix_ids=encoder.suffix_ids)
         return EncodedDataset(encoded, self.targets(rows) if with_targets else None), encoded
+
+    def collect_logits(self, per_row: list, dataset) -> np.ndarray:
+        """One row per text: a windowed text's window logits pooled (mean or max) into one."""
+        from nlpft.finetune.data import pool_windows
+
+        logits = super().collect_logits(per_row, dataset)
+        encoded = dataset.encoded
+        if encoded.documents is None:
+            return logits
+        return pool_windows(logits, encoded.documents, len(encoded.windows_made), self.long_text["pooling"])
+
+    def per_document(self, logits: np.ndarray, label_ids: np.ndarray, dataset) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        from nlpft.finetune.data import first_windows
+
+        encoded = dataset.encoded
+        if encoded.documents is None:
+            return logits, label_ids
+        return (self.collect_logits(list(logits), dataset),
+                np.asarray(label_ids)[first_windows(encoded.documents, len(encoded.windows_made))])
 
     def collator(self, pad_id: int):
         from nlpft.finetune.data import PadCollator

@@ -1,0 +1,334 @@
+"""--long-text windows: texts longer than --max-length read in overlapping windows, trained on
+with their text's label and pooled into one prediction per text. A tiny random BERT with
+--max-length 16 makes every text of the data here span several windows; the label signal
+(sentiment words) is spread over the whole text, so a few epochs learn it."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nlpft.cli.main import main
+
+POSITIVE = ["good", "great", "excellent", "lovely", "wonderful"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful"]
+FILLER = ["the", "film", "meal", "hotel", "book", "concert", "phone", "game", "was", "and", "today", "again",
+          "very", "quite", "really", "staff", "room", "price", "story", "music", "screen", "battery", "plot",
+          "service", "night", "morning", "city", "river", "garden", "window", "table", "chair", "door", "car"]
+MAX_LENGTH = 16
+STRIDE = 4
+WINDOWED = ["--max-length", str(MAX_LENGTH), "--stride", str(STRIDE), "--epochs", "4", "--lr", "3e-3",
+            "--batch-size", "16", "--threads", "1", "--quiet", "--warmup", "0", "--precision", "fp32"]
+
+
+def long_rows(n: int, seed: int, words: tuple[int, int] = (30, 60)) -> list[dict]:
+    """Texts of random filler words with a sentiment word every few words (the label's),
+    so any window of a text carries its label."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label, sentiment = [("pos", POSITIVE), ("neg", NEGATIVE)][i % 2]
+        text = [rng.choice(sentiment) if k % 5 == 0 else rng.choice(FILLER) for k in range(rng.randint(*words))]
+        rows.append({"text": " ".join(text), "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields=("text", "label")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    lines = [row["text"] for row in long_rows(200, 1)]
+    return train_subword_tokenizer(lines, "wordpiece", 200, model_max_length=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, tokenizer) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=64))
+    out = tmp_path_factory.mktemp("models") / "tiny-bert"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("long")
+    return {"train": write_csv(folder / "train.csv", long_rows(120, 2)),
+            "valid": write_csv(folder / "valid.csv", long_rows(20, 3)),
+            "test": write_csv(folder / "test.csv", long_rows(20, 4))}
+
+
+@pytest.fixture(scope="module")
+def windowed_run(tmp_path_factory, data, tiny_bert) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "windows"
+    assert main(["finetune", "--train", str(data["train"]), "--valid", str(data["valid"]), "--test",
+                 str(data["test"]), "--model", str(tiny_bert), "--out", str(out), "--long-text", "windows",
+                 "--max-windows", "4", *WINDOWED]) == 0
+    return out
+
+
+def content(tokenizer, ids: list[int]) -> list[int]:
+    special = set(tokenizer.all_special_ids)
+    return [i for i in ids if i not in special]
+
+
+# -- windows -----------------------------------------------------------------------------------
+def test_windows_cover_every_token_and_overlap_by_stride(tokenizer):
+    from nlpft.finetune.data import encode_windows
+
+    texts = [row["text"] for row in long_rows(5, 9)] + ["short"]
+    encoded = encode_windows(tokenizer, texts, None, MAX_LENGTH, STRIDE)
+    assert encoded.truncated == 0 and encoded.windows_made[-1] == 1
+    for text_index, text in enumerate(texts):
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        windows = [ids for ids, doc in zip(encoded.input_ids, encoded.documents, strict=True) if doc == text_index]
+        assert all(len(ids) <= MAX_LENGTH for ids in windows)
+        assert all(ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id for ids in windows)
+        parts = [content(tokenizer, ids) for ids in windows]
+        rebuilt = parts[0] + [t for part in parts[1:] for t in part[STRIDE:]]
+        assert rebuilt == tokens  # every token read, in order, none twice but the overlaps
+        for before, after in itertools.pairwise(parts):
+            assert after[:STRIDE] == before[-STRIDE:]  # consecutive windows share `stride` tokens
+        assert len(windows) == encoded.windows_made[text_index] > (1 if text != "short" else 0)
+
+
+def test_training_cap_keeps_evenly_spaced_windows_first_and_last(tokenizer):
+    from nlpft.finetune.data import encode_windows, spaced_windows, window_counts
+
+    assert spaced_windows(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spaced_windows(list(range(3)), 8) == [0, 1, 2]
+    assert spaced_windows(list(range(5)), 1) == [0]
+    text = " ".join(long_rows(1, 5, words=(80, 80))[0]["text"].split())
+    every = encode_windows(tokenizer, [text], None, MAX_LENGTH, STRIDE)
+    capped = encode_windows(tokenizer, [text], None, MAX_LENGTH, STRIDE, max_windows=3)
+    assert every.windows_made[0] > 3 and capped.windows_made == every.windows_made and capped.windows_kept == [3]
+    last = len(every.input_ids) - 1
+    assert capped.input_ids == [every.input_ids[0], every.input_ids[round(last / 2)], every.input_ids[last]]
+    counts = window_counts(capped)
+    assert counts["texts_capped"] == 1 and counts["windows_left_out"] == every.windows_made[0] - 3
+
+
+def test_pair_windows_run_over_the_second_text_and_repeat_the_first(tokenizer):
+    from nlpft.finetune.data import encode_windows
+
+    question = "was the film good"
+    passage = long_rows(1, 6)[0]["text"]
+    encoded = encode_windows(tokenizer, [question], [passage], MAX_LENGTH, STRIDE)
+    first = tokenizer(question, add_special_tokens=False)["input_ids"]
+    second = tokenizer(passage, add_special_tokens=False)["input_ids"]
+    assert len(encoded.input_ids) > 1 and encoded.truncated == 0
+    parts = []
+    for ids, types in zip(encoded.input_ids, encoded.token_type_ids, strict=True):
+        assert len(ids) <= MAX_LENGTH
+        assert content(tokenizer, [i for i, t in zip(ids, types, strict=True) if t == 0]) == first
+        parts.append(content(tokenizer, [i for i, t in zip(ids, types, strict=True) if t == 1]))
+    assert parts[0] + [t for part in parts[1:] for t in part[STRIDE:]] == second
+    # a first text that would leave the second no room is cut, and counted as cut
+    long_question = " ".join(["film"] * 40)
+    encoded = encode_windows(tokenizer, [long_question], [passage], MAX_LENGTH, STRIDE)
+    assert encoded.truncated == 1 and all(len(ids) <= MAX_LENGTH for ids in encoded.input_ids)
+    parts = [[i for i, t in zip(ids, types, strict=True) if t == 1][:-1]
+             for ids, types in zip(encoded.input_ids, encoded.token_type_ids, strict=True)]
+    assert parts[0] + [t for part in parts[1:] for t in part[STRIDE:]] == second
+
+
+def test_pooling_gives_one_row_per_text():
+    from nlpft.finetune.data import first_windows, pool_windows
+
+    logits = np.array([[1.0, 0.0], [3.0, -2.0], [0.0, 5.0], [2.0, 2.0]])
+    documents = [0, 0, 1, 1]
+    assert pool_windows(logits, documents, 2, "mean").tolist() == [[2.0, -1.0], [1.0, 3.5]]
+    assert pool_windows(logits, documents, 2, "max").tolist() == [[3.0, 0.0], [2.0, 5.0]]
+    assert first_windows([0, 0, 1, 2, 2], 3) == [0, 2, 3]
+
+
+def test_validation_metrics_are_per_text(tokenizer):
+    from nlpft.finetune.data import Encoded, EncodedDataset
+    from nlpft.finetune.tasks.single import SingleLabelTask
+
+    task = SingleLabelTask({"text_col": "text", "label_col": "label"}, long_text={"mode": "windows", "stride": 4})
+    # text 0 (label 0): two windows lean to 0, one to 1; text 1 (label 1): one window, to 1
+    encoded = Encoded([[1], [1], [1], [1]], None, 0, documents=[0, 0, 0, 1], windows_made=[3, 1],
+                      windows_kept=[3, 1])
+    logits, labels = task.per_document(np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]),
+                                       np.array([0, 0, 0, 1]), EncodedDataset(encoded))
+    assert labels.tolist() == [0, 1] and logits.argmax(axis=1).tolist() == [0, 1]
+
+
+# -- the auto rule -------------------------------------------------------------------------------
+def test_auto_reads_in_windows_when_more_than_a_tenth_of_training_texts_are_too_long(tokenizer):
+    from nlpft.data.labeled import LabeledExample
+    from nlpft.finetune.tasks.single import SingleLabelTask
+    from nlpft.pretrained.tokenizer import HFTokenizer
+
+    encoder = SimpleNamespace(tokenizer=HFTokenizer(tokenizer), max_length=MAX_LENGTH, prefix_ids=(), suffix_ids=())
+    short = [LabeledExample(text="the film was good", label="pos", row=i) for i in range(18)]
+    long = [LabeledExample(text=long_rows(1, 7)[0]["text"], label="pos", row=i) for i in range(3)]
+
+    def decide(rows):
+        task = SingleLabelTask({"text_col": "text", "label_col": "label"},
+                               long_text={"mode": "auto", "stride": None, "pooling": "mean", "max_windows": 8})
+        return task, task.plan_encoding(encoder, rows)
+
+    task, line = decide(short[:18] + long[:2])  # 2 of 20: exactly 10%, not more
+    assert task.long_text["mode"] == "truncate"
+    assert line == "long texts: 2 of 20 training texts exceed 16 tokens -> truncate (auto: windows when more than 10%)"
+    task, line = decide(short[:17] + long[:3])  # 3 of 20
+    assert task.long_text == {"mode": "windows", "stride": MAX_LENGTH // 4, "pooling": "mean",
+                                         "max_windows": 8}
+    assert "3 of 20 training texts exceed 16 tokens -> windows" in line
+
+
+def test_word_level_backbones_ignore_long_text():
+    from nlpft.finetune.tasks.single import SingleLabelTask
+
+    task = SingleLabelTask({"text_col": "text", "label_col": "label"}, long_text={"mode": "windows", "stride": 4})
+    words = SimpleNamespace(tokenizer=object(), max_length=MAX_LENGTH)
+    assert "applies to transformers" in task.plan_encoding(words, [])
+    assert task.long_text["mode"] == "truncate"
+
+
+# -- end to end ----------------------------------------------------------------------------------
+def test_windowed_run_reports_windows_and_scores_per_text(windowed_run, data):
+    metrics = json.loads((windowed_run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.85, metrics["test"]
+    assert metrics["test_examples"] == 20 and metrics["truncated"] == {"train": 0, "valid": 0, "test": 0}
+    splits = metrics["long_text"]["splits"]
+    assert metrics["long_text"]["mode"] == "windows" and metrics["long_text"]["stride"] == STRIDE
+    assert splits["test"]["texts"] == 20 and splits["test"]["texts_split"] == 20
+    assert splits["test"]["windows"] > 40 and splits["train"]["max_windows"] == 4
+    assert splits["train"]["texts_capped"] > 0 and splits["test"]["texts_capped"] == 0  # the cap is for training
+    assert "long texts:" in (windowed_run / "report.md").read_text()
+    predictions = read_csv(windowed_run / "predictions.csv")
+    assert [r["text"] for r in predictions] == [r["text"] for r in read_csv(data["test"])]  # one row per text
+    meta = json.loads((windowed_run / "finetune.json").read_text())
+    assert meta["task"]["long_text"] == {"mode": "windows", "stride": STRIDE, "pooling": "mean", "max_windows": 4}
+
+
+def test_predict_reads_windows_as_training_did(windowed_run, data, tmp_path, capsys):
+    out = tmp_path / "again.csv"
+    assert main(["predict", "--model", str(windowed_run), "--input", str(data["test"]), "--out", str(out)]) == 0
+    predicted, written = read_csv(out), read_csv(windowed_run / "predictions.csv")
+    assert len(predicted) == 20 and [r["predicted"] for r in predicted] == [r["predicted"] for r in written]
+    assert max(abs(float(a[k]) - float(b[k])) for a, b in zip(predicted, written, strict=True)
+               for k in ("p_pos", "p_neg")) <= 1e-5
+    assert main(["evaluate", "--model", str(windowed_run), "--input", str(data["test"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sum(map(sum, result["confusion_matrix"])) == 20  # per text, not per window
+    assert result["accuracy"] == json.loads((windowed_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert main(["predict", "--model", str(windowed_run), "--text", long_rows(1, 8)[0]["text"]]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "pos"
+
+
+def test_windows_never_leak_across_splits(data, tiny_bert, tmp_path, monkeypatch, tokenizer):
+    """Every window trained on comes from a training text, never from a validation or test
+    one (the split is over texts, made before windowing); texts of random words make a
+    window's text identify the one text it comes from."""
+    import nlpft.finetune.data as data_module
+
+    datasets = []
+    original = data_module.EncodedDataset.__init__
+
+    def remember(self, encoded, labels=None):
+        original(self, encoded, labels)
+        datasets.append(self)
+
+    monkeypatch.setattr(data_module.EncodedDataset, "__init__", remember)
+    out = tmp_path / "split"
+    assert main(["finetune", "--train", str(data["train"]), "--model", str(tiny_bert), "--out", str(out),
+                 "--long-text", "windows", *WINDOWED, "--max-steps", "1"]) == 0
+    train, valid, test = datasets[:3]
+    every_text = {r["text"] for r in read_csv(data["train"])}
+    test_texts = {r["text"] for r in read_csv(out / "predictions.csv")}
+
+    def sources(window: list[int]) -> set[str]:
+        """The texts that hold this window's words."""
+        words = tokenizer.decode(content(tokenizer, window)).replace("##", "")
+        return {text for text in every_text if words in text}
+
+    train_sources = set().union(*(sources(ids) for ids in train.encoded.input_ids))
+    valid_sources = set().union(*(sources(ids) for ids in valid.encoded.input_ids))
+    assert train_sources and not train_sources & test_texts and not train_sources & valid_sources
+    assert {t for ids in test.encoded.input_ids for t in sources(ids)} == test_texts
+    assert len(test.encoded.windows_made) == len(test_texts) == 12
+
+
+def test_stride_must_leave_room_for_new_tokens(data, tiny_bert, tmp_path, capsys):
+    assert main(["finetune", "--train", str(data["train"]), "--model", str(tiny_bert), "--out", str(tmp_path / "x"),
+                 "--long-text", "windows", *WINDOWED, "--stride", "14"]) == 2
+    assert "--stride 14 leaves a window no new tokens" in capsys.readouterr().err
+
+
+def test_pairs_and_decoders_read_windows_end_to_end(tmp_path, tiny_bert, capsys):
+    """Windows over the second text of a pair (the first repeated), and over a GPT-style
+    decoder's input: trained, then predicted with one row per input row."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nlpft.tokenization.subword import train_subword_tokenizer
+
+    rows = [{"question": "was it good", "text": r["text"], "label": r["label"]} for r in long_rows(40, 10)]
+    pairs = write_csv(tmp_path / "pairs.csv", rows, fields=("question", "text", "label"))
+    out = tmp_path / "pairs"
+    assert main(["finetune", "--train", str(pairs), "--text-col", "question", "--text-pair-col", "text",
+                 "--model", str(tiny_bert), "--out", str(out), *WINDOWED, "--max-steps", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["long_text"]["mode"] == "windows"  # auto: every text is longer than 16 tokens
+    assert metrics["long_text"]["splits"]["test"]["windows"] > metrics["test_examples"] == 4
+    predictions = tmp_path / "pairs-predicted.csv"
+    assert main(["predict", "--model", str(out), "--input", str(pairs), "--out", str(predictions)]) == 0
+    assert len(read_csv(predictions)) == 40
+
+    lines = [row["text"] for row in long_rows(200, 1)]
+    tokenizer = train_subword_tokenizer(lines, "byte-bpe", 300, model_max_length=64)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    gpt = tmp_path / "tiny-gpt"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(gpt)
+    tokenizer.save_pretrained(gpt)
+    data = write_csv(tmp_path / "single.csv", long_rows(40, 11))
+    out = tmp_path / "gpt"
+    assert main(["finetune", "--train", str(data), "--model", str(gpt), "--out", str(out), "--long-text", "windows",
+                 *WINDOWED, "--max-steps", "2"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["long_text"]["splits"]["train"]["texts_split"] == 32
+    predictions = tmp_path / "gpt-predicted.csv"
+    assert main(["predict", "--model", str(out), "--input", str(data), "--out", str(predictions)]) == 0
+    assert len(read_csv(predictions)) == 40
+
+
+def test_stride_default_is_the_tasks_own():
+    from nlpft.finetune.options import FinetuneOptions
+    from nlpft.finetune.tasks import task_class
+
+    def task(name: str, **options):
+        return task_class(name).from_options(FinetuneOptions(train="x.csv", out="out", task=name, **options))
+
+    assert task("tag").stride == 16 and task("tag", stride=3).stride == 3  # words
+    assert task("single").long_text["stride"] is None  # tokens: a quarter of --max-length, once it is known
+    assert task("single", stride=3).long_text["stride"] == 3
