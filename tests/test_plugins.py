@@ -299,7 +299,8 @@ def test_a_backbone_option_reaches_the_model_and_is_saved(tmp_path):
                  "--freeze-embeddings", "--out", str(out), "--max-steps", "2", "--threads", "1", "--quiet"]) == 0
     assert json.loads((out / "classifier.json").read_text())["freeze_embeddings"] is True
     options = json.loads((out / "finetune.json").read_text())["options"]
-    assert options["backbone_options"] == {"freeze_embeddings": True} and options["task_options"] is None
+    assert options["backbone_options"] == {"freeze_embeddings": True}
+    assert options["task_options"] == {"long_text": "auto", "window_pooling": "mean", "max_windows": 8}
 
 
 def test_plugin_options_read_back_from_finetune_json_old_and_new():

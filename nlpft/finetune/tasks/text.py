@@ -72,11 +72,13 @@ class TextTask(Task):
     # -- construction and state -------------------------------------------------------------
     @classmethod
     def from_options(cls, opts) -> TextTask:
-        own = opts.task_options or cls.options()  # `finetune` resolves them; defaults when called directly
+        own = opts.task_options  # resolved by `finetune`
+        # a subclass whose own options do not extend TextOptions reads long texts by their defaults
+        reading = own if isinstance(own, TextOptions) else TextOptions()
         return cls({key: getattr(opts, key) for key in READING_FIELDS}, normalize_labels=opts.normalize_labels,
                    task_options=own,
-                   long_text={"mode": own.long_text, "stride": opts.stride, "pooling": own.window_pooling,
-                              "max_windows": own.max_windows})
+                   long_text={"mode": reading.long_text, "stride": opts.stride, "pooling": reading.window_pooling,
+                              "max_windows": reading.max_windows})
 
     def state(self) -> dict:
         long_text = {**self.long_text, "mode": "windows" if self.windowed else "truncate"}
