@@ -132,11 +132,13 @@ def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots:
     """report.md: the run's summary, then the task's own `section` or its headline,
     per-label table and plots."""
     lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
-    for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
+    for key in ("task", "backbone", "method", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
                 "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib"):
         if summary.get(key) is not None:
             value = summary[key]
             value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)
+            if key == "method" and summary.get("method_reason"):
+                value = f"{value} ({summary['method_reason']})"
             lines.append(f"- {key.replace('_', ' ')}: {value}")
     if section is not None:
         path.write_text("\n".join(lines + ["", section]) + "\n", encoding="utf-8")

@@ -23,7 +23,8 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
     curve = m.plot_loss_curve(history, work / "loss_curve.png")
     if curve is not None:
         plots["loss curve"] = curve.name
-    summary = {"model": opts.model, "task": task.name, "backbone": backbone.name, "train_examples": len(splits.train),
+    summary = {"model": opts.model, "task": task.name, "backbone": backbone.name, "method": result.get("method"),
+               "method_reason": result.get("method_reason"), "train_examples": len(splits.train),
                "valid_examples": len(splits.valid), "test_examples": len(splits.test), "epochs": result["epochs"],
                "steps": result["steps"], "train_time_s": result["train_s"],
                "train_examples_per_s": result.get("train_examples_per_s"),
@@ -38,7 +39,8 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
                          "truncated": result.get("truncated"), **({"unknown_token_rate": unknown} if unknown else {}),
                          "valid_history": [h for h in history if "eval_loss" in h],
                          "train_history": [h for h in history if "loss" in h]},
-        META_FILE: {"backbone": backbone.name, **task.to_meta(), "max_length": opts.max_length,
+        META_FILE: {"backbone": backbone.name, "method": result.get("method"), "method_reason": result.get("method_reason"),
+                    **task.to_meta(), "max_length": opts.max_length,
                     "text_framing": result.get("text_framing"), "options": asdict(opts)},
     }
     return headline, documents
