@@ -37,11 +37,16 @@ class FrozenEncoderClassifier:
         self.pairs = pairs
 
     @classmethod
-    def load_encoder(cls, spec: str, max_length: int, pairs: bool) -> FrozenEncoderClassifier:
-        """The pretrained encoder of `spec` without a head yet (see `fit_head`)."""
+    def pretrained(cls, spec: str, tokenizer, max_length: int, pairs: bool) -> FrozenEncoderClassifier:
+        """The pretrained encoder of `spec` read through `tokenizer` (an nlpft HFTokenizer,
+        already checked against the model's config), without a head yet (see `fit_head`)."""
         from nlpft.pretrained.encode import SentenceEncoder
+        from nlpft.pretrained.loading import load_model, resolve_model
 
-        return cls(SentenceEncoder.load(spec, quiet=True), None, max_length, pairs)
+        resolved = resolve_model(spec)
+        encoder = SentenceEncoder(load_model(resolved, head="base", quiet=True), tokenizer, name=resolved.name,
+                                  family=resolved.family, path=str(resolved.path))
+        return cls(encoder, None, max_length, pairs)
 
     def features(self, texts: list[str], pairs: list[str | None] | None, batch_size: int = 32,
                  progress: Callable[[int], None] | None = None) -> np.ndarray:

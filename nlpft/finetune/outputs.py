@@ -18,6 +18,9 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
 
     test_scores, history = result["test_scores"], result["history"]
     test_metrics = task.metrics(splits.test, test_scores)
+    intervals = task.confidence_intervals(splits.test, test_scores, seed=opts.seed)
+    if intervals is not None:
+        test_metrics["confidence_intervals"] = intervals
     task.write_predictions(work / task.predictions_file, splits.test, test_scores, gold=True)
     plots = task.plots(test_metrics, work)
     curve = m.plot_loss_curve(history, work / "loss_curve.png")

@@ -45,10 +45,12 @@ class FrozenEncoder(Backbone):
                                  "drop --random-init, or use --method standard")
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
+        from nlpft.finetune.backbones.hf_encoder import HFEncoder
         from nlpft.finetune.frozen import FrozenEncoderClassifier
 
         pairs = task.texts_and_pairs(splits.train)[1] is not None
-        model = FrozenEncoderClassifier.load_encoder(self.spec, opts.max_length, pairs)
+        checked = HFEncoder(self.spec).prepare(opts)  # the tokenizer, checked against the config as fine-tuning does
+        model = FrozenEncoderClassifier.pretrained(self.spec, checked.tokenizer, checked.max_length, pairs)
         started = time.perf_counter()
         self.tune_encoder(model.encoder, opts, task, splits)
         features = self._embed_splits(model, task, splits, opts)
