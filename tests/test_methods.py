@@ -159,7 +159,8 @@ def test_auto_rule(tiny_bert, model, counts, task, expected):
 
     spec = str(tiny_bert) if model == "bert" else model
     opts = SimpleNamespace(method="auto", model=spec, random_init=False, pooling="cls", text_col="text",
-                           text_pair_col=None, label_col="label", label_delimiter=";", normalize_labels=False, crf=False)
+                           text_pair_col=None, label_col="label", label_delimiter=";", normalize_labels=False,
+                           crf=False)
     the_task = task_class(task).from_options(opts)
     rows = _rows(counts)
     if task != "regression":
@@ -170,7 +171,7 @@ def test_auto_rule(tiny_bert, model, counts, task, expected):
 
 def test_too_few_examples_name_the_class_and_count_before_any_model_loads(tiny_bert, tmp_path, capsys,
                                                                              monkeypatch):
-    import nlpft.pretrained.loading as loading
+    from nlpft.pretrained import loading
 
     def no_loading(*_, **__):
         raise AssertionError("a model was loaded")
@@ -205,7 +206,11 @@ def test_help_lists_the_methods_and_the_auto_rule(capsys):
 
 # -- bootstrap intervals ---------------------------------------------------------------------
 def _intervals(gold, decided, seed=1, labels=2):
-    from nlpft.finetune.metrics import accuracy_per_draw, bootstrap_intervals, macro_f1_per_draw
+    from nlpft.finetune.metrics import (
+        accuracy_per_draw,
+        bootstrap_intervals,
+        macro_f1_per_draw,
+    )
 
     return bootstrap_intervals(np.asarray(gold), np.asarray(decided),
                                {"accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(labels)}, seed=seed)

@@ -67,6 +67,7 @@ examples:
 
 def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.finetune.backbones import backbone_class, backbone_names
+    from nlpft.finetune.methods import AUTO_RULE, METHODS
     from nlpft.finetune.options import (
         DATA,
         OPTIMISATION,
@@ -74,8 +75,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         FinetuneOptions,
         PredictOptions,
     )
-
-    from nlpft.finetune.methods import AUTO_RULE, METHODS
 
     backbones = "\n".join(_backbone_line(backbone_class(name)) for name in backbone_names())
     methods = "\n".join([*(_described(method.name, method.summary) for method in METHODS.values()),

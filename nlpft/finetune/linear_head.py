@@ -27,7 +27,8 @@ class LinearHead:
 
         if task.target_kind == "number":
             ridge = Ridge(alpha=1.0).fit(features, gold.astype(float))
-            return cls(ridge.coef_.reshape(1, -1).astype(np.float32), np.atleast_1d(ridge.intercept_).astype(np.float32))
+            return cls(ridge.coef_.reshape(1, -1).astype(np.float32),
+                       np.atleast_1d(ridge.intercept_).astype(np.float32))
         n = task.num_outputs
         if task.target_kind == "label-set":
             coef = np.zeros((n, features.shape[1]), dtype=np.float32)

@@ -98,12 +98,14 @@ def _auto(backbone, task, train_rows: list) -> tuple[str, str]:
     if task.target_kind not in CLASS_KINDS:
         return "standard", f"auto: --task {task.name} has no classes to count"
     if not METHODS[SMALL_DATA_METHOD].supports(backbone, task):
-        return "standard", f"auto: {SMALL_DATA_METHOD} needs a BERT-style encoder, and --model {backbone.spec} is {backbone.name}"
+        return "standard", (f"auto: {SMALL_DATA_METHOD} needs a BERT-style encoder, and --model {backbone.spec} is "
+                            f"{backbone.name}")
     label, count = min(class_counts(task, train_rows).items(), key=lambda kv: kv[1])
     if count < SMALL_DATA_LIMIT:
         return SMALL_DATA_METHOD, (f"auto: {count:,} training examples in the smallest class ({label!r}), fewer "
                                    f"than {SMALL_DATA_LIMIT}; --method standard fine-tunes the whole model instead")
-    return "standard", f"auto: {count:,} training examples in the smallest class ({label!r}), {SMALL_DATA_LIMIT} or more"
+    return "standard", (f"auto: {count:,} training examples in the smallest class ({label!r}), {SMALL_DATA_LIMIT} "
+                        "or more")
 
 
 def class_counts(task, rows: list) -> dict[str, int]:

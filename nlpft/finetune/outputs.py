@@ -42,8 +42,8 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
                          "truncated": result.get("truncated"), **({"unknown_token_rate": unknown} if unknown else {}),
                          "valid_history": [h for h in history if "eval_loss" in h],
                          "train_history": [h for h in history if "loss" in h]},
-        META_FILE: {"backbone": backbone.name, "method": result.get("method"), "method_reason": result.get("method_reason"),
-                    **task.to_meta(), "max_length": opts.max_length,
+        META_FILE: {"backbone": backbone.name, "method": result.get("method"),
+                    "method_reason": result.get("method_reason"), **task.to_meta(), "max_length": opts.max_length,
                     "text_framing": result.get("text_framing"), "options": asdict(opts)},
     }
     return headline, documents

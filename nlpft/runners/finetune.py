@@ -49,7 +49,9 @@ def finetune(opts: FinetuneOptions) -> Path:
         _describe_run(opts, task, backbone, splits, method_reason)
     import torch
 
-    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+    from nlpft.training.hf import (
+        transformers_quiet,  # slow to import: before the partial directory exists
+    )
 
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -58,9 +58,9 @@ class FrozenEncoder(Backbone):
         train_s = time.perf_counter() - started
         task.tune(task.scores(model.logits(features["valid"])), splits.valid)
         model.save(work)
+        # train_s: embedding every split (the bulk of it) and fitting the head
         return {"test_scores": task.scores(model.logits(features["test"])), "train_s": train_s, "history": [],
-                "parameters": model.num_parameters(), "steps": None, "epochs": None,
-                "train_examples_per_s": len(splits.train) / train_s if train_s > 0 else None}
+                "parameters": model.num_parameters(), "steps": None, "epochs": None}
 
     def tune_encoder(self, encoder, opts, task, splits) -> None:
         """Change the encoder's weights before the head is fitted: nothing, for a frozen one."""
