@@ -33,6 +33,7 @@ class Method:
     summary: str  # one line for --help
     min_per_class: int = 1  # training examples each class needs
     backbone: str | None = None  # the backbone plug-in it trains through; None: the detected one
+    needs: str = ""  # what `supports` asks for, as the error says it
 
     def supports(self, backbone, task) -> bool:
         if self.backbone is None:
@@ -54,7 +55,8 @@ class Method:
 METHODS = {
     "standard": Method("standard", "the backbone's own training (transformers: the whole model fine-tuned)"),
     "frozen": Method("frozen", "BERT-style encoders: the encoder frozen, its mean-pooled sentence embeddings + "
-                               "logistic regression; seconds on a CPU", min_per_class=2, backbone="frozen-encoder"),
+                               "logistic regression; seconds on a CPU", min_per_class=2, backbone="frozen-encoder",
+                     needs="a BERT-style Hugging Face encoder (such as minilm) and --task single, multi or regression"),
 }
 
 
@@ -85,9 +87,8 @@ def choose_method(opts, backbone, task, train_rows: list) -> Choice:
         raise UserInputError(f"unknown --method {name!r}; choose one of {', '.join(method_names())}")
     method = METHODS[name]
     if not method.supports(backbone, task):
-        raise UserInputError(f"--method {name} needs a BERT-style Hugging Face encoder (such as minilm) and --task "
-                             f"single, multi or regression; --model {backbone.spec} is {backbone.name} with --task "
-                             f"{task.name}: use --method standard")
+        raise UserInputError(f"--method {name} needs {method.needs}; --model {backbone.spec} is {backbone.name} "
+                             f"with --task {task.name}: use --method standard")
     _check_examples_per_class(method, task, train_rows)
     chosen = method.training_backbone(backbone)
     chosen.check(opts, task)
