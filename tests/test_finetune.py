@@ -85,8 +85,10 @@ def tiny_gpt(tmp_path_factory) -> Path:
     return out
 
 
+# --method standard: these tests train the transformer itself (with 80 examples per class,
+# --method auto would pick the frozen encoder)
 FAST = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet",
-        "--warmup", "0"]
+        "--warmup", "0", "--method", "standard"]
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +216,8 @@ def test_progress_reports_classifier_metrics_not_perplexity(data_csv, tiny_bert,
     """The evaluation lines of a classifier show its accuracy and macro F1; exp(loss) means
     nothing for a classifier and is left out."""
     args = ["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(tmp_path / "out"),
-            "--epochs", "1", "--max-steps", "2", "--eval-every", "2", "--max-length", "32", "--threads", "1"]
+            "--epochs", "1", "--max-steps", "2", "--eval-every", "2", "--max-length", "32", "--threads", "1",
+            "--method", "standard"]
     assert main(args) == 0
     captured = capsys.readouterr()
     printed = (captured.out + captured.err).replace("\r", "\n")

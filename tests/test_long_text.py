@@ -24,7 +24,8 @@ FILLER = ["the", "film", "meal", "hotel", "book", "concert", "phone", "game", "w
           "service", "night", "morning", "city", "river", "garden", "window", "table", "chair", "door", "car"]
 MAX_LENGTH = 16
 STRIDE = 4
-WINDOWED = ["--max-length", str(MAX_LENGTH), "--stride", str(STRIDE), "--epochs", "4", "--lr", "3e-3",
+# --method standard: small data on an encoder would otherwise be read frozen (--method auto)
+WINDOWED = ["--method", "standard", "--max-length", str(MAX_LENGTH), "--stride", str(STRIDE), "--epochs", "4", "--lr", "3e-3",
             "--batch-size", "16", "--threads", "1", "--quiet", "--warmup", "0", "--precision", "fp32"]
 
 

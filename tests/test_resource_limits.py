@@ -210,7 +210,7 @@ def test_predict_cuts_a_huge_cell_before_tokenizing(tmp_path, monkeypatch):
     run = tmp_path / "clf"
     assert main(["finetune", "--train", str(write_csv(tmp_path / "train.csv", make_rows(60, 0))), "--model",
                  str(model), "--out", str(run), "--max-steps", "3", "--batch-size", "8", "--max-length", "32",
-                 "--threads", "1", "--quiet"]) == 0
+                 "--threads", "1", "--quiet", "--method", "standard"]) == 0
 
     head = "the film was good and great today "
     huge = head * (2_000_000 // len(head))

@@ -18,7 +18,8 @@ from tests.test_finetune import data_csv, make_rows, tiny_bert, write_csv  # noq
 
 LM_TINY = ["--embedding-dim", "16", "--hidden-dim", "24", "--batch-size", "4", "--bptt", "8", "--min-count", "2",
            "--quiet", "--threads", "1"]
-FINETUNE_FAST = ["--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet", "--warmup", "0"]
+FINETUNE_FAST = ["--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet", "--warmup", "0",
+                 "--method", "standard"]  # the trained transformer, not the frozen one auto picks on small data
 
 
 @pytest.fixture

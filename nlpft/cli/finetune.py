@@ -38,6 +38,9 @@ named by the most frequent spelling. Without --valid/--test files, a seeded, str
 
 Backbones (--model), tried in this order:
 {backbones}
+Methods (--method), how the backbone is trained:
+{methods}
+
 Training uses the Hugging Face Trainer: warmup then linear decay, evaluation every epoch
 (or --eval-every steps), the best weights by validation macro F1 kept, early stopping after
 --patience evaluations without improvement, dynamic padding with length-grouped batches,
@@ -48,6 +51,8 @@ Output (--out DIR): for transformers a standard model directory (config.json wit
 id2label, model.safetensors, tokenizer) that `pipeline("text-classification", model=DIR)`
 loads without nlpft; plus metrics.json, report.md, confusion_matrix.png, loss_curve.png,
 predictions.csv (test split: text, gold, predicted, probabilities) and finetune.json.
+A test split under 200 rows is reported with 95% percentile-bootstrap intervals (1000
+draws, seeded by --seed) of accuracy and macro F1 (regression: MSE).
 """
 
 EPILOG = """\
@@ -55,6 +60,7 @@ examples:
   nlpft finetune --train bbc_news.csv --out runs/bbc                        # MiniLM, defaults
   nlpft finetune --train reviews.csv --text-col review --label-col sentiment --out runs/rev --epochs 2
   nlpft finetune --train train.csv --valid valid.csv --test test.csv --model tfidf --out runs/tfidf
+  nlpft finetune --train reviews.csv --method frozen --out runs/fast         # frozen MiniLM + logistic regression
   nlpft finetune --train tags.csv --task multi --label-delimiter ";" --out runs/tags
   nlpft predict  --model runs/bbc --input new.csv --out predictions.csv
   nlpft predict  --model runs/bbc --text "Shares rose sharply after the results"
@@ -68,6 +74,7 @@ examples:
 def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.finetune import plugin_options
     from nlpft.finetune.backbones import backbone_class, backbone_names
+    from nlpft.finetune.methods import AUTO_RULE, METHODS
     from nlpft.finetune.options import (
         DATA,
         OPTIMISATION,
@@ -77,8 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
 
     backbones = "\n".join(_backbone_line(backbone_class(name)) for name in backbone_names())
+    methods = "\n".join([*(_described(method.name, method.summary) for method in METHODS.values()),
+                         _described("auto", f"(the default) {AUTO_RULE}; the choice and the reason are printed "
+                                            "and saved in finetune.json and metrics.json")])
     p = commands.add_parser("finetune", help="train a classifier on a labeled CSV",
-                            description=DESCRIPTION.format(backbones=backbones), epilog=EPILOG,
+                            description=DESCRIPTION.format(backbones=backbones, methods=methods), epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, FinetuneOptions, groups=(DATA, UNGROUPED))
     add_common_options(p)
@@ -112,8 +122,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _backbone_line(backbone) -> str:
     """One registered backbone for the description: its name, then its summary wrapped."""
-    return textwrap.fill(backbone.summary, width=88, initial_indent=f"  {backbone.name:<11} ",
-                         subsequent_indent=" " * 14)
+    return _described(backbone.name, backbone.summary)
+
+
+def _described(name: str, summary: str) -> str:
+    return textwrap.fill(summary, width=88, initial_indent=f"  {name:<11} ", subsequent_indent=" " * 14)
 
 
 def run_finetune(args: argparse.Namespace) -> int:

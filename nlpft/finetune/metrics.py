@@ -3,12 +3,14 @@ task picks its metrics and headline from here (see `nlpft.finetune.tasks`).
 
 Classification: accuracy, macro and micro F1, MCC, per-class precision/recall/F1/support
 and the confusion matrix. Multi-label: subset accuracy, macro/micro F1 and per-label
-scores. Regression: MSE, MAE, Spearman and Pearson correlation.
+scores. Regression: MSE, MAE, Spearman and Pearson correlation. Test sets under 200 rows
+also get percentile-bootstrap intervals of the headline scores (`bootstrap_intervals`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,70 @@ def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
         "spearman": None if constant else float(spearmanr(gold, predicted).statistic),
         "pearson": None if constant else float(pearsonr(gold, predicted).statistic),
     }
+
+
+# -- confidence intervals on small test sets -----------------------------------------------
+BOOTSTRAP_BELOW = 200  # test sets with fewer rows get intervals: below this a point score is mostly noise
+BOOTSTRAP_RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+def bootstrap_intervals(gold: np.ndarray, decided: np.ndarray, statistics: dict, seed: int,
+                        resamples: int = BOOTSTRAP_RESAMPLES, level: float = CONFIDENCE) -> dict:
+    """Percentile-bootstrap intervals: the rows are drawn with replacement `resamples` times
+    (seeded), each statistic computed on every draw, and the middle `level` of its values
+    kept. A statistic takes (gold, decided) stacked as (resamples, rows, ...) and returns one
+    value per draw. {"level", "method", "resamples", "seed", "rows", name: [low, high], ...}."""
+    gold, decided = np.asarray(gold), np.asarray(decided)
+    rows = len(gold)
+    draws = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+    tail = (1 - level) / 2 * 100
+    intervals = {"level": level, "method": "percentile bootstrap", "resamples": resamples, "seed": seed, "rows": rows}
+    for name, statistic in statistics.items():
+        low, high = np.percentile(statistic(gold[draws], decided[draws]), [tail, 100 - tail])
+        intervals[name] = [float(low), float(high)]
+    return intervals
+
+
+def accuracy_per_draw(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
+    """Accuracy of single labels, or subset accuracy of label sets (rows x labels)."""
+    same = gold == decided
+    return (same.all(axis=-1) if same.ndim == 3 else same).mean(axis=1)
+
+
+def macro_f1_per_draw(num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Macro F1 of class ids or 0/1 label sets over the labels a draw holds (in its gold rows
+    or its predictions): what the reported macro F1 is whenever every label appears in the
+    test rows or their predictions. A rare label that a draw happens to leave out is not
+    scored 0 there, so a perfect classifier's interval is [1, 1]."""
+    def statistic(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
+        if gold.ndim == 3:  # label sets: (draws, rows, labels)
+            gold, decided = gold.astype(bool), decided.astype(bool)
+        else:  # class ids -> one-hot (draws, rows, labels)
+            ids = np.arange(num_labels)
+            gold, decided = gold[..., None] == ids, decided[..., None] == ids
+        true_pos = (gold & decided).sum(axis=1)
+        wrong = (gold ^ decided).sum(axis=1)  # false positives + false negatives
+        denominator = 2 * true_pos + wrong
+        held = denominator > 0
+        f1 = np.divide(2 * true_pos, denominator, out=np.zeros(denominator.shape), where=held)
+        return f1.sum(axis=1) / np.maximum(held.sum(axis=1), 1)
+    return statistic
+
+
+def mse_per_draw(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
+    return ((gold.astype(float) - decided.astype(float)) ** 2).mean(axis=1)
+
+
+def with_interval(metrics: dict, key: str) -> str:
+    """`metrics[key]` to 4 places, with its interval when the metrics carry one:
+    "0.7000 (95% CI 0.50–0.90, 20 rows)"."""
+    value = f"{metrics[key]:.4f}"
+    intervals = metrics.get("confidence_intervals") or {}
+    if key not in intervals:
+        return value
+    low, high = intervals[key]
+    return f"{value} ({intervals['level']:.0%} CI {low:.2f}–{high:.2f}, {intervals['rows']} rows)"
 
 
 # -- plots ---------------------------------------------------------------------------------
@@ -132,11 +198,13 @@ def write_report(path: Path, summary: dict, metrics: dict, headline: str, plots:
     """report.md: the run's summary, then the task's own `section` or its headline,
     per-label table and plots."""
     lines = [f"# Fine-tuning report: {summary.get('model', '?')}", ""]
-    for key in ("task", "backbone", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
+    for key in ("task", "backbone", "method", "train_examples", "valid_examples", "test_examples", "epochs", "steps",
                 "train_time_s", "train_examples_per_s", "precision", "parameters", "peak_rss_mib", "long_texts"):
         if summary.get(key) is not None:
             value = summary[key]
             value = f"{value:,.1f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else value)
+            if key == "method" and summary.get("method_reason"):
+                value = f"{value} ({summary['method_reason']})"
             lines.append(f"- {key.replace('_', ' ')}: {value}")
     if section is not None:
         path.write_text("\n".join(lines + ["", section]) + "\n", encoding="utf-8")

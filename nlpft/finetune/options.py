@@ -47,6 +47,18 @@ def _model_help() -> str:
             f"({', '.join(backbone_names())}) recognises, tried in the order listed above")
 
 
+def _method_names() -> list[str]:
+    from nlpft.finetune.methods import method_names
+
+    return method_names()
+
+
+def _method_help() -> str:
+    from nlpft.finetune.methods import method_help
+
+    return "how the backbone is trained: " + method_help() + " (default: %(default)s)"
+
+
 @dataclass(frozen=True)
 class FinetuneOptions:
     train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news; "
@@ -59,6 +71,7 @@ class FinetuneOptions:
     random_init: bool = option(False, "keep the backbone's architecture and tokenizer but start from random weights "
                                       "(a baseline that shows what pretraining buys)", fingerprinted=True)
     model: str = option("minilm", _model_help)
+    method: str = option("auto", _method_help, choices=_method_names, fingerprinted=True)
     text_col: str = option("text", "default: %(default)s", group=DATA, fingerprinted=True)
     text_pair_col: str | None = option(None, "a second text column, for sentence pairs", group=DATA,
                                        fingerprinted=True)

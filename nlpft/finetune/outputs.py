@@ -18,12 +18,16 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
 
     test_scores, history = result["test_scores"], result["history"]
     test_metrics = task.metrics(splits.test, test_scores)
+    intervals = task.confidence_intervals(splits.test, test_scores, seed=opts.seed)
+    if intervals is not None:
+        test_metrics["confidence_intervals"] = intervals
     task.write_predictions(work / task.predictions_file, splits.test, test_scores, gold=True)
     plots = task.plots(test_metrics, work)
     curve = m.plot_loss_curve(history, work / "loss_curve.png")
     if curve is not None:
         plots["loss curve"] = curve.name
-    summary = {"model": opts.model, "task": task.name, "backbone": backbone.name, "train_examples": len(splits.train),
+    summary = {"model": opts.model, "task": task.name, "backbone": backbone.name, "method": result.get("method"),
+               "method_reason": result.get("method_reason"), "train_examples": len(splits.train),
                "valid_examples": len(splits.valid), "test_examples": len(splits.test), "epochs": result["epochs"],
                "steps": result["steps"], "train_time_s": result["train_s"],
                "train_examples_per_s": result.get("train_examples_per_s"),
@@ -40,7 +44,8 @@ def write_outputs(opts, task, backbone, splits, work: Path, result: dict, peak_r
                          **({"long_text": {**task.long_text, "splits": windows}} if windows else {}),
                          "valid_history": [h for h in history if "eval_loss" in h],
                          "train_history": [h for h in history if "loss" in h]},
-        META_FILE: {"backbone": backbone.name, **task.to_meta(), "max_length": opts.max_length,
+        META_FILE: {"backbone": backbone.name, "method": result.get("method"),
+                    "method_reason": result.get("method_reason"), **task.to_meta(), "max_length": opts.max_length,
                     "text_framing": result.get("text_framing"), "options": asdict(opts)},
     }
     return headline, documents

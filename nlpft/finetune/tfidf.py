@@ -1,8 +1,8 @@
 """`--model tfidf`: a scikit-learn TF-IDF + linear model baseline, saved without pickle.
 
-Word uni- and bigrams (sublinear tf, min df 2, at most 200k features) feed a logistic
-regression (a class per text: multinomial; a set of labels: one per label) or a ridge
-regression (a number), as the task's `target_kind` says. For
+Word uni- and bigrams (sublinear tf, min df 2, at most 200k features) feed the shared
+linear head (`nlpft.finetune.linear_head`: logistic regression for classes and label sets,
+ridge regression for a number). For
 sentence pairs one vocabulary is fitted on both texts and each text gets its own block of
 features (first text | second text), so the model can tell which side a word is on. The fitted
 state is plain arrays, so it is saved as safetensors (idf, coefficients, intercepts) and
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nlpft.errors import UserInputError
+from nlpft.finetune.linear_head import LinearHead
 
 VECTORIZER = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublinear_tf": True,
               "lowercase": True, "strip_accents": "unicode", "dtype": np.float32}
@@ -26,10 +27,9 @@ STATE_FILE = "tfidf.json"
 
 
 class TfidfClassifier:
-    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray, task_state: dict, pairs: bool = False):
+    def __init__(self, vectorizer, head: LinearHead, task_state: dict, pairs: bool = False):
         self.vectorizer = vectorizer
-        self.coef = coef  # (outputs, features), features doubled for pairs
-        self.intercept = intercept  # (outputs,)
+        self.head = head  # over the features, doubled for pairs
         self.task_state = task_state  # the task's state when fitted, kept in tfidf.json
         self.pairs = pairs
 
@@ -45,7 +45,6 @@ class TfidfClassifier:
     def fit(cls, examples, task, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
         """Fitted on `examples` for `task` (a `TextTask`: its `target_kind` picks the model)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression, Ridge
 
         texts = [e.text for e in examples]
         paired = any(e.text_pair is not None for e in examples)
@@ -57,35 +56,14 @@ class TfidfClassifier:
             vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
             vectorizer.fit(texts + pairs)
         features = _side_by_side(vectorizer, texts, pairs) if paired else vectorizer.transform(texts)
-        gold = task.gold(examples)
-        if task.target_kind == "number":
-            reg = Ridge(alpha=1.0).fit(features, gold.astype(float))
-            return cls(vectorizer, reg.coef_.reshape(1, -1).astype(np.float32),
-                       np.atleast_1d(reg.intercept_).astype(np.float32), task.state(), paired)
-        n = task.num_outputs
-        if task.target_kind == "label-set":
-            coef = np.zeros((n, features.shape[1]), dtype=np.float32)
-            intercept = np.zeros(n, dtype=np.float32)
-            for j in range(n):
-                column = gold[:, j]
-                if column.min() == column.max():  # a label always (or never) on: a constant
-                    intercept[j] = 10.0 if column[0] else -10.0
-                    continue
-                lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, column)
-                coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
-            return cls(vectorizer, coef, intercept, task.state(), paired)
-        lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features, gold)
-        coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
-        if n == 2 and coef.shape[0] == 1:  # binary: sklearn keeps one row; make it two logits
-            coef = np.vstack([np.zeros_like(coef), coef])
-            intercept = np.array([0.0, intercept[0]], dtype=np.float32)
-        return cls(vectorizer, coef, intercept, task.state(), paired)
+        head = LinearHead.fit(features, task, task.gold(examples), seed=seed, C=C)
+        return cls(vectorizer, head, task.state(), paired)
 
     def logits(self, texts: list[str], pairs: list[str | None] | None = None) -> np.ndarray:
-        return np.asarray(self.features(texts, pairs) @ self.coef.T) + self.intercept  # (texts, outputs)
+        return self.head.logits(self.features(texts, pairs))  # (texts, outputs)
 
     def num_parameters(self) -> int:
-        return int(self.coef.size + self.intercept.size)
+        return self.head.num_parameters()
 
     # -- saving without pickle -------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -93,9 +71,7 @@ class TfidfClassifier:
 
         folder = Path(folder)
         vocabulary = sorted(self.vectorizer.vocabulary_.items(), key=lambda kv: kv[1])
-        # safetensors writes the raw buffer: sklearn's coefficients may be Fortran-ordered
-        arrays = {"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.coef, "intercept": self.intercept}
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS_FILE))
+        save_file({"idf": self.vectorizer.idf_.astype(np.float32), **self.head.arrays()}, str(folder / WEIGHTS_FILE))
         settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in VECTORIZER.items() if k != "dtype"}
         settings["min_df"] = self.vectorizer.min_df
         state = {"vectorizer": settings, "vocabulary": [term for term, _ in vocabulary],
@@ -118,7 +94,7 @@ class TfidfClassifier:
         vectorizer = TfidfVectorizer(**settings)
         vectorizer.vocabulary_ = {term: i for i, term in enumerate(state["vocabulary"])}
         vectorizer.idf_ = arrays["idf"]
-        return cls(vectorizer, arrays["coef"], arrays["intercept"], state.get("task") or {},
+        return cls(vectorizer, LinearHead.from_arrays(arrays), state.get("task") or {},
                    pairs=bool(state.get("pairs", False)))
 
 

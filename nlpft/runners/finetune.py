@@ -2,8 +2,10 @@
 
 validate the options -> resolve them into a new object (with the task's own options) -> the
 task reads and checks every file (before any model loads), splits and builds its label
-space -> the backbone named by --model resolves its own options, checks the options and
-trains (`Backbone.fit`: the shared trainer, or its own) ->
+space -> the backbone named by --model resolves its own options and checks the options ->
+--method picks how it trains (`nlpft.finetune.methods`: auto counts the training examples
+per class; a method may train through a plug-in of its own) -> the backbone trains
+(`Backbone.fit`: the shared trainer, or its own) ->
 the task's metrics, report, plots and predictions -> publish OUT.
 
 What a task or a backbone means lives in their plug-ins (`nlpft.finetune.tasks`,
@@ -48,12 +50,15 @@ def finetune(opts: FinetuneOptions) -> Path:
     opts = dataclasses.replace(opts, backbone_options=plugin_options.resolve(
         plugin_options.BACKBONE, type(backbone), opts.backbone_options, selected=f"--model {opts.model}"))
     backbone.check(opts, task)
+    opts, backbone, method_reason = _resolve_method(opts, backbone, task, splits)
     opts = _resolve_run(opts, backbone, rank)
     if not opts.quiet:
-        _describe_run(opts, task, backbone, splits)
+        _describe_run(opts, task, backbone, splits, method_reason)
     import torch
 
-    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+    from nlpft.training.hf import (
+        transformers_quiet,  # slow to import: before the partial directory exists
+    )
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -65,6 +70,7 @@ def finetune(opts: FinetuneOptions) -> Path:
         result = backbone.fit(opts, task, splits, work, output)
         if rank != 0:
             return output.final
+        result = {**result, "method": opts.method, "method_reason": method_reason}
         headline = _write_outputs(opts, task, backbone, splits, work, result)
         final = output.publish()
     if not opts.quiet:
@@ -81,6 +87,15 @@ def _resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:
                                test=resolve_labeled_file(opts.test) if opts.test else None)
 
 
+def _resolve_method(opts: FinetuneOptions, backbone, task, splits) -> tuple[FinetuneOptions, object, str]:
+    """--method auto decided from the training rows; the backbone that trains (a method may
+    bring its own plug-in) and why that method."""
+    from nlpft.finetune.methods import choose_method
+
+    choice = choose_method(opts, backbone, task, splits.train)
+    return dataclasses.replace(opts, method=choice.method.name), choice.backbone, choice.reason
+
+
 def _resolve_run(opts: FinetuneOptions, backbone, rank: int) -> FinetuneOptions:
     """--precision auto decided for this backbone and machine; only rank 0 speaks."""
     from nlpft.training.precision import resolve_precision
@@ -89,10 +104,11 @@ def _resolve_run(opts: FinetuneOptions, backbone, rank: int) -> FinetuneOptions:
                                quiet=opts.quiet or rank != 0)
 
 
-def _describe_run(opts: FinetuneOptions, task, backbone, splits) -> None:
+def _describe_run(opts: FinetuneOptions, task, backbone, splits, method_reason: str) -> None:
     sizes = f"{len(splits.train):,} train, {len(splits.valid):,} valid, {len(splits.test):,} test examples"
     matrix_work = f", {opts.precision}" if backbone.uses_precision else ""
     print(f"finetune: {sizes}{task.describe_labels()}; backbone {opts.model}{matrix_work}", file=sys.stderr)
+    print(f"  method {opts.method} ({method_reason})", file=sys.stderr)
     for name, summary in splits.skipped.items():
         print(f"  {name}: skipped {summary}", file=sys.stderr)
 

@@ -94,6 +94,9 @@ def run_evaluate(opts: EvaluateOptions) -> dict:
     with output.cleaned_up_on_error() if output is not None else contextlib.nullcontext():
         scores, truncated = loaded.score(rows, batch_size=opts.batch_size)
         result = task.metrics(rows, scores)
+        intervals = task.confidence_intervals(rows, scores, seed=(loaded.meta.get("options") or {}).get("seed", 1))
+        if intervals is not None:
+            result["confidence_intervals"] = intervals
         result["truncated"] = truncated
         if output is not None:
             from nlpft.finetune.outputs import write_evaluation

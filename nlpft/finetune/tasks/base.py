@@ -18,7 +18,8 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
              `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
-             (keep-best and early stopping), `metrics`, `headline`, `plots`
+             (keep-best and early stopping), `metrics`, `confidence_intervals` (small
+             test sets), `headline`, `plots`
 predictions  `predictions_file`, `write_predictions`, `describe_prediction` / `describe_row`
              (predict --text)
 
@@ -211,6 +212,11 @@ class Task:
 
     def headline(self, metrics: dict) -> str:
         raise NotImplementedError
+
+    def confidence_intervals(self, rows: list, scores: np.ndarray, seed: int) -> dict | None:
+        """Intervals of the headline scores on `rows` when they are too few to trust a point
+        score (`nlpft.finetune.metrics.bootstrap_intervals`), or None."""
+        return None
 
     def plots(self, metrics: dict, folder: Path) -> dict[str, str]:
         """{title: file name} of the plots written into `folder` for `metrics`."""

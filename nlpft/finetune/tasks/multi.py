@@ -90,9 +90,16 @@ class MultiLabelTask(TextTask):
 
         return multilabel_metrics(np.asarray(gold), np.asarray(decided), self.label_names)
 
+    def interval_statistics(self) -> dict:
+        from nlpft.finetune.metrics import accuracy_per_draw, macro_f1_per_draw
+
+        return {"subset_accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(self.num_outputs)}
+
     def headline(self, metrics: dict) -> str:
-        return (f"subset accuracy {metrics['subset_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
-                f"micro F1 {metrics['micro_f1']:.4f}")
+        from nlpft.finetune.metrics import with_interval
+
+        return (f"subset accuracy {with_interval(metrics, 'subset_accuracy')}, macro F1 "
+                f"{with_interval(metrics, 'macro_f1')}, micro F1 {metrics['micro_f1']:.4f}")
 
     def format_decision(self, decided) -> str:
         return ";".join(n for n, on in zip(self.label_names, decided, strict=True) if on)

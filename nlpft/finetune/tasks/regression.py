@@ -52,9 +52,16 @@ class RegressionTask(TextTask):
 
         return regression_metrics(gold, decided)
 
+    def interval_statistics(self) -> dict:
+        from nlpft.finetune.metrics import mse_per_draw
+
+        return {"mse": mse_per_draw}
+
     def headline(self, metrics: dict) -> str:
+        from nlpft.finetune.metrics import with_interval
+
         spearman = metrics["spearman"]
-        return (f"MSE {metrics['mse']:.4f}, MAE {metrics['mae']:.4f}, Spearman "
+        return (f"MSE {with_interval(metrics, 'mse')}, MAE {metrics['mae']:.4f}, Spearman "
                 + ("n/a" if spearman is None else f"{spearman:.4f}"))
 
     def format_decision(self, decided) -> str:

@@ -62,8 +62,16 @@ class SingleLabelTask(TextTask):
 
         return classification_metrics(np.asarray(gold), np.asarray(decided), self.label_names)
 
+    def interval_statistics(self) -> dict:
+        from nlpft.finetune.metrics import accuracy_per_draw, macro_f1_per_draw
+
+        return {"accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(self.num_outputs)}
+
     def headline(self, metrics: dict) -> str:
-        return f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, MCC {metrics['mcc']:.4f}"
+        from nlpft.finetune.metrics import with_interval
+
+        return (f"accuracy {with_interval(metrics, 'accuracy')}, macro F1 {with_interval(metrics, 'macro_f1')}, "
+                f"MCC {metrics['mcc']:.4f}")
 
     def plots(self, metrics: dict, folder: Path) -> dict[str, str]:
         from nlpft.finetune.metrics import plot_confusion_matrix

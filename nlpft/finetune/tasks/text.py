@@ -341,6 +341,18 @@ class TextTask(Task):
     def metrics_of(self, gold: np.ndarray, decided: np.ndarray) -> dict:
         raise NotImplementedError
 
+    def interval_statistics(self) -> dict:
+        """{metric name: statistic per bootstrap draw} of the scores the headline shows."""
+        return {}
+
+    def confidence_intervals(self, rows: list, scores: np.ndarray, seed: int) -> dict | None:
+        from nlpft.finetune.metrics import BOOTSTRAP_BELOW, bootstrap_intervals
+
+        statistics = self.interval_statistics()
+        if not statistics or len(rows) >= BOOTSTRAP_BELOW:
+            return None
+        return bootstrap_intervals(self.gold(rows), self.decide(scores), statistics, seed)
+
     def format_decision(self, decided) -> str:
         """One row's decision as the predictions CSV writes it."""
         raise NotImplementedError
