@@ -50,6 +50,7 @@ examples:
   nlpft finetune --train reviews.csv --text-col review --label-col sentiment --out runs/rev --epochs 2
   nlpft finetune --train train.csv --valid valid.csv --test test.csv --model tfidf --out runs/tfidf
   nlpft finetune --train tags.csv --task multi --label-delimiter ";" --out runs/tags
+  nlpft finetune --train bbc-news --model tfidf --search 20 --out runs/tuned   # hyperparameter search
   nlpft predict  --model runs/bbc --input new.csv --out predictions.csv
   nlpft predict  --model runs/bbc --text "Shares rose sharply after the results"
   nlpft evaluate --model runs/bbc --input test.csv
@@ -64,6 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.finetune.options import (
         DATA,
         OPTIMISATION,
+        SEARCH,
         EvaluateOptions,
         FinetuneOptions,
         PredictOptions,
@@ -77,7 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_common_options(p)
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")
-    add_options(p, FinetuneOptions, groups=(OPTIMISATION,))
+    add_options(p, FinetuneOptions, groups=(OPTIMISATION, SEARCH))
     p.set_defaults(_handler=run_finetune, _parser=p)
 
     pr = commands.add_parser("predict", help="classify new texts with a fine-tuned model",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nlpft.errors import UserInputError, check_threads
+from nlpft.finetune.search_space import search_space_text
 from nlpft.options import (
     check_options,
     non_negative_float,
@@ -23,6 +24,7 @@ from nlpft.options import (
 
 DATA = "data"
 OPTIMISATION = "optimisation"
+SEARCH = "hyperparameter search"
 
 
 def _task_names() -> list[str]:
@@ -35,6 +37,12 @@ def _task_help() -> str:
     from nlpft.finetune.tasks import task_help
 
     return task_help() + " (default: %(default)s)"
+
+
+def _search_help() -> str:
+    from nlpft.finetune.search_space import search_help
+
+    return search_help()
 
 
 def _model_help() -> str:
@@ -130,6 +138,13 @@ class FinetuneOptions:
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)
+    tfidf_c: float = option(10.0, "--model tfidf: inverse regularisation strength C of the linear model (default: "
+                                  "%(default)s)", type=positive_float, group=OPTIMISATION, metavar="C")
+    search: int | None = option(None, _search_help, type=positive_int, group=SEARCH, metavar="N")
+    search_space: str | None = option(None, 'a JSON object of parameters to search instead of the defaults, e.g. '
+                                            '\'{"lr": [1e-5, 1e-3, "log"], "batch_size": [16, 32]}\' (in a config '
+                                            'file: a search_space mapping)', type=search_space_text, group=SEARCH,
+                                      metavar="JSON")
     resume: bool = option(False, shared=True)
     overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
 
@@ -141,6 +156,7 @@ class FinetuneOptions:
             (self.layer_lr_factor >= 1, "--layer-lr-factor must be 1 (one rate for all layers) or more"),
             (0 < self.valid_fraction < 0.5 and 0 < self.test_fraction < 0.5,
              "--valid-fraction and --test-fraction must be between 0 and 0.5"),
+            (self.search or not self.search_space, "--search-space applies to a search: add --search N"),
         ]
         for ok, message in rules:
             if not ok:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.finetune.search_space import Param
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -22,6 +23,9 @@ class TfidfBackbone(Backbone):
     summary = "tfidf: TF-IDF word 1-2 grams + logistic regression (scikit-learn)"
     uses_precision = False
     every_rank = False
+    # the inverse regularisation of the linear model: 0.01 (nearly the class priors) to 100
+    # (barely regularised) brackets the default 10; nothing else of TF-IDF is trained
+    search_parameters = {"tfidf_c": Param(0.01, 100.0, log=True)}
 
     @classmethod
     def detect(cls, spec: str) -> bool:
@@ -33,10 +37,15 @@ class TfidfBackbone(Backbone):
     def fit(self, opts, task, splits, work: Path, output) -> dict:
         from nlpft.finetune.tfidf import TfidfClassifier
 
+        from nlpft.finetune.observers import report_validation, validation_value
+
         started = time.perf_counter()
-        model = TfidfClassifier.fit(splits.train, task, seed=opts.seed)
+        model = TfidfClassifier.fit(splits.train, task, seed=opts.seed, C=opts.tfidf_c)
         train_s = time.perf_counter() - started
-        task.tune(task.scores(model.logits(*task.texts_and_pairs(splits.valid))), splits.valid)
+        valid_logits = model.logits(*task.texts_and_pairs(splits.valid))
+        report_validation(validation_value(task, valid_logits, task.gold(splits.valid)), evaluation=1,
+                          can_stop=False)
+        task.tune(task.scores(valid_logits), splits.valid)
         model.task_state = task.state()
         model.save(work)
         return {"test_scores": task.scores(model.logits(*task.texts_and_pairs(splits.test))), "train_s": train_s,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.finetune.search_space import Param
 
 WORD_LEVEL_EPOCHS = 20.0  # seconds to minutes an epoch; early stopping ends them
 WORD_LEVEL_LR = 2e-3
@@ -37,6 +38,10 @@ class WordFeatures:
 class WordBackbone(Backbone):
     default_epochs = WORD_LEVEL_EPOCHS
     word_level = True
+    # a small model over its embedding: ten times the transformers' rates around the 2e-3
+    # default, more epochs (early stopping ends them), larger batches are cheap
+    search_parameters = {"lr": Param(3e-4, 1e-2, log=True), "batch_size": Param(choices=(16, 32, 64)),
+                         "epochs": Param(5, 30, whole=True), "weight_decay": Param(0.0, 0.1)}
 
     def supports(self, task) -> bool:
         return True  # the task builds its own head on the word features (`Task.word_model`)
