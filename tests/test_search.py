@@ -217,3 +217,12 @@ def test_torchrun_search_runs_once_with_rank_0_parameters(searched, tmp_path):
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in read_trials(out)]
     assert rows == [{k: v for k, v in r.items() if k != "seconds"} for r in read_trials(searched)]
     assert not out.with_name("ddp.partial").exists()
+
+
+def test_tfidf_regression_has_nothing_to_search(tmp_path, capsys):
+    data = tmp_path / "scores.csv"
+    data.write_text("text,label\n" + "".join(f"text number {i} is {'good' if i % 2 else 'bad'},{i % 2}.5\n"
+                                             for i in range(40)), encoding="utf-8")
+    assert main(["finetune", "--train", str(data), "--task", "regression", "--model", "tfidf", "--search", "2",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "nothing to search" in capsys.readouterr().err

@@ -138,8 +138,8 @@ class FinetuneOptions:
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)
-    tfidf_c: float = option(10.0, "--model tfidf: inverse regularisation strength C of the linear model (default: "
-                                  "%(default)s)", type=positive_float, group=OPTIMISATION, metavar="C")
+    tfidf_c: float = option(10.0, "--model tfidf: inverse regularisation strength C of the logistic regression "
+                                  "(default: %(default)s)", type=positive_float, group=OPTIMISATION, metavar="C")
     search: int | None = option(None, _search_help, type=positive_int, group=SEARCH, metavar="N")
     search_space: str | None = option(None, 'a JSON object of parameters to search instead of the defaults, e.g. '
                                             '\'{"lr": [1e-5, 1e-3, "log"], "batch_size": [16, 32]}\' (in a config '

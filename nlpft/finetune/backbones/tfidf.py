@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.base import Backbone, Prepared
 from nlpft.finetune.search_space import Param
 
@@ -30,6 +31,14 @@ class TfidfBackbone(Backbone):
     @classmethod
     def detect(cls, spec: str) -> bool:
         return spec == "tfidf"
+
+    def search_space(self, opts) -> dict[str, Param]:
+        from nlpft.finetune.tasks import task_class
+
+        if task_class(opts.task).target_kind == "number":
+            raise UserInputError(f"--model tfidf --task {opts.task} has nothing to search: its ridge regression "
+                                 "takes no C; drop --search, or search a neural backbone")
+        return super().search_space(opts)
 
     def supports(self, task) -> bool:
         return task.target_kind in TARGET_KINDS
