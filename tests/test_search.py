@@ -18,6 +18,7 @@ import pytest
 
 from nlpft.cli.main import main
 from tests.conftest import Run
+from tests.test_finetune import data_csv, tiny_bert  # noqa: F401  (fixtures)
 
 pytest.importorskip("optuna")
 
@@ -68,12 +69,12 @@ def test_config_file_overrides_the_space(tmp_path):
 
 
 @pytest.mark.parametrize("space, named", [
-    ('{"lr": [1e-5, 1e-3, "log"]}', "'lr' is not a searched parameter of --model tfidf"),
-    ('{"tfidf_c": [5, 1]}', "tfidf_c"),
-    ('{"tfidf_c": [0, 1, "log"]}', "tfidf_c"),
-    ('{"tfidf_c": [-1, 1]}', "tfidf_c"),
-    ('{"tfidf_c": "big"}', "tfidf_c"),
-    ('[1, 2]', "--search-space"),
+    ('{"lr": [1e-5, 1e-3, "log"]}', "search_space: 'lr' is not a searched parameter of --model tfidf"),
+    ('{"tfidf_c": [5, 1]}', "search_space: tfidf_c: [5, 1] must have low below high"),
+    ('{"tfidf_c": [0, 1, "log"]}', "search_space: tfidf_c: [0, 1, 'log'] holds 0, which must be above 0"),
+    ('{"tfidf_c": [-1, 1]}', "search_space: tfidf_c: [-1, 1] holds -1"),
+    ('{"tfidf_c": "big"}', "search_space: tfidf_c: 'big' is not a range"),
+    ('[1, 2]', "argument --search-space: must map parameter names"),
 ])
 def test_bad_space_is_exit_2_naming_the_key(tmp_path, capsys, space, named):
     out = tmp_path / "out"
@@ -226,3 +227,21 @@ def test_tfidf_regression_has_nothing_to_search(tmp_path, capsys):
     assert main(["finetune", "--train", str(data), "--task", "regression", "--model", "tfidf", "--search", "2",
                  "--out", str(tmp_path / "out")]) == 2
     assert "nothing to search" in capsys.readouterr().err
+
+
+def test_search_over_a_tiny_transformer_reports_every_evaluation(data_csv, tiny_bert, tmp_path):
+    """The shared trainer's path: each trial reports one validation score per epoch to the
+    study, and the best complete trial's Hugging Face model directory is the output."""
+    out = tmp_path / "bert"
+    space = '{"lr": [1e-3, 5e-3, "log"], "batch_size": [16], "epochs": [2, 3]}'
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--search", "3", "--search-space",
+                 space, "--max-length", "32", "--threads", "1", "--warmup", "0", "--quiet", "--out", str(out)]) == 0
+    rows = read_trials(out)
+    assert len(rows) == 3 and all(int(r["evaluations"]) == int(r["epochs"]) for r in rows if r["state"] == "complete")
+    complete = [r for r in rows if r["state"] == "complete"]
+    best = max(complete, key=lambda r: float(r["valid_macro_f1"]))
+    meta = json.loads((out / "finetune.json").read_text())
+    assert meta["search"]["best_trial"] == int(best["number"])
+    assert meta["options"]["lr"] == pytest.approx(float(best["lr"]))
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] >= 0.8

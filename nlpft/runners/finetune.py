@@ -141,7 +141,8 @@ def _run_trials(opts: FinetuneOptions, search, work: Path) -> None:
     write_json(work / SEARCH_START, {"launch": _launch_id(), "finished": search.finished_numbers()})
     while (run := search.next_trial()) is not None:
         out = trials / f"{run.number:03d}"
-        write_json(trials / f"{run.number:03d}.params.json", {"launch": _launch_id(), "params": run.params})
+        write_json(trials / f"{run.number:03d}.params.json",
+                   {"launch": _launch_id(), "params": run.params, "resumed": run.resumed})
         started = time.perf_counter()
         failed = None
         if not (run.resumed and is_nlpft_output(out)):  # else it was published before the kill
@@ -220,7 +221,7 @@ def _follow_trials(opts: FinetuneOptions, work: Path) -> None:
         shared = _wait_for_launch(work / TRIALS_DIR / f"{number:03d}.params.json")
         out = work / TRIALS_DIR / f"{number:03d}"
         with observing_validation(lambda *report: False):  # rank 0's pruner decides for all
-            finetune(_trial_options(opts, out, shared["params"], resume=True))
+            finetune(_trial_options(opts, out, shared["params"], resume=shared["resumed"]))
 
 
 def _wait_for_launch(path: Path) -> dict:
