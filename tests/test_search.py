@@ -229,7 +229,7 @@ def test_tfidf_regression_has_nothing_to_search(tmp_path, capsys):
     assert "nothing to search" in capsys.readouterr().err
 
 
-def test_search_over_a_tiny_transformer_reports_every_evaluation(data_csv, tiny_bert, tmp_path):
+def test_search_over_a_tiny_transformer_reports_every_evaluation(data_csv, tiny_bert, tmp_path):  # noqa: F811
     """The shared trainer's path: each trial reports one validation score per epoch to the
     study, and the best complete trial's Hugging Face model directory is the output."""
     out = tmp_path / "bert"

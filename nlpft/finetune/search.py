@@ -208,14 +208,14 @@ class Search:
         """report.md's section: the space, the best trial, how many were pruned, every trial."""
         summary, rows = self.summary(), self.rows()
         counts = ", ".join(f"{n} {state}" for state, n in summary["states"].items())
-        lines = ["## Hyperparameter search", "",
-                 f"{self.n_trials} trials (Optuna, TPE sampler, median pruner), chosen on the validation "
-                 f"{self.metric} only: {counts}.", "", f"Searched: {describe_space(self.space)}.", ""]
+        method = (f"{self.n_trials} trials (Optuna, TPE sampler, median pruner), chosen on the validation "
+                  f"{self.metric} only: {counts}.")
+        lines = ["## Hyperparameter search", "", method, "", f"Searched: {describe_space(self.space)}.", ""]
         if summary["best_trial"] is not None:
             params = ", ".join(f"{k} = {_cell(v)}" for k, v in summary["best_params"].items())
-            lines += [f"Best: trial {summary['best_trial']}, valid {self.metric} "
-                      f"{summary['best_valid_score']:.4f} ({params}); its model is this directory's model and "
-                      "the test scores above are its own.", ""]
+            best = (f"Best: trial {summary['best_trial']}, valid {self.metric} {summary['best_valid_score']:.4f} "
+                    f"({params}); its model is this directory's model and the test scores above are its own.")
+            lines += [best, ""]
         header = list(rows[0]) if rows else []
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_cell(row[k]) for k in header) + " |" for row in rows]

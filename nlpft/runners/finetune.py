@@ -26,7 +26,13 @@ from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError
 from nlpft.finetune.options import FinetuneOptions
 from nlpft.options import fingerprinted_options
-from nlpft.runners.output import MARKER_FILE, RunOutput, is_nlpft_output, peak_rss_bytes, write_json
+from nlpft.runners.output import (
+    MARKER_FILE,
+    RunOutput,
+    is_nlpft_output,
+    peak_rss_bytes,
+    write_json,
+)
 
 __all__ = ["FinetuneOptions", "finetune"]
 
@@ -53,7 +59,9 @@ def finetune(opts: FinetuneOptions) -> Path:
         _describe_run(opts, task, backbone, splits)
     import torch
 
-    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+    from nlpft.training.hf import (
+        transformers_quiet,  # slow to import: before the partial directory exists
+    )
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -178,7 +186,10 @@ def _drop_weights_of_losers(search, trials: Path) -> None:
         for item in folder.iterdir():
             if item.name in TRIAL_KEEPS:
                 continue
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
 
 
 def _publish_trial(opts: FinetuneOptions, search, work: Path, number: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.base import Backbone, Prepared
@@ -26,7 +26,7 @@ class TfidfBackbone(Backbone):
     every_rank = False
     # the inverse regularisation of the linear model: 0.01 (nearly the class priors) to 100
     # (barely regularised) brackets the default 10; nothing else of TF-IDF is trained
-    search_parameters = {"tfidf_c": Param(0.01, 100.0, log=True)}
+    search_parameters: ClassVar[dict[str, Param]] = {"tfidf_c": Param(0.01, 100.0, log=True)}
 
     @classmethod
     def detect(cls, spec: str) -> bool:
@@ -44,9 +44,8 @@ class TfidfBackbone(Backbone):
         return task.target_kind in TARGET_KINDS
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
-        from nlpft.finetune.tfidf import TfidfClassifier
-
         from nlpft.finetune.observers import report_validation, validation_value
+        from nlpft.finetune.tfidf import TfidfClassifier
 
         started = time.perf_counter()
         model = TfidfClassifier.fit(splits.train, task, seed=opts.seed, C=opts.tfidf_c)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from nlpft.finetune.backbones.base import Backbone, Prepared
 from nlpft.finetune.search_space import Param
@@ -40,7 +41,7 @@ class WordBackbone(Backbone):
     word_level = True
     # a small model over its embedding: ten times the transformers' rates around the 2e-3
     # default, more epochs (early stopping ends them), larger batches are cheap
-    search_parameters = {"lr": Param(3e-4, 1e-2, log=True), "batch_size": Param(choices=(16, 32, 64)),
+    search_parameters: ClassVar[dict[str, Param]] = {"lr": Param(3e-4, 1e-2, log=True), "batch_size": Param(choices=(16, 32, 64)),
                          "epochs": Param(5, 30, whole=True), "weight_decay": Param(0.0, 0.1)}
 
     def supports(self, task) -> bool:
