@@ -59,9 +59,7 @@ def finetune(opts: FinetuneOptions) -> Path:
         _describe_run(opts, task, backbone, splits)
     import torch
 
-    from nlpft.training.hf import (
-        transformers_quiet,  # slow to import: before the partial directory exists
-    )
+    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
