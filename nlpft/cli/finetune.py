@@ -62,6 +62,7 @@ examples:
   nlpft finetune --train train.csv --valid valid.csv --test test.csv --model tfidf --out runs/tfidf
   nlpft finetune --train reviews.csv --method frozen --out runs/fast         # frozen MiniLM + logistic regression
   nlpft finetune --train tags.csv --task multi --label-delimiter ";" --out runs/tags
+  nlpft finetune --train bbc-news --model tfidf --search 20 --out runs/tuned   # hyperparameter search
   nlpft predict  --model runs/bbc --input new.csv --out predictions.csv
   nlpft predict  --model runs/bbc --text "Shares rose sharply after the results"
   nlpft evaluate --model runs/bbc --input test.csv
@@ -78,6 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.finetune.options import (
         DATA,
         OPTIMISATION,
+        SEARCH,
         EvaluateOptions,
         FinetuneOptions,
         PredictOptions,
@@ -94,7 +96,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_common_options(p)
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")
-    add_options(p, FinetuneOptions, groups=(OPTIMISATION,))
+    add_options(p, FinetuneOptions, groups=(OPTIMISATION, SEARCH))
     for section in plugin_options.sections():  # the options each registered plug-in declares
         add_given_only_options(p, section.title, section.fields)
     p.set_defaults(_handler=run_finetune, _parser=p)

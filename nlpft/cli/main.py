@@ -185,6 +185,8 @@ def _config_value(parser: argparse.ArgumentParser, action: argparse.Action, valu
         if not isinstance(value, bool):
             raise wrong("a switch takes true or false")
         return value
+    if isinstance(value, dict) and getattr(action.type, "accepts_mapping", False):
+        value = json.dumps(value)  # a mapping option (finetune's search_space) reads JSON text
     takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if not takes_list and isinstance(value, list):
         raise wrong("one value, not a list")

@@ -143,7 +143,7 @@ def _logits(trainer, task, dataset) -> np.ndarray:
 
 
 def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, output):
-    from nlpft.finetune.trainer import ClassifierTrainer, KeepBest
+    from nlpft.finetune.trainer import ClassifierTrainer, KeepBest, ReportValidation
     from nlpft.training.hf import (
         ProgressBar,
         StopOnSignal,
@@ -186,7 +186,7 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
     trainer = ClassifierTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=task.collator(prepared.pad_id), processing_class=prepared.processing_class,
-        callbacks=[StopOnSignal(), keep_best, *extra_callbacks],
+        callbacks=[StopOnSignal(), keep_best, ReportValidation(keep_best.metric), *extra_callbacks],
         compute_metrics=lambda pred: task.eval_metrics(
             *task.per_document(_predictions(pred), np.asarray(pred.label_ids), datasets["valid"])),
         task=task, group_by_length=opts.group_by_length, optimizers=(optimizer, None))

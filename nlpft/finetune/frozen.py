@@ -70,8 +70,9 @@ class FrozenEncoderClassifier:
         return self.encoder.encode(texts, batch_size=batch_size, max_length=self.max_length, pooling="mean",
                                    normalize=True, progress=report if progress else None)
 
-    def fit_head(self, features: np.ndarray, task, gold: np.ndarray, seed: int) -> None:
-        self.head = LinearHead.fit(features, task, gold, seed=seed, C=HEAD_C)
+    def fit_head(self, features: np.ndarray, task, gold: np.ndarray, seed: int, C: float = HEAD_C) -> None:
+        self.head = LinearHead.fit(features, task, gold, seed=seed, C=C)
+        self.head_c = C
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return self.head.logits(features)
@@ -89,7 +90,7 @@ class FrozenEncoderClassifier:
         self.encoder.tokenizer.hf.save_pretrained(str(folder))
         save_numpy_file(self.head.arrays(), str(folder / HEAD_WEIGHTS))
         settings = {"pooling": "mean", "normalize": True, "pair_features": "u,v,|u-v|" if self.pairs else None,
-                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": HEAD_C}
+                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": getattr(self, "head_c", HEAD_C)}
         (folder / HEAD_CONFIG).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nlpft.errors import UserInputError, check_threads
+from nlpft.finetune.search_space import search_space_text
 from nlpft.options import (
     check_options,
     non_negative_float,
@@ -26,6 +27,7 @@ from nlpft.options import (
 
 DATA = "data"
 OPTIMISATION = "optimisation"
+SEARCH = "hyperparameter search"
 
 
 def _task_names() -> list[str]:
@@ -38,6 +40,12 @@ def _task_help() -> str:
     from nlpft.finetune.tasks import task_help
 
     return task_help() + " (default: %(default)s)"
+
+
+def _search_help() -> str:
+    from nlpft.finetune.search_space import search_help
+
+    return search_help()
 
 
 def _model_help() -> str:
@@ -123,6 +131,14 @@ class FinetuneOptions:
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)
+    head_c: float | None = option(  # None: the backbone's own default
+        None, "inverse regularisation strength C of the scikit-learn head: --model tfidf (default: 10) and --method "
+              "frozen (default: 1)", type=positive_float, group=OPTIMISATION, metavar="C")
+    search: int | None = option(None, _search_help, type=positive_int, group=SEARCH, metavar="N")
+    search_space: str | None = option(None, 'a JSON object of parameters to search instead of the defaults, e.g. '
+                                            '\'{"lr": [1e-5, 1e-3, "log"], "batch_size": [16, 32]}\' (in a config '
+                                            'file: a search_space mapping)', type=search_space_text, group=SEARCH,
+                                      metavar="JSON")
     resume: bool = option(False, shared=True)
     overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
     # the options the task and the backbone declare themselves (their `options` dataclasses,
@@ -138,6 +154,7 @@ class FinetuneOptions:
             (self.max_length >= 8, "--max-length must be at least 8"),
             (0 < self.valid_fraction < 0.5 and 0 < self.test_fraction < 0.5,
              "--valid-fraction and --test-fraction must be between 0 and 0.5"),
+            (self.search or not self.search_space, "--search-space applies to a search: add --search N"),
         ]
         for ok, message in rules:
             if not ok:

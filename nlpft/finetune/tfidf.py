@@ -44,18 +44,11 @@ class TfidfClassifier:
     @classmethod
     def fit(cls, examples, task, seed: int = 13, C: float = 10.0) -> TfidfClassifier:
         """Fitted on `examples` for `task` (a `TextTask`: its `target_kind` picks the model)."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
 
         texts = [e.text for e in examples]
         paired = any(e.text_pair is not None for e in examples)
         pairs = [e.text_pair or "" for e in examples] if paired else []
-        vectorizer = TfidfVectorizer(**VECTORIZER)
-        try:
-            vectorizer.fit(texts + pairs)
-        except ValueError:  # every term below min_df
-            vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
-            vectorizer.fit(texts + pairs)
-        features = _side_by_side(vectorizer, texts, pairs) if paired else vectorizer.transform(texts)
+        vectorizer, features = _features(texts, pairs)
         head = LinearHead.fit(features, task, task.gold(examples), seed=seed, C=C)
         return cls(vectorizer, head, task.state(), paired)
 
@@ -96,6 +89,31 @@ class TfidfClassifier:
         vectorizer.idf_ = arrays["idf"]
         return cls(vectorizer, LinearHead.from_arrays(arrays), state.get("task") or {},
                    pairs=bool(state.get("pairs", False)))
+
+
+#: the last training texts' fitted vectorizer and features: the trials of a search
+#: (`finetune --search`) differ in C only, and fitting the vectorizer is half a trial's time
+_last_features: dict = {}
+
+
+def _features(texts: list[str], pairs: list[str]):
+    """(fitted vectorizer, training features) of `texts` (and `pairs`), reused while the
+    same texts come back (the vectorizer's fit is deterministic, so a reuse is exact)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    key = (tuple(texts), tuple(pairs))
+    if _last_features.get("key") == key:
+        return _last_features["vectorizer"], _last_features["features"]
+    vectorizer = TfidfVectorizer(**VECTORIZER)
+    try:
+        vectorizer.fit(texts + pairs)
+    except ValueError:  # every term below min_df
+        vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
+        vectorizer.fit(texts + pairs)
+    features = _side_by_side(vectorizer, texts, pairs) if pairs else vectorizer.transform(texts)
+    _last_features.clear()
+    _last_features.update(key=key, vectorizer=vectorizer, features=features)
+    return vectorizer, features
 
 
 def _side_by_side(vectorizer, texts: list[str], pairs: list[str | None]):

@@ -136,6 +136,36 @@ class KeepBest(TrainerCallback):
         tmp.rename(self.best_dir)
 
 
+class ReportValidation(TrainerCallback):
+    """After each evaluation, the validation `metric` goes to the run's observer
+    (`nlpft.finetune.observers`: a hyperparameter search), which may stop training. Under
+    torchrun rank 0's observer decides and every process follows, so all stop together."""
+
+    def __init__(self, metric: str):
+        self.metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        from nlpft.finetune.observers import observed, report_validation
+
+        if not observed():
+            return
+        evaluation = sum(1 for record in state.log_history if self.metric in record)  # this one included
+        stop = report_validation((metrics or {}).get(self.metric), evaluation)
+        if _same_on_every_process(stop):
+            control.should_training_stop = True
+
+
+def _same_on_every_process(decision: bool) -> bool:
+    """Rank 0's `decision`, on every process of a multi-process run."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return decision
+    shared = [decision]
+    dist.broadcast_object_list(shared, src=0)
+    return bool(shared[0])
+
+
 class GradualUnfreeze(TrainerCallback):
     """ULMFiT's gradual unfreezing: at the start of epoch e (0-based) the top e+1 layer
     groups train and the rest stay frozen (groups as `WordClassifier.layer_groups`, top

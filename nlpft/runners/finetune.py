@@ -17,43 +17,38 @@ model=OUT)` works without nlpft; nlpft's own files sit beside it (finetune.json,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from nlpft.data.fingerprint import fingerprint, record_or_check
+from nlpft.errors import UserInputError
 from nlpft.finetune import plugin_options
 from nlpft.finetune.options import FinetuneOptions
 from nlpft.options import fingerprinted_options
-from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
+from nlpft.runners.output import (
+    MARKER_FILE,
+    RunOutput,
+    is_nlpft_output,
+    peak_rss_bytes,
+    write_json,
+)
 
 __all__ = ["FinetuneOptions", "finetune"]
 
 
 def finetune(opts: FinetuneOptions) -> Path:
-    from nlpft.finetune.backbones import detect_backbone
-    from nlpft.finetune.tasks import task_class
-
-    opts.validate()
-    opts = _resolve_inputs(opts)
+    if opts.search:
+        return _search(opts)
     rank = _rank()
-    task_type = task_class(opts.task)
-    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
-        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
-    task = task_type.from_options(opts)
-    # under torchrun every process runs this; rank 0 owns the output directory. --model is
-    # an input when it is a path (a name such as an alias is skipped)
-    output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",
-                       inputs=[opts.train, opts.valid, opts.test, opts.model])
-    splits = task.read_splits(opts, output.final.parent if output.final.parent.exists() else None, _warn)
-    backbone = detect_backbone(opts.model)  # a bad model name fails here, after the data, before anything loads
-    opts = dataclasses.replace(opts, backbone_options=plugin_options.resolve(
-        plugin_options.BACKBONE, type(backbone), opts.backbone_options, selected=f"--model {opts.model}"))
-    backbone.check(opts, task)
-    opts, backbone, method_reason = _resolve_method(opts, backbone, task, splits)
-    opts = _resolve_run(opts, backbone, rank)
+    run = _prepare(opts, rank)
+    opts, task, output, splits, backbone = run.opts, run.task, run.output, run.splits, run.backbone
     if not opts.quiet:
-        _describe_run(opts, task, backbone, splits, method_reason)
+        _describe_run(opts, task, backbone, splits, run.method_reason)
     import torch
 
     from nlpft.training.hf import (
@@ -70,12 +65,217 @@ def finetune(opts: FinetuneOptions) -> Path:
         result = backbone.fit(opts, task, splits, work, output)
         if rank != 0:
             return output.final
-        result = {**result, "method": opts.method, "method_reason": method_reason}
+        result = {**result, "method": opts.method, "method_reason": run.method_reason}
         headline = _write_outputs(opts, task, backbone, splits, work, result)
         final = output.publish()
     if not opts.quiet:
         print(f"finetune: test {headline} -> {final}", file=sys.stderr)
     return final
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A run ready to train: its resolved options, task, output, data and backbone."""
+
+    opts: FinetuneOptions
+    task: object
+    output: RunOutput
+    splits: object
+    backbone: object
+    method_reason: str
+
+
+def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
+    """Everything before training, in the order that keeps bad input cheap: the options
+    (with each plug-in's own), every file read and checked, the backbone detected and its
+    options checked, --method decided; nothing has loaded a model yet."""
+    from nlpft.finetune.backbones import detect_backbone
+    from nlpft.finetune.tasks import task_class
+
+    opts.validate()
+    opts = _resolve_inputs(opts)
+    task_type = task_class(opts.task)
+    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
+        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
+    task = task_type.from_options(opts)
+    # under torchrun every process runs this; rank 0 owns the output directory. --model is
+    # an input when it is a path (a name such as an alias is skipped)
+    output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",
+                       inputs=[opts.train, opts.valid, opts.test, opts.model])
+    splits = task.read_splits(opts, output.final.parent if output.final.parent.exists() else None, _warn)
+    backbone = detect_backbone(opts.model)  # a bad model name fails here, after the data, before anything loads
+    opts = dataclasses.replace(opts, backbone_options=plugin_options.resolve(
+        plugin_options.BACKBONE, type(backbone), opts.backbone_options, selected=f"--model {opts.model}"))
+    backbone.check(opts, task)
+    opts, backbone, method_reason = _resolve_method(opts, backbone, task, splits)
+    opts = _resolve_run(opts, backbone, rank)
+    return _Run(opts, task, output, splits, backbone, method_reason)
+
+
+# -- --search N: each trial a whole finetune run, the best one published -------------------
+TRIALS_DIR = "trials"
+SEARCH_START = "search-start.json"  # rank 0 -> the other ranks: this launch's search, what is left
+TRIAL_KEEPS = ("metrics.json", "report.md")  # what a trial directory keeps once its weights go
+
+
+def _search(opts: FinetuneOptions) -> Path:
+    """N trials under OUT.partial/trials/NNN (see `nlpft.finetune.search`), chosen on
+    validation; the best trial's files become OUT's, with trials.csv and the search report.
+    Under torchrun rank 0 samples and the other ranks read each trial's parameters from a
+    file it writes (they join every trial of a backbone that trains in every process)."""
+    from nlpft.finetune.search import require_optuna
+    from nlpft.finetune.search_space import resolve_space
+
+    require_optuna()
+    rank = _rank()
+    # the data, the backbone, the method and the space checked once, before the first trial
+    run = _prepare(dataclasses.replace(opts, search=None, search_space=None), rank)
+    task, output = run.task, run.output
+    opts = _resolve_inputs(opts)
+    space = resolve_space(run.backbone.search_space(run.opts), opts.search_space, opts.model)
+    if rank != 0:
+        _follow_trials(opts, output.partial)
+        return output.final
+    work = output.open()
+    with output.cleaned_up_on_error():
+        from nlpft.finetune.search import Search
+
+        search = Search(output.checkpoint_dir, space, opts.search, opts.seed, task.greater_is_better,
+                        task.selection_metric)
+        _run_trials(opts, search, work)
+        best = search.best_trial()
+        if best is None:
+            from nlpft.finetune.search import TRIALS_CSV
+
+            search.write_csv(work / TRIALS_CSV)
+            raise UserInputError(f"--search {opts.search}: no trial completed (every one failed or was pruned, see "
+                                 f"{work / TRIALS_CSV}); narrow --search-space (lower learning rates) or give more "
+                                 "trials")
+        _publish_trial(opts, search, work, best.number)
+        final = output.publish()
+    if not opts.quiet:
+        print(f"finetune: best of {opts.search} trials: trial {best.number} -> {final}", file=sys.stderr)
+    return final
+
+
+def _trial_options(opts: FinetuneOptions, out: Path, params: dict, resume: bool) -> FinetuneOptions:
+    return dataclasses.replace(opts, **params, out=str(out), search=None, search_space=None, resume=resume,
+                               overwrite=False, quiet=True)
+
+
+def _run_trials(opts: FinetuneOptions, search, work: Path) -> None:
+    import time
+
+    from nlpft.finetune.observers import observing_validation
+    from nlpft.training.divergence import TrainingDiverged
+
+    trials = work / TRIALS_DIR
+    trials.mkdir(exist_ok=True)
+    write_json(work / SEARCH_START, {"launch": _launch_id(), "finished": search.finished_numbers()})
+    while (run := search.next_trial()) is not None:
+        out = trials / f"{run.number:03d}"
+        write_json(trials / f"{run.number:03d}.params.json",
+                   {"launch": _launch_id(), "params": run.params, "resumed": run.resumed})
+        started = time.perf_counter()
+        failed = None
+        if not (run.resumed and is_nlpft_output(out)):  # else it was published before the kill
+            try:
+                with observing_validation(search.observer(run)):
+                    finetune(_trial_options(opts, out, run.params, resume=run.resumed))
+            except TrainingDiverged as exc:  # too high a learning rate: a failed trial, not a failed search
+                failed = str(exc)
+                shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+        state = search.finish(run, time.perf_counter() - started, failed=failed is not None)
+        _drop_weights_of_losers(search, trials)
+        if not opts.quiet:
+            _describe_trial(search, run, state, failed)
+
+
+def _describe_trial(search, run, state: str, failed: str | None) -> None:
+    row = next(r for r in search.rows() if r["number"] == run.number)
+    score = row[f"valid_{search.metric}"]
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.params.items())
+    result = f"valid {search.metric} {score:.4f}" if score is not None else "no score"
+    print(f"trial {run.number + 1}/{search.n_trials}: {params} -> {result}, {state}"
+          + (f" ({failed})" if failed else "") + f", {row['seconds']:.0f} s", file=sys.stderr)
+
+
+def _drop_weights_of_losers(search, trials: Path) -> None:
+    """Every trial directory but the best so far's keeps only its metrics and report."""
+    best = search.best_trial()
+    for folder in trials.iterdir():
+        if not (folder.name.isdigit() and is_nlpft_output(folder)):
+            continue  # not a published trial (or already stripped)
+        if best is not None and folder.name == f"{best.number:03d}":
+            continue
+        for item in folder.iterdir():
+            if item.name in TRIAL_KEEPS:
+                continue
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+
+
+def _publish_trial(opts: FinetuneOptions, search, work: Path, number: int) -> None:
+    """The best trial's model and outputs moved to the top of `work` (its metrics and report
+    stay in its trial directory too), then trials.csv, the search section of report.md and
+    the search in finetune.json."""
+    from nlpft.finetune.inference import META_FILE
+    from nlpft.finetune.search import TRIALS_CSV
+
+    best = work / TRIALS_DIR / f"{number:03d}"
+    for item in best.iterdir():
+        if item.name in TRIAL_KEEPS:
+            shutil.copy2(item, work / item.name)
+        elif item.name == MARKER_FILE:
+            item.unlink()  # a trial directory like the others: its metrics and report only
+        else:
+            os.replace(item, work / item.name)
+    (work / SEARCH_START).unlink(missing_ok=True)  # what the other ranks read: done with
+    for shared in (work / TRIALS_DIR).glob("*.params.json"):
+        shared.unlink()
+    search.write_csv(work / TRIALS_CSV)
+    with open(work / "report.md", "a", encoding="utf-8") as fh:
+        fh.write("\n" + search.report_section())
+    meta = json.loads((work / META_FILE).read_text(encoding="utf-8"))
+    meta["options"] = {**meta["options"], "out": str(opts.out), "search": opts.search,
+                       "search_space": opts.search_space}
+    meta["search"] = search.summary()
+    write_json(work / META_FILE, meta)
+
+
+def _follow_trials(opts: FinetuneOptions, work: Path) -> None:
+    """The ranks above 0: wait for rank 0's start of this launch's search, then join each
+    trial left with the parameters rank 0 sampled (each written to a file before the trial)."""
+    from nlpft.finetune.observers import observing_validation
+
+    start = _wait_for_launch(work / SEARCH_START)
+    for number in range(opts.search):
+        if number in start["finished"]:
+            continue
+        shared = _wait_for_launch(work / TRIALS_DIR / f"{number:03d}.params.json")
+        out = work / TRIALS_DIR / f"{number:03d}"
+        with observing_validation(lambda *report: False):  # rank 0's pruner decides for all
+            finetune(_trial_options(opts, out, shared["params"], resume=shared["resumed"]))
+
+
+def _wait_for_launch(path: Path) -> dict:
+    """The JSON file at `path` once rank 0 of this launch wrote it (a file left by an earlier
+    launch does not count)."""
+    import time
+
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if document.get("launch") == _launch_id():
+                return document
+        time.sleep(0.05)
+
+
+def _launch_id() -> str:
+    """The same in every process that torchrun started together, new in every launch."""
+    return os.environ.get("TORCHELASTIC_RUN_ID", "")
 
 
 def _resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:

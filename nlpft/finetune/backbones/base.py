@@ -10,6 +10,8 @@ detect        `detect(spec)`: does this --model value name this backbone? Plug-i
 defaults      `default_epochs`, `default_lr(parameters)`, `uses_precision` (whether
               --precision applies), `word_level` (report [UNK] rates), `every_rank` (train
               in every torchrun process)
+search        `search_parameters` (what `finetune --search` tunes, listed in --help) and
+              `search_space(opts)`, the space for one run (the default: those parameters)
 checks        `check(opts, task)`: a task whose head it cannot build (`heads`, `supports`)
               or options it cannot honour (`check_options`), before anything loads
 training      `prepare(opts)` -> `Prepared` (tokenizer, pad id, max length, framing ids and
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
 from nlpft.finetune import plugin_options
+from nlpft.finetune.search_space import Param
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -72,6 +75,11 @@ class Backbone:
     options: ClassVar[type | None] = None  # the dataclass of this backbone's own options (see plugin_options)
     owner: ClassVar[str | None] = None  # who owns those options, in --help and errors, e.g. "BERT-style encoders"
     owner_models: ClassVar[str | None] = None  # the --model values that select it, e.g. "--model minilm, ..."
+    # fine-tuning a pretrained transformer: the usual 1e-5..1e-4 plus the higher rates small
+    # models (under 10M parameters, default 5e-4) need; trials that diverge are pruned early
+    search_parameters: ClassVar[dict[str, Param]] = {
+        "lr": Param(1e-5, 1e-3, log=True), "batch_size": Param(choices=(8, 16, 32)),
+        "epochs": Param(2, 5, whole=True), "weight_decay": Param(0.0, 0.1), "warmup": Param(0.0, 0.2)}
 
     def __init__(self, spec: str):
         self.spec = spec
@@ -109,6 +117,11 @@ class Backbone:
     def check_options(self, opts) -> None:
         """Refuse option values this backbone cannot honour (its own options are resolved in
         `opts.backbone_options`; one it does not declare never reaches it)."""
+
+    def search_space(self, opts) -> dict[str, Param]:
+        """What `finetune --search` tunes for this run (a backbone whose space depends on the
+        options, e.g. on the fine-tuning method, overrides this)."""
+        return dict(self.search_parameters)
 
     # -- training ---------------------------------------------------------------------------
     def prepare(self, opts) -> Prepared:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.finetune.search_space import Param
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
@@ -31,6 +32,8 @@ class FrozenEncoder(Backbone):
                "mean-pooled sentence embeddings + logistic regression (scikit-learn)")
     uses_precision = False
     every_rank = False
+    # the encoder is not trained, so the head's C is all there is to tune
+    search_parameters = {"head_c": Param(0.01, 100.0, log=True)}
 
     @classmethod
     def detect(cls, spec: str) -> bool:
@@ -46,7 +49,8 @@ class FrozenEncoder(Backbone):
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
         from nlpft.finetune.backbones.hf_encoder import HFEncoder
-        from nlpft.finetune.frozen import FrozenEncoderClassifier
+        from nlpft.finetune.frozen import HEAD_C, FrozenEncoderClassifier
+        from nlpft.finetune.observers import report_validation, validation_value
 
         pairs = task.texts_and_pairs(splits.train)[1] is not None
         checked = HFEncoder(self.spec).prepare(opts)  # the tokenizer, checked against the config as fine-tuning does
@@ -54,9 +58,13 @@ class FrozenEncoder(Backbone):
         started = time.perf_counter()
         self.tune_encoder(model.encoder, opts, task, splits)
         features = self._embed_splits(model, task, splits, opts)
-        model.fit_head(features["train"], task, task.gold(splits.train), seed=opts.seed)
+        model.fit_head(features["train"], task, task.gold(splits.train), seed=opts.seed,
+                       C=HEAD_C if opts.head_c is None else opts.head_c)
         train_s = time.perf_counter() - started
-        task.tune(task.scores(model.logits(features["valid"])), splits.valid)
+        valid_logits = model.logits(features["valid"])
+        report_validation(validation_value(task, valid_logits, task.gold(splits.valid)), evaluation=1,
+                          can_stop=False)  # one fit: `--search` reads its score, nothing to prune
+        task.tune(task.scores(valid_logits), splits.valid)
         model.save(work)
         # train_s: embedding every split (the bulk of it) and fitting the head
         return {"test_scores": task.scores(model.logits(features["test"])), "train_s": train_s, "history": [],

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from nlpft.finetune.backbones.base import Backbone, Prepared
 from nlpft.options import option
+from nlpft.finetune.search_space import Param
 
 WORD_LEVEL_EPOCHS = 20.0  # seconds to minutes an epoch; early stopping ends them
 WORD_LEVEL_LR = 2e-3
@@ -48,6 +50,10 @@ class WordBackbone(Backbone):
     default_epochs = WORD_LEVEL_EPOCHS
     word_level = True
     options = WordOptions
+    # a small model over its embedding: ten times the transformers' rates around the 2e-3
+    # default, more epochs (early stopping ends them), larger batches are cheap
+    search_parameters: ClassVar[dict[str, Param]] = {"lr": Param(3e-4, 1e-2, log=True), "batch_size": Param(choices=(16, 32, 64)),
+                         "epochs": Param(5, 30, whole=True), "weight_decay": Param(0.0, 0.1)}
 
     def supports(self, task) -> bool:
         return True  # the task builds its own head on the word features (`Task.word_model`)
