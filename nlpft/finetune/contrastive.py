@@ -29,6 +29,7 @@ loop writes nothing to disk, reports nowhere, and is seeded end to end.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -103,8 +104,8 @@ def check_enough_examples(label_sets: Sequence[Iterable[Hashable]]) -> None:
         raise UserInputError(
             f"contrastive tuning needs at least {MIN_EXAMPLES_PER_CLASS} examples of every class to form "
             f"same-class pairs: class {named}{more}; add examples of it or drop that class")
-    if not any(sets[i].isdisjoint(sets[j]) and sets[i] != sets[j]
-               for i in range(len(sets)) for j in _first_of_each_set(sets)):
+    distinct = list(set(sets))
+    if not any(a.isdisjoint(b) for a, b in itertools.combinations(distinct, 2)):
         raise UserInputError(
             f"contrastive tuning needs rows of different classes to form different-class pairs; "
             f"the {len(sets)} rows have {len(classes)} class(es) that all overlap")
@@ -116,13 +117,6 @@ def _class_rows(sets: Sequence[frozenset]) -> dict[Hashable, list[int]]:
         for key in labels or (NO_LABEL,):
             classes.setdefault(key, []).append(row)
     return classes
-
-
-def _first_of_each_set(sets: Sequence[frozenset]) -> list[int]:
-    first: dict[frozenset, int] = {}
-    for row, labels in enumerate(sets):
-        first.setdefault(labels, row)
-    return list(first.values())
 
 
 def _share(total: int, parts: int) -> list[int]:
