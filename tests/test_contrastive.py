@@ -213,3 +213,16 @@ def test_tuned_encoder_saves_as_hf_and_sentence_transformers_directory(tiny_bert
                for name, value in encoder.model.state_dict().items())
     library = SentenceTransformer(str(out), device="cpu", local_files_only=True).encode(texts)
     assert np.allclose(library, ours, atol=1e-5)
+
+
+def test_tuning_shows_a_progress_bar_unless_quiet_and_writes_no_files(tiny_bert, tmp_path, monkeypatch, capsys):
+    texts, labels = topic_rows(2)
+    monkeypatch.chdir(tmp_path)
+    for progress in (True, False):
+        encoder = load(tiny_bert)
+        capsys.readouterr()
+        tune_encoder(encoder.model, encoder.tokenizer, texts, [{label} for label in labels],
+                     iterations=1, seed=0, progress=progress)
+        shown = capsys.readouterr()
+        assert ("contrastive" in shown.err) is progress and shown.out == ""
+    assert list(tmp_path.iterdir()) == []
