@@ -162,8 +162,11 @@ def test_tuning_pulls_same_class_embeddings_together(tiny_bert):
     same_after, cross_after = class_margin(encoder, texts, labels)
     assert summary.pairs == 2 * 8 * len(texts) and summary.steps == summary.pairs // 16 + (summary.pairs % 16 > 0)
     assert summary.last_loss < summary.first_loss
+    # a random encoder maps every text near one point (all cosines ~0.95): tuning must open a
+    # gap between the classes (measured: 0.02 before, 0.48 after), mostly by pushing them apart
     assert same_after - cross_after > (same_before - cross_before) + 0.3, \
         (same_before, cross_before, same_after, cross_after)
+    assert cross_after < cross_before - 0.3
     assert not encoder.model.training
 
 
