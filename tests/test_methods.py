@@ -300,3 +300,38 @@ def test_readme_step_one_with_defaults_picks_frozen_minilm(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.7, metrics["test"]  # 0.80 measured; 5-fold CV gives 0.71-0.77
     assert metrics["test"]["confidence_intervals"]["rows"] == 20
+
+
+def test_contrastive_tunes_the_encoder_then_predicts_as_trained(data_csv, tiny_bert, tmp_path, capsys):
+    """--method contrastive: the encoder's weights change (frozen's do not), the output
+    predicts what training wrote for its test rows, and it loads as a sentence-transformers
+    model too."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "contrastive"
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--method", "contrastive",
+                 "--out", str(out), "--lr", "1e-3", *QUICK]) == 0
+    meta = json.loads((out / "finetune.json").read_text())
+    assert meta["backbone"] == "contrastive-encoder" and meta["method"] == "contrastive"
+    before, after = load_file(tiny_bert / "model.safetensors"), load_file(out / "model.safetensors")
+    shared = [k for k in after if k in before and before[k].shape == after[k].shape]
+    assert shared and any(not before[k].equal(after[k]) for k in shared)
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] >= 0.8
+    trained = read_csv(out / "predictions.csv")
+    again = tmp_path / "again.csv"
+    assert main(["predict", "--model", str(out), "--input", str(write_csv(tmp_path / "t.csv", trained)),
+                 "--out", str(again)]) == 0
+    probabilities = [k for k in trained[0] if k.startswith("p_")]
+    assert max(abs(float(a[k]) - float(b[k])) for a, b in zip(read_csv(again), trained, strict=True)
+               for k in probabilities) <= 1e-5
+    assert (out / "modules.json").is_file() and (out / "1_Pooling" / "config.json").is_file()
+
+
+def test_contrastive_refuses_text_pairs_before_any_model_loads(tiny_bert, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("text,other,label\n" + "".join(f"a {i},b {i},{'yes' if i % 2 else 'no'}\n" for i in range(40)),
+                     encoding="utf-8")
+    assert main(["finetune", "--train", str(pairs), "--text-pair-col", "other", "--model", str(tiny_bert),
+                 "--method", "contrastive", "--out", str(tmp_path / "out"), *QUICK]) == 2
+    assert "--method contrastive compares single texts" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

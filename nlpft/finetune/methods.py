@@ -4,13 +4,12 @@ each class has the examples a method needs.
 standard  the backbone's own training (`Backbone.fit`: the shared trainer, or TF-IDF's fit)
 frozen    a BERT-style encoder left as it is, its mean-pooled sentence embeddings + logistic
           regression (`backbones.frozen_encoder`)
+contrastive  the encoder first tuned on same/different-class pairs (SetFit), then read as
+          frozen reads it (`backbones.contrastive_encoder`)
 auto      one of the above by `AUTO_RULE`
 
 A method other than standard trains through a backbone plug-in of its own, saved under
-that backbone's name in finetune.json, so predict and evaluate need nothing new. The
-contrastive method (SetFit-style) is to be one more `Method` whose backbone subclasses
-`FrozenEncoder` and tunes the encoder first; it then takes the small-data branch of the
-auto rule (`SMALL_DATA_METHOD`).
+that backbone's name in finetune.json, so predict and evaluate need nothing new.
 """
 
 from __future__ import annotations
@@ -57,6 +56,11 @@ METHODS = {
     "frozen": Method("frozen", "BERT-style encoders: the encoder frozen, its mean-pooled sentence embeddings + "
                                "logistic regression; seconds on a CPU", min_per_class=2, backbone="frozen-encoder",
                      needs="a BERT-style Hugging Face encoder (such as minilm) and --task single, multi or regression"),
+    "contrastive": Method("contrastive", "BERT-style encoders, few-shot (SetFit): the encoder tuned on same/different-"
+                                         "class pairs of training rows, then its embeddings + logistic regression; "
+                                         "about two minutes for a few hundred rows on a CPU", min_per_class=2,
+                          backbone="contrastive-encoder",
+                          needs="a BERT-style Hugging Face encoder (such as minilm) and --task single or multi"),
 }
 
 

@@ -1,0 +1,63 @@
+"""The backbone `--method contrastive` trains through (`nlpft.finetune.methods`): SetFit's
+recipe on a BERT-style Hugging Face encoder. The encoder is first tuned on pairs of training
+rows (`nlpft.finetune.contrastive`: same class -> cosine 1, different -> 0, pairs shared
+equally between classes), then read exactly as `--method frozen` reads an encoder: mean-pooled
+embeddings and the shared linear head. Saving, loading and scoring are the frozen encoder's;
+the saved directory also loads with `sentence_transformers.SentenceTransformer`.
+
+--lr (default 2e-5), --epochs (default 1) and --batch-size set the encoder's tuning; the
+pairs are capped (`contrastive.DEFAULT_MAX_PAIRS`) so that a few hundred rows tune in about
+two minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nlpft.errors import UserInputError
+from nlpft.finetune.backbones.frozen_encoder import FrozenEncoder
+from nlpft.finetune.search_space import Param
+
+CONTRASTIVE_LR = 2e-5  # SetFit's default body learning rate
+CONTRASTIVE_EPOCHS = 1
+
+
+class ContrastiveEncoder(FrozenEncoder):
+    name = "contrastive-encoder"
+    summary = ("chosen by --method contrastive on a BERT-style encoder, not by --model: the encoder tuned on "
+               "same/different-class pairs (SetFit), then mean-pooled embeddings + logistic regression")
+    # the tuning's rate and the head's C; one epoch over capped pairs is the recipe
+    search_parameters = {"lr": Param(1e-5, 1e-4, log=True), "head_c": Param(0.01, 100.0, log=True)}
+
+    def supports(self, task) -> bool:
+        return task.target_kind in ("class", "label-set")  # pairs need classes to compare
+
+    def check(self, opts, task) -> None:
+        super().check(opts, task)
+        if task.reading.get("text_pair_col"):
+            raise UserInputError("--method contrastive compares single texts; for text pairs use --method frozen "
+                                 "or --method standard")
+
+    def tune_encoder(self, encoder, opts, task, splits) -> None:
+        from nlpft.finetune.contrastive import tune_encoder
+
+        texts, _ = task.texts_and_pairs(splits.train)
+        label_sets = [row.label if isinstance(row.label, tuple) else (row.label,) for row in splits.train]
+        summary = tune_encoder(encoder.model, encoder.tokenizer, texts, label_sets,
+                               lr=opts.lr or CONTRASTIVE_LR, epochs=int(opts.epochs or CONTRASTIVE_EPOCHS),
+                               batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed,
+                               progress=not opts.quiet)
+        self.tuning = summary
+
+    def fit(self, opts, task, splits, work: Path, output) -> dict:
+        from nlpft.finetune.contrastive import write_sentence_transformers_files
+
+        result = super().fit(opts, task, splits, work, output)
+        import json
+
+        hidden = json.loads((work / "config.json").read_text(encoding="utf-8"))["hidden_size"]
+        write_sentence_transformers_files(work, opts.max_length, hidden)
+        tuning = getattr(self, "tuning", None)
+        if tuning is not None:
+            result = {**result, "steps": tuning.steps, "epochs": float(opts.epochs or CONTRASTIVE_EPOCHS)}
+        return result
