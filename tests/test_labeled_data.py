@@ -483,3 +483,15 @@ def test_bbc_news():
         for label, n in counts.items():
             assert abs(shares[label] - n / 10) <= 1
     check_labels(test, build_label_map(train), "bbc_news.csv")
+
+
+def test_default_holdout_keeps_forty_test_rows_of_a_small_file():
+    """No fraction given: 10% each, but at least 40 test / 20 validation rows while that is
+    at most 20% of the file; given fractions are used as they are."""
+    from nlpft.data.labeled import default_fractions
+
+    assert default_fractions(2225, None, None) == (0.1, 0.1)
+    assert default_fractions(200, None, None) == (0.1, 0.2)
+    assert default_fractions(100, None, None) == (0.2, 0.2)
+    assert default_fractions(60, None, None) == (0.2, 0.2)  # capped: a tiny file keeps 60% to train on
+    assert default_fractions(200, 0.05, 0.3) == (0.05, 0.3)

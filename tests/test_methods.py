@@ -296,10 +296,10 @@ def test_readme_step_one_with_defaults_picks_frozen_minilm(tmp_path, capsys):
     (the installed MiniLM; embedding its 200 sentences takes seconds)."""
     out = tmp_path / "clf"
     assert main(["finetune", "--train", "polarity", "--out", str(out), "--threads", "1"]) == 0
-    assert "method frozen (auto: 80 training examples in the smallest class" in capsys.readouterr().err
+    assert "method frozen (auto: 70 training examples in the smallest class" in capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"]["accuracy"] >= 0.7, metrics["test"]  # 0.80 measured; 5-fold CV gives 0.71-0.77
-    assert metrics["test"]["confidence_intervals"]["rows"] == 20
+    assert metrics["test"]["accuracy"] >= 0.65, metrics["test"]  # 5-fold CV of frozen MiniLM gives 0.71-0.77
+    assert metrics["test"]["confidence_intervals"]["rows"] == 40  # a small file holds out 40 test rows
 
 
 def test_contrastive_tunes_the_encoder_then_predicts_as_trained(data_csv, tiny_bert, tmp_path, capsys):

@@ -92,8 +92,12 @@ class FinetuneOptions:
     normalize_labels: bool = option(  # merge labels that differ only in case (see data.labeled.label_key)
         False, "labels that differ only in case or surrounding spaces (Pos, pos, ' POS') are one class, named by "
                "its most frequent spelling; evaluate applies the same to its files", group=DATA)
-    valid_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
-    test_fraction: float = option(0.1, "default: %(default)s", type=float, group=DATA, fingerprinted=True)
+    valid_fraction: float | None = option(None, "share of --train held out for validation when --valid is not given "
+                                                "(default: 0.1, or enough for 20 rows on a small file, up to 0.2)",
+                                          type=float, group=DATA, fingerprinted=True)
+    test_fraction: float | None = option(None, "share of --train held out for the test when --test is not given "
+                                               "(default: 0.1, or enough for 40 rows on a small file, up to 0.2)",
+                                         type=float, group=DATA, fingerprinted=True)
     epochs: float | None = option(None, type=positive_float, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
@@ -152,7 +156,7 @@ class FinetuneOptions:
         check_options(self)
         rules = [
             (self.max_length >= 8, "--max-length must be at least 8"),
-            (0 < self.valid_fraction < 0.5 and 0 < self.test_fraction < 0.5,
+            (all(f is None or 0 < f < 0.5 for f in (self.valid_fraction, self.test_fraction)),
              "--valid-fraction and --test-fraction must be between 0 and 0.5"),
             (self.search or not self.search_space, "--search-space applies to a search: add --search N"),
         ]

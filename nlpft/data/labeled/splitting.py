@@ -47,6 +47,24 @@ def stratified_split(
     return train, valid, test
 
 
+# Held-out rows when the user gives no fraction: 10% each, but on a small file at least
+# MIN_TEST_ROWS test and MIN_VALID_ROWS validation rows (up to MAX_DEFAULT_FRACTION of it), so
+# that a test score is not a handful of rows (20 rows: one row moves accuracy 5 points)
+DEFAULT_FRACTION = 0.1
+MIN_TEST_ROWS = 40
+MIN_VALID_ROWS = 20
+MAX_DEFAULT_FRACTION = 0.2
+
+
+def default_fractions(n: int, valid_fraction: float | None, test_fraction: float | None) -> tuple[float, float]:
+    """The (valid, test) fractions of `n` rows: those given, else the default rule above."""
+    def rule(minimum: int) -> float:
+        return min(MAX_DEFAULT_FRACTION, max(DEFAULT_FRACTION, minimum / n)) if n else DEFAULT_FRACTION
+
+    return (rule(MIN_VALID_ROWS) if valid_fraction is None else valid_fraction,
+            rule(MIN_TEST_ROWS) if test_fraction is None else test_fraction)
+
+
 def check_fractions(valid_fraction: float, test_fraction: float) -> None:
     for name, value in (("valid", valid_fraction), ("test", test_fraction)):
         if not 0 <= value < 1:

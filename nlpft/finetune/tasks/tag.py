@@ -218,6 +218,7 @@ class TagTask(Task):
                            training=training)
 
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
+        from nlpft.data.labeled import default_fractions
         from nlpft.data.tagged import check_tags, scheme_tags, split_sentences
 
         files = {"train": self._read(opts.train, training=True),
@@ -232,9 +233,11 @@ class TagTask(Task):
                 check_tags(files[name], self.labels, getattr(opts, name))
         rows = {name: list(data) if data is not None else None for name, data in files.items()}
         if rows["valid"] is None or rows["test"] is None:
+            valid_fraction, test_fraction = default_fractions(len(rows["train"]), opts.valid_fraction,
+                                                              opts.test_fraction)
             rows["train"], split_valid, split_test = split_sentences(
-                rows["train"], valid_fraction=0.0 if rows["valid"] is not None else opts.valid_fraction,
-                test_fraction=0.0 if rows["test"] is not None else opts.test_fraction, seed=opts.seed)
+                rows["train"], valid_fraction=0.0 if rows["valid"] is not None else valid_fraction,
+                test_fraction=0.0 if rows["test"] is not None else test_fraction, seed=opts.seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
             rows["test"] = rows["test"] if rows["test"] is not None else split_test
         if not rows["valid"] or not rows["test"]:

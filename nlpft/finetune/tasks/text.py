@@ -156,6 +156,7 @@ class TextTask(Task):
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
         from nlpft.data.labeled import (
             build_label_map,
+            default_fractions,
             check_labels,
             preferred_spellings,
             respell_labels,
@@ -176,8 +177,10 @@ class TextTask(Task):
             for name in ("valid", "test"):
                 rows[name] = respell_labels(rows[name], spellings) if rows[name] is not None else None
         if rows["valid"] is None or rows["test"] is None:
-            fractions = (0.0 if rows["valid"] is not None else opts.valid_fraction,
-                         0.0 if rows["test"] is not None else opts.test_fraction)
+            valid_fraction, test_fraction = default_fractions(len(rows["train"]), opts.valid_fraction,
+                                                              opts.test_fraction)
+            fractions = (0.0 if rows["valid"] is not None else valid_fraction,
+                         0.0 if rows["test"] is not None else test_fraction)
             rows["train"], split_valid, split_test = stratified_split(
                 rows["train"], valid_fraction=fractions[0], test_fraction=fractions[1], seed=opts.seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
