@@ -26,7 +26,8 @@ MAX_LENGTH = 16
 STRIDE = 4
 # --method standard: small data on an encoder would otherwise be read frozen (--method auto)
 WINDOWED = ["--method", "standard", "--max-length", str(MAX_LENGTH), "--stride", str(STRIDE), "--epochs", "4", "--lr", "3e-3",
-            "--batch-size", "16", "--threads", "1", "--quiet", "--warmup", "0", "--precision", "fp32"]
+            "--batch-size", "16", "--threads", "1", "--quiet", "--warmup", "0", "--precision", "fp32",
+            "--valid-fraction", "0.1", "--test-fraction", "0.1"]
 
 
 def long_rows(n: int, seed: int, words: tuple[int, int] = (30, 60)) -> list[dict]:

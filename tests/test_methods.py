@@ -15,7 +15,7 @@ import pytest
 from nlpft.cli.main import main
 from tests.test_finetune import make_rows, write_csv
 
-QUICK = ["--max-length", "32", "--threads", "1"]
+QUICK = ["--max-length", "32", "--threads", "1", "--valid-fraction", "0.1", "--test-fraction", "0.1"]
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_help_lists_the_methods_and_the_auto_rule(capsys):
 
     assert main(["finetune", "--help"]) == 0
     printed = "".join(capsys.readouterr().out.split())  # without the line breaks of wrapping
-    assert "--method{standard,frozen,auto}" in printed
+    assert "--method{standard,frozen,contrastive,auto}" in printed
     assert "".join(AUTO_RULE.split()) in printed and "fewerthan100trainingexamples" in printed
 
 

@@ -113,14 +113,14 @@ def test_max_memory_below_the_start_footprint_is_refused_up_front(small_corpus, 
 
 def test_max_memory_stops_a_run_that_grows_past_it(small_corpus, tmp_path):
     """The cap covers the whole run, not a table estimate: `pretrain` passes 300 MiB of
-    private memory once transformers and the model are loaded, so a 0.3 GiB cap must stop
+    private memory once transformers and the model are loaded, so a 0.25 GiB cap must stop
     it with exit 2, name the cap and the phase, and leave nothing behind."""
     out = tmp_path / "pre"
     done = run_nlpft(["pretrain", "--arch", "gpt2", "--corpus", str(small_corpus), "--out", str(out),
                       "--max-steps", "200", "--batch-size", "4", "--threads", "1", "--quiet",
-                      "--max-memory", "0.3"], timeout=300)
+                      "--max-memory", "0.25"], timeout=300)
     assert done.returncode == 2, done.stderr
-    assert "more than --max-memory 0.3 GiB" in done.stderr and " while " in done.stderr
+    assert "more than --max-memory 0.25 GiB" in done.stderr and " while " in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert _no_output(out)
 
