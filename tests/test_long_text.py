@@ -334,3 +334,27 @@ def test_stride_default_is_the_tasks_own():
     assert task("tag").stride == 16 and task("tag", stride=3).stride == 3  # words
     assert task("single").long_text["stride"] is None  # tokens: a quarter of --max-length, once it is known
     assert task("single", stride=3).long_text["stride"] == 3
+
+
+def test_a_huge_text_is_cut_at_a_bounded_number_of_windows(tokenizer, monkeypatch):
+    """One enormous cell cannot become millions of windows: past MAX_TEXT_WINDOWS windows'
+    worth of characters the text is cut (and counted as truncated), for plain texts and for
+    the second text of a pair."""
+    import nlpft.finetune.data as data_module
+    from nlpft.finetune.data import CHARS_PER_TOKEN, encode_windows
+
+    monkeypatch.setattr(data_module, "MAX_TEXT_WINDOWS", 3)
+    room = MAX_LENGTH - tokenizer.num_special_tokens_to_add(pair=False)
+    limit = 3 * (room - STRIDE) * CHARS_PER_TOKEN
+    huge = " ".join(row["text"] for row in long_rows(400, 5))
+    assert len(huge) > 10 * limit
+    encoded = encode_windows(tokenizer, [huge], None, MAX_LENGTH, STRIDE)
+    at_limit = encode_windows(tokenizer, [huge[:limit]], None, MAX_LENGTH, STRIDE)
+    assert encoded.truncated == 1 and encoded.input_ids == at_limit.input_ids
+    uncut = encode_windows(tokenizer, [huge[: limit // 2]], None, MAX_LENGTH, STRIDE)
+    assert uncut.truncated == 0
+    pair_room = MAX_LENGTH - tokenizer.num_special_tokens_to_add(pair=True)
+    pair_limit = 3 * (pair_room - STRIDE) * CHARS_PER_TOKEN
+    pairs = encode_windows(tokenizer, ["a question"], [huge], MAX_LENGTH, STRIDE)
+    pairs_at_limit = encode_windows(tokenizer, ["a question"], [huge[:pair_limit]], MAX_LENGTH, STRIDE)
+    assert pairs.truncated == 1 and pairs.input_ids == pairs_at_limit.input_ids

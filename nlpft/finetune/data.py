@@ -24,6 +24,11 @@ import torch
 #: characters), so only the part that would be cut anyway is skipped, and a 20 MB cell
 #: costs no more than a page of text. A text cut here counts as truncated.
 CHARS_PER_TOKEN = 16
+#: --long-text windows reads a text whole, but no more than this many windows' worth of
+#: characters (at CHARS_PER_TOKEN): with the defaults about 800,000 characters, some 300
+#: pages, so one huge cell cannot turn a prediction into millions of windows. Cut counts as
+#: truncated.
+MAX_TEXT_WINDOWS = 256
 
 
 @dataclass
@@ -92,15 +97,24 @@ def encode_windows(hf, texts: Sequence[str], pairs: Sequence[str | None] | None,
     of which consecutive ones share `stride` tokens: the tokenizer's own overflow windows, so
     each window is framed as the model expects. With pairs the windows run over the second
     text and each repeats the first, cut (and counted as truncated) where it would leave the
-    second less than half of a window's room, or no more than `stride` tokens. `max_windows` (training) keeps that many windows of a text,
+    second less than half of a window's room, or no more than `stride` tokens. A text longer
+    than MAX_TEXT_WINDOWS windows' worth of characters is cut there first (and counted as
+    truncated). `max_windows` (training) keeps that many windows of a text,
     evenly spaced over it, the first and last included (`spaced_windows`). `hf` is a Hugging
     Face fast tokenizer."""
     use_pairs = pairs is not None and any(p is not None for p in pairs)
     room = max_length - hf.num_special_tokens_to_add(pair=use_pairs)
-    texts = list(texts)
-    cut = [False] * len(texts)
+    limit = MAX_TEXT_WINDOWS * max(1, room - stride) * CHARS_PER_TOKEN
+    if use_pairs:  # the windows run over the second text (the first is cut further below)
+        cut = [len(t) > limit or (p is not None and len(p) > limit) for t, p in zip(texts, pairs, strict=True)]
+        texts = [t[:limit] for t in texts]
+        pairs = [p[:limit] if p is not None else None for p in pairs]
+    else:
+        cut = [len(t) > limit for t in texts]
+        texts = [t[:limit] for t in texts]
     if use_pairs:  # the second text keeps half the room and more than `stride` tokens
-        texts, cut = _fit_first_texts(hf, texts, max(1, room - max(stride + 1, room - room // 2)))
+        texts, first_cut = _fit_first_texts(hf, texts, max(1, room - max(stride + 1, room - room // 2)))
+        cut = [a or b for a, b in zip(cut, first_cut, strict=True)]
     ids: list[list[int]] = []
     types: list[list[int]] | None = [] if use_pairs else None
     documents: list[int] = []
