@@ -19,6 +19,22 @@ from nlpft.data.registry import shared_corpora_dirs
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def save_tiny_bert(folder: Path, tokenizer, hidden_size: int = 64, layers: int = 2, heads: int = 4,
+                   positions: int = 64) -> Path:
+    """A random BERT (seed 0; intermediate size twice the hidden size) saved with `tokenizer`
+    as a Hugging Face model directory `folder`."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
+                                 num_attention_heads=heads, intermediate_size=2 * hidden_size,
+                                 max_position_embeddings=positions))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def lee_path() -> Path:
     from gensim.test.utils import datapath

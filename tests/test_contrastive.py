@@ -18,6 +18,7 @@ from nlpft.finetune.contrastive import (
     tune_encoder,
     write_sentence_transformers_files,
 )
+from tests.conftest import save_tiny_bert
 
 TOPICS = {
     "sport": ["goal", "match", "team", "coach", "league"],
@@ -41,20 +42,12 @@ def topic_rows(per_class: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     texts, _ = topic_rows(40, seed=1)
     tok = train_subword_tokenizer(texts, "wordpiece", 120, model_max_length=32)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=32))
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", tok, hidden_size=32, heads=2,
+                          positions=32)
 
 
 def load(directory: Path):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from nlpft.cli.main import main
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import kill_after_first_checkpoint, save_tiny_bert
 
 POSITIVE = ["good", "great", "excellent", "lovely", "wonderful"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful"]
@@ -50,20 +50,11 @@ def data_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, data_csv) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     lines = [row["text"] for row in make_rows(300, 1)]
     tok = train_subword_tokenizer(lines, "wordpiece", 200, model_max_length=64)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=128, max_position_embeddings=64))
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", tok)
 
 
 @pytest.fixture(scope="module")

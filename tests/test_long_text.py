@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from nlpft.cli.main import main
+from tests.conftest import save_tiny_bert
 
 POSITIVE = ["good", "great", "excellent", "lovely", "wonderful"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful"]
@@ -65,16 +66,8 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, tokenizer) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=64))
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", tokenizer, hidden_size=32, layers=1,
+                          heads=2)
 
 
 @pytest.fixture(scope="module")

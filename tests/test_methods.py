@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nlpft.cli.main import main
+from tests.conftest import save_tiny_bert
 from tests.test_finetune import make_rows, write_csv
 
 QUICK = ["--max-length", "32", "--threads", "1", "--valid-fraction", "0.1", "--test-fraction", "0.1"]
@@ -25,19 +26,10 @@ def data_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     tok = train_subword_tokenizer([row["text"] for row in make_rows(300, 1)], "wordpiece", 200, model_max_length=64)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=128, max_position_embeddings=64))
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", tok)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.cli.main import main
-from tests.conftest import kill_after_first_checkpoint
+from tests.conftest import kill_after_first_checkpoint, save_tiny_bert
 
 FIRST = ["John", "Mary", "Alice", "Peter", "Susan", "David", "Laura", "Mark"]
 LAST = ["Smith", "Jones", "Brown", "Taylor", "Wilson"]
@@ -62,20 +62,11 @@ def data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
     """A random 2-layer BERT with a cased WordPiece vocabulary trained on the tagging text."""
-    import torch
-    from transformers import BertConfig, BertModel
-
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     lines = [" ".join(tokens) for tokens, _ in make_sentences(400, 5)]
     tok = train_subword_tokenizer(lines, "wordpiece", 120, model_max_length=64, lowercase=False)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=128, max_position_embeddings=64))
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", tok)
 
 
 FAST = ["--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--threads", "1", "--quiet", "--warmup", "0",
