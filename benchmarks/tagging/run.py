@@ -177,7 +177,7 @@ def run_model(model: str, backbone: str, split: dict, counts: dict, seeds: list[
         wall = time.perf_counter() - started
         m = json.loads((out / "metrics.json").read_text())
         test = m["test"]
-        runs.append({"seed": seed, "out": str(out), "wall_s": wall, "entity_f1": test["micro_f1"],
+        runs.append({"seed": seed, "out": str(out.relative_to(work)), "wall_s": wall, "entity_f1": test["micro_f1"],
                      "precision": test["micro_precision"], "recall": test["micro_recall"],
                      "macro_f1": test["macro_f1"], "token_accuracy": test["token_accuracy"],
                      "per_type_f1": {t: v["f1"] for t, v in test["per_type"].items()},
@@ -228,7 +228,7 @@ def predict_speed(model_dir: str, texts: Path, work: Path, repeats: int) -> dict
     _run([sys.executable, str(HERE / "plain_pipeline.py"), "--model", model_dir, "--texts", str(texts),
           "--out", str(work / "pipeline-simple-entities.jsonl"), "--aggregation", "simple"])
     ours = _entities(work / "nlpft-predictions.jsonl", "entities")
-    result = {"model": model_dir, "texts": texts.name, "lines": len(lines), "words": words, "repeats": repeats,
+    result = {"model": Path(model_dir).name, "texts": texts.name, "lines": len(lines), "words": words, "repeats": repeats,
               "runs": runs,
               "entities": _agreement(ours, _entities(work / "pipeline-entities.jsonl", None)),
               "entities_simple": _agreement(ours, _entities(work / "pipeline-simple-entities.jsonl", None))}
@@ -367,7 +367,7 @@ def main() -> None:
         if "minilm" in args.models and not args.no_predict_speed:
             minilm = next(r for r in results["rows"] if r["model"] == "minilm")
             texts = split["test_text"] if args.smoke or args.quick else split["texts"]
-            results["predict_speed"] = predict_speed(minilm["runs"][0]["out"], texts, work,
+            results["predict_speed"] = predict_speed(str(work / minilm["runs"][0]["out"]), texts, work,
                                                      1 if args.smoke else args.repeats)
         results["total_wall_s"] = time.perf_counter() - started
         _say(f"done in {results['total_wall_s'] / 60:.1f} min")
