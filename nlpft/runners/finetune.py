@@ -131,7 +131,8 @@ def _search(opts: FinetuneOptions) -> Path:
     # the data, the backbone, the method and the space checked once, before the first trial
     run = _prepare(dataclasses.replace(opts, search=None, search_space=None), rank)
     task, output = run.task, run.output
-    opts = _resolve_inputs(opts)
+    # the trials start from the options as given (each resolves its own), with the files found
+    opts = dataclasses.replace(opts, train=run.opts.train, valid=run.opts.valid, test=run.opts.test)
     space = resolve_space(run.backbone.search_space(run.opts), opts.search_space, opts.model)
     if rank != 0:
         _follow_trials(opts, output.partial)
