@@ -30,9 +30,10 @@ HEAD_C = 1.0
 
 
 class FrozenEncoderClassifier:
-    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool):
+    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool, head_c: float = HEAD_C):
         self.encoder = encoder  # an nlpft.pretrained.encode.SentenceEncoder
         self.head = head
+        self.head_c = head_c  # the C the head was (or will be) fitted with, saved in its JSON
         self.max_length = max_length
         self.pairs = pairs
 
@@ -90,7 +91,7 @@ class FrozenEncoderClassifier:
         self.encoder.tokenizer.hf.save_pretrained(str(folder))
         save_numpy_file(self.head.arrays(), str(folder / HEAD_WEIGHTS))
         settings = {"pooling": "mean", "normalize": True, "pair_features": "u,v,|u-v|" if self.pairs else None,
-                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": getattr(self, "head_c", HEAD_C)}
+                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": self.head_c}
         (folder / HEAD_CONFIG).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -111,4 +112,4 @@ class FrozenEncoderClassifier:
         if head.coef.shape[1] != expected:
             raise UserInputError(f"{folder / HEAD_WEIGHTS}: a head over {head.coef.shape[1]} features, but the "
                                  f"encoder gives {expected}; the files come from different runs (retrain)")
-        return cls(encoder, head, max_length, pairs)
+        return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)))
