@@ -28,6 +28,7 @@ class ContrastiveEncoder(FrozenEncoder):
                "same/different-class pairs (SetFit), then mean-pooled embeddings + logistic regression")
     # the tuning's rate and the head's C; one epoch over capped pairs is the recipe
     search_parameters = {"lr": Param(1e-5, 1e-4, log=True), "head_c": Param(0.01, 100.0, log=True)}
+    tuning = None  # the last `tune_encoder`'s TuningSummary (steps for metrics.json)
 
     def supports(self, task) -> bool:
         return task.target_kind in ("class", "label-set")  # pairs need classes to compare
@@ -50,14 +51,13 @@ class ContrastiveEncoder(FrozenEncoder):
         self.tuning = summary
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
+        import json
+
         from nlpft.finetune.contrastive import write_sentence_transformers_files
 
         result = super().fit(opts, task, splits, work, output)
-        import json
-
         hidden = json.loads((work / "config.json").read_text(encoding="utf-8"))["hidden_size"]
         write_sentence_transformers_files(work, opts.max_length, hidden)
-        tuning = getattr(self, "tuning", None)
-        if tuning is not None:
-            result = {**result, "steps": tuning.steps, "epochs": float(opts.epochs or CONTRASTIVE_EPOCHS)}
+        if self.tuning is not None:
+            result = {**result, "steps": self.tuning.steps, "epochs": float(opts.epochs or CONTRASTIVE_EPOCHS)}
         return result
