@@ -146,12 +146,13 @@ def test_multilabel_with_every_row_overlapping_is_an_error():
 
 
 # -- tuning ----------------------------------------------------------------------------------
-def test_tuning_pulls_same_class_embeddings_together(tiny_bert):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: autocast, as --precision auto picks it
+def test_tuning_pulls_same_class_embeddings_together(tiny_bert, precision):
     texts, labels = topic_rows(6)
     encoder = load(tiny_bert)
     same_before, cross_before = class_margin(encoder, texts, labels)
     summary = tune_encoder(encoder.model, encoder.tokenizer, texts, [{label} for label in labels],
-                           iterations=8, lr=1e-3, batch_size=16, seed=0, progress=False)
+                           iterations=8, lr=1e-3, batch_size=16, seed=0, precision=precision, progress=False)
     same_after, cross_after = class_margin(encoder, texts, labels)
     assert summary.pairs == 2 * 8 * len(texts) and summary.steps == summary.pairs // 16 + (summary.pairs % 16 > 0)
     assert summary.last_loss < summary.first_loss

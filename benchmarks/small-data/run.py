@@ -142,7 +142,8 @@ def run_point(dataset: str, method: str, k: str, seed: int, split: dict, work: P
               "per_class": split["per_class"], "test_rows": m["test_examples"], "accuracy": m["test"]["accuracy"],
               "macro_f1": m["test"]["macro_f1"], "train_s": m["train_time_s"], "wall_s": wall,
               "steps": m.get("steps"), "epochs": m.get("epochs"), "nlpft_method": m.get("method"),
-              "peak_rss_mib": m.get("peak_rss_mib"), "flags": [*METHODS[method], *limit]}
+              "peak_rss_mib": m.get("peak_rss_mib"), "precision": m.get("precision"),
+              "flags": [*METHODS[method], *limit]}
     _say(f"  accuracy {record['accuracy']:.4f}, macro F1 {record['macro_f1']:.4f}, "
          f"train {record['train_s']:.0f} s, wall {wall:.0f} s")
     record_path.parent.mkdir(parents=True, exist_ok=True)

@@ -163,14 +163,16 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
                  iterations: int = 20, max_pairs: int | None = DEFAULT_MAX_PAIRS, epochs: int = 1,
                  lr: float = 2e-5, batch_size: int = 16,
                  max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 13,
-                 progress: bool = True) -> TuningSummary:
+                 precision: str = "fp32", progress: bool = True) -> TuningSummary:
     """Tune `encoder` (a Hugging Face AutoModel, changed in place and left in eval mode) so that
     the cosine of two rows' mean-pooled embeddings approaches their label similarity.
 
     `tokenizer` is nlpft's `HFTokenizer` (what `load_tokenizer` returns). Mean pooling over
     the attention mask, as sentence-transformers checkpoints such as all-MiniLM-L6-v2 were
     trained. AdamW with linear warm-up and decay; dropout, pair order and pairs all follow
-    `seed` (the global torch RNG is restored afterwards). Writes nothing to disk."""
+    `seed` (the global torch RNG is restored afterwards). `precision` "bf16" runs the forward
+    pass under bf16 autocast (weights, optimizer and loss stay fp32), as `--precision`
+    resolves it for the machine. Writes nothing to disk."""
     if len(texts) != len(label_sets):
         raise ValueError(f"{len(texts)} texts but {len(label_sets)} label sets")
     for name, value in (("epochs", epochs), ("batch size", batch_size), ("max length", max_length)):
@@ -178,6 +180,8 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
             raise UserInputError(f"contrastive {name} must be a whole number of at least 1, not {value!r}")
     if not lr > 0:
         raise UserInputError(f"contrastive learning rate must be above 0, not {lr!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be resolved to fp32 or bf16 first, not {precision!r}")
     started = time.perf_counter()
     pairs = contrastive_pairs(label_sets, iterations, seed, max_pairs=max_pairs)
     import torch  # the libraries load only once the rows are known to be usable
@@ -210,7 +214,8 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
                     features = [_padded([token_ids[pair[side]] for pair in batch], pad_id, device)
                                 for side in (0, 1)]
                     targets = torch.tensor([pair[2] for pair in batch], dtype=torch.float32, device=device)
-                    loss = loss_module(features, targets)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                        loss = loss_module(features, targets).float()
                     check_loss(loss.item(), f"contrastive step {len(losses) + 1}")
                     loss.backward()
                     optimizer.step()

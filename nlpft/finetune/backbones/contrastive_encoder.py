@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlpft.errors import UserInputError
 from nlpft.finetune.backbones.frozen_encoder import FrozenEncoder
 from nlpft.finetune.search_space import Param
 
@@ -28,16 +27,12 @@ class ContrastiveEncoder(FrozenEncoder):
                "same/different-class pairs (SetFit), then mean-pooled embeddings + logistic regression")
     # the tuning's rate and the head's C; one epoch over capped pairs is the recipe
     search_parameters = {"lr": Param(1e-5, 1e-4, log=True), "head_c": Param(0.01, 100.0, log=True)}
+    uses_precision = True  # the tuning runs under --precision; the embeddings the head reads are fp32
     tuning = None  # the last `tune_encoder`'s TuningSummary (steps for metrics.json)
 
     def supports(self, task) -> bool:
-        return task.target_kind in ("class", "label-set")  # pairs need classes to compare
-
-    def check(self, opts, task) -> None:
-        super().check(opts, task)
-        if task.reading.get("text_pair_col"):
-            raise UserInputError("--method contrastive compares single texts; for text pairs use --method frozen "
-                                 "or --method standard")
+        # its pairs are pairs of labeled rows, so it needs classes to compare and one text per row
+        return task.target_kind in ("class", "label-set") and not task.reading.get("text_pair_col")
 
     def tune_encoder(self, encoder, opts, task, splits) -> None:
         from nlpft.finetune.contrastive import tune_encoder
@@ -47,7 +42,7 @@ class ContrastiveEncoder(FrozenEncoder):
         summary = tune_encoder(encoder.model, encoder.tokenizer, texts, label_sets,
                                lr=opts.lr or CONTRASTIVE_LR, epochs=int(opts.epochs or CONTRASTIVE_EPOCHS),
                                batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed,
-                               progress=not opts.quiet)
+                               precision=opts.precision, progress=not opts.quiet)
         self.tuning = summary
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
