@@ -57,7 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="text file(s), .gz/.bz2/.xz, directories of text files, or names from `nlpft corpus list`")
     add_common_options(train)
     add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe", max_memory_default=8.0,
-                         max_memory_help="; also refuses to start when the estimated vector tables exceed it")
+                         max_memory_help="; also refuses to start when the estimated vector tables exceed it",
+                         reports_training=False)
     g = train.add_argument_group("vocabulary and context")
     g.add_argument("--dim", type=positive_int, default=100, help="vector dimensions (default: %(default)s)")
     g.add_argument("--window", type=positive_int, default=None,

@@ -151,7 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
         from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
 
         train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                 resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite)
+                 resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite,
+                 report_to=args.report_to)
 
     return run_training(train, max_memory_gb=args.max_memory_gb)
 

@@ -8,8 +8,9 @@ Subcommand modules import their heavy dependencies inside their handlers, so
 Shared conventions, added by `add_common_options` / `add_training_options`:
 `--out DIR` (written atomically and safely: see nlpft/runners/output.py) with `--overwrite`,
 `--seed`, `--config FILE` (YAML or JSON whose keys are the long flag names; flags given on
-the command line win), and for training commands `--epochs`, `--max-steps N`, `--resume`
-and `--max-memory GIB` (a cap on the whole run, see `nlpft.training.memory`).
+the command line win), and for training commands `--epochs`, `--max-steps N`, `--resume`,
+`--max-memory GIB` (a cap on the whole run, see `nlpft.training.memory`) and, for those
+with a training loop, `--report-to` (see `nlpft.training.reporting`).
 
 Config values pass the same checks as flags: each goes through its option's `type=` and
 `choices=` (a list for options that take several values, a real boolean for switches), so
@@ -36,6 +37,7 @@ from nlpft.options import (  # noqa: F401  (the CLI modules take the range-check
     positive_int,
     seed_int,
 )
+from nlpft.training.reporting import REPORT_TO, REPORT_TO_HELP
 
 # a config file is a handful of options: anything bigger is a mistake (or an attack)
 CONFIG_MAX_BYTES = 1 << 20
@@ -93,7 +95,10 @@ MAX_MEMORY_HELP = ("stop the run with exit code 2 once its memory (private resid
 
 
 def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: str,
-                         max_memory_default: float | None = None, max_memory_help: str = "") -> None:
+                         max_memory_default: float | None = None, max_memory_help: str = "",
+                         reports_training: bool = True) -> None:
+    """The options every training command shares; `reports_training` False for a command
+    whose training `--report-to` does not cover (embed train)."""
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help=f"passes over the data ({default_epochs_help})")
     parser.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
@@ -104,6 +109,8 @@ def add_training_options(parser: argparse.ArgumentParser, default_epochs_help: s
                     else "default: 80%% of physical memory")
     parser.add_argument("--max-memory", dest="max_memory_gb", type=positive_float, default=max_memory_default,
                         metavar="GIB", help=f"{MAX_MEMORY_HELP}{max_memory_help} ({default_help})")
+    if reports_training:
+        parser.add_argument("--report-to", choices=REPORT_TO, default="none", help=REPORT_TO_HELP)
 
 
 def add_command_group(commands: argparse._SubParsersAction, name: str, **parser_options):

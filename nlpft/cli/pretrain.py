@@ -106,7 +106,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
                "test_fraction", "mlm_probability", "freeze_base", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
                "warmup", "weight_decay", "scheduler", "eval_every", "checkpoint_every", "max_eval_blocks",
-               "precision", "seed", "threads", "quiet", "resume", "overwrite", "name")
+               "precision", "seed", "threads", "quiet", "report_to", "resume", "overwrite", "name")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

@@ -146,6 +146,7 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
     from nlpft.finetune.trainer import ClassifierTrainer, KeepBest, ReportValidation
     from nlpft.training.hf import (
         ProgressBar,
+        ReportScalars,
         StopOnSignal,
         training_arguments,
         use_progress_bar,
@@ -183,10 +184,13 @@ def _trainer(opts, backbone, prepared, model, datasets: dict, task, work: Path, 
     keep_best = KeepBest(work / BEST_DIR, save=backbone.save_weights, metric=task.selection_metric,
                          greater_is_better=task.greater_is_better, patience=opts.patience,
                          patience_from_epoch=patience_from_epoch)
+    callbacks = [StopOnSignal(), keep_best, ReportValidation(keep_best.metric), *extra_callbacks]
+    if opts.report_to == "tensorboard":  # throughput in examples/s
+        callbacks.append(ReportScalars(work, units_per_step=opts.batch_size * opts.grad_accum * args.world_size))
     trainer = ClassifierTrainer(
         model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=task.collator(prepared.pad_id), processing_class=prepared.processing_class,
-        callbacks=[StopOnSignal(), keep_best, ReportValidation(keep_best.metric), *extra_callbacks],
+        callbacks=callbacks,
         compute_metrics=lambda pred: task.eval_metrics(
             *task.per_document(_predictions(pred), np.asarray(pred.label_ids), datasets["valid"])),
         task=task, group_by_length=opts.group_by_length, optimizers=(optimizer, None))

@@ -24,6 +24,7 @@ from nlpft.options import (
     positive_int,
     seed_int,
 )
+from nlpft.training.reporting import REPORT_TO, check_report_to
 
 DATA = "data"
 OPTIMISATION = "optimisation"
@@ -135,6 +136,7 @@ class FinetuneOptions:
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)
+    report_to: str = option("none", choices=REPORT_TO, shared=True)  # --report-to: the training curves
     head_c: float | None = option(  # None: the backbone's own default
         None, "inverse regularisation strength C of the scikit-learn head: --model tfidf (default: 10) and --method "
               "frozen (default: 1)", type=positive_float, group=OPTIMISATION, metavar="C")
@@ -164,6 +166,7 @@ class FinetuneOptions:
             if not ok:
                 raise UserInputError(message)
         check_threads(self.threads)
+        check_report_to(self.report_to)
 
 
 MODEL_DIR_HELP = "the --out directory of `nlpft finetune`"

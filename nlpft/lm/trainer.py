@@ -102,6 +102,57 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+#: `LMReportScalars` writes a point of the training curves every this many steps
+REPORT_EVERY = 50
+
+
+class LMReportScalars:
+    """`--report-to` for `LMTrainer`: its `on_step` and `on_evaluate` callbacks, on rank 0.
+
+    A point of the training curves (`nlpft.training.reporting.ScalarReport`) at every
+    `REPORT_EVERY`-th step and at each evaluation: the mean loss of the steps since the
+    previous point, the learning rate, and tokens/s over the time inside those steps (all
+    `processes`); then the evaluation's loss and perplexity. The report opens at the first
+    step this process trains, so a resumed run continues after its checkpoint."""
+
+    def __init__(self, work: Path, processes: int = 1):
+        self.work = Path(work)
+        self.processes = processes
+        self.report = None
+        self._loss_sum, self._steps, self._tokens, self._seconds = 0.0, 0, 0, 0.0
+
+    def on_step(self, state: TrainState, loss: float, tokens: int, seconds: float) -> None:
+        self._open(first_step=state.step)
+        self._loss_sum += loss
+        self._steps += 1
+        self._tokens += tokens
+        self._seconds += seconds
+        if state.step % REPORT_EVERY == 0:
+            self._write_point(state.step, state.lr)
+
+    def on_evaluate(self, state: TrainState, record: dict) -> None:
+        self._open(first_step=state.step + 1)  # resumed at the end of the data: no step before it
+        if self._steps:  # at the rate those steps ran with (a plateau may have cut state.lr since)
+            self._write_point(state.step, record["lr"])
+        self.report.evaluation(state.step, {"loss": record["valid_loss"], "perplexity": record["valid_ppl"]})
+
+    def close(self) -> None:
+        if self.report is not None:
+            self.report.close()
+            self.report = None
+
+    def _open(self, first_step: int) -> None:
+        from nlpft.training.reporting import ScalarReport
+
+        if self.report is None:
+            self.report = ScalarReport(self.work, first_step=first_step)
+
+    def _write_point(self, step: int, lr: float) -> None:
+        throughput = self._tokens * self.processes / self._seconds if self._seconds > 0 else None
+        self.report.train(step, self._loss_sum / self._steps, lr, throughput)
+        self._loss_sum, self._steps, self._tokens, self._seconds = 0.0, 0, 0, 0.0
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # logits (B, T, V) -> (B*T, V); targets (B, T) -> (B*T,)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
@@ -136,12 +187,14 @@ def _autocast(precision: str):
 
 class LMTrainer:
     """Owns the loop. Subclass and override `compute_loss` to change what a step computes;
-    pass callbacks to act on progress."""
+    pass callbacks to act on progress: `on_step(state, loss, tokens, seconds)` after each
+    step (this process's tokens and time inside the step), `on_evaluate(state, record)` after
+    each validation (`record` as appended to `state.history`)."""
 
     def __init__(self, model, config: LMTrainConfig, train_data: torch.Tensor, valid_data: torch.Tensor,
                  checkpoint_root: Path | None = None, best_path: Path | None = None,
                  rank: int = 0, world_size: int = 1,
-                 on_step: Callable[[TrainState, float, int], None] | None = None,
+                 on_step: Callable[[TrainState, float, int, float], None] | None = None,
                  on_evaluate: Callable[[TrainState, dict], None] | None = None):
         config.validate()
         self.config = config
@@ -213,12 +266,13 @@ class LMTrainer:
                 check_loss(loss_value, f"step {state.step + 1}", self.loss_limit)
                 # time inside steps only (no evaluation or checkpoint writing): tokens/s
                 # comparable with a bare training loop
-                self.step_seconds += time.perf_counter() - step_started
+                seconds = time.perf_counter() - step_started
+                self.step_seconds += seconds
                 self.step_tokens += targets.numel()
                 state.step += 1
                 state.position = position + inputs.size(1)
                 if self.on_step:
-                    self.on_step(state, loss_value, targets.numel())
+                    self.on_step(state, loss_value, targets.numel(), seconds)
                 if self._stop_signal is not None:
                     self.save_checkpoint()
                     raise Interrupted(signal.Signals(self._stop_signal).name)

@@ -37,6 +37,7 @@ from nlpft.runners.output import (
     peak_rss_bytes,
     write_json,
 )
+from nlpft.training.reporting import RUNS_DIR
 
 __all__ = ["FinetuneOptions", "finetune"]
 
@@ -65,6 +66,9 @@ def finetune(opts: FinetuneOptions) -> Path:
         result = backbone.fit(opts, task, splits, work, output)
         if rank != 0:
             return output.final
+        if opts.report_to != "none" and not (work / RUNS_DIR).is_dir():
+            _warn(f"--report-to {opts.report_to}: --method {opts.method} with --model {opts.model} trains without "
+                  "the shared step loop whose curves it records; nothing was written to runs/")
         result = {**result, "method": opts.method, "method_reason": run.method_reason}
         headline = _write_outputs(opts, task, backbone, splits, work, result)
         final = output.publish()

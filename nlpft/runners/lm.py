@@ -25,6 +25,7 @@ from nlpft.errors import UserInputError, check_threads
 from nlpft.lm.files import load_model_dir
 from nlpft.runners.output import peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
+from nlpft.training.reporting import check_report_to
 
 LN2 = math.log(2)
 
@@ -100,7 +101,7 @@ def _progress_callbacks(state_total: int, quiet: bool, rank: int):
     bar = {"bar": None, "epoch": None, "loss": None}
     show = not quiet and rank == 0
 
-    def on_step(state, loss: float, tokens: int) -> None:
+    def on_step(state, loss: float, tokens: int, seconds: float) -> None:
         if not show:
             return
         if bar["epoch"] != state.epoch or bar["bar"] is None:
@@ -126,6 +127,15 @@ def _progress_callbacks(state_total: int, quiet: bool, rank: int):
     return on_step, on_evaluate
 
 
+def _both(first, second):
+    """One callback calling `first`, then `second`, with the same arguments."""
+    def both(*args) -> None:
+        first(*args)
+        second(*args)
+
+    return both
+
+
 def _eval_rows(ids, batch_size: int, name: str, corpus_name: str):
     """Held-out ids as (rows, N); fewer rows for a short split, so small corpora still evaluate."""
     from nlpft.lm.data import batchify
@@ -139,7 +149,8 @@ def _eval_rows(ids, batch_size: int, name: str, corpus_name: str):
 
 def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | Path,
              resume: bool = False, threads: int | None = None, quiet: bool = False,
-             overwrite: bool = False) -> Path:
+             overwrite: bool = False, report_to: str = "none") -> Path:
+    """`report_to` "tensorboard": the training curves into OUT/runs/ (`nlpft.training.reporting`)."""
     import torch
 
     from nlpft.data.registry import resolve_corpus
@@ -148,6 +159,7 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
 
     train_config.validate()
     check_threads(threads)
+    check_report_to(report_to)
     model_shape = RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None})
     model_shape.validate()
     _check_paths(data)
@@ -169,7 +181,8 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
         with output.cleaned_up_on_error(owner=rank == 0):
             record_or_check(work, _fingerprint(data, model_shape, train_config, text), resuming=resume,
                             record=rank == 0)
-            return _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world)
+            return _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world,
+                               report_to)
     finally:
         if world > 1:
             torch.distributed.destroy_process_group()
@@ -196,13 +209,13 @@ def _barrier(world: int) -> None:
 
 
 def _train_into(data: LMDataOptions, model_options: dict, train_config, text, work: Path, output,
-                resume: bool, quiet: bool, rank: int, world: int) -> Path:
+                resume: bool, quiet: bool, rank: int, world: int, report_to: str) -> Path:
     import torch
 
     from nlpft.embeddings.vectors_io import vectors_for_vocabulary
     from nlpft.lm.data import EncodedSplits, batchify, encode_corpus, shard_for_rank
     from nlpft.lm.model import RNNLanguageModel, RNNLMConfig
-    from nlpft.lm.trainer import LMTrainer, evaluate_loss
+    from nlpft.lm.trainer import LMReportScalars, LMTrainer, evaluate_loss
 
     started = time.perf_counter()
     kv = None
@@ -268,12 +281,19 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
         wrapped = DistributedDataParallel(model)
     per_epoch = train_rows.numel()
     on_step, on_evaluate = _progress_callbacks(per_epoch, quiet, rank)
+    curves = LMReportScalars(work, processes=world) if report_to == "tensorboard" and rank == 0 else None
+    if curves is not None:
+        on_step, on_evaluate = _both(on_step, curves.on_step), _both(on_evaluate, curves.on_evaluate)
     trainer = LMTrainer(wrapped, train_config, train_rows, valid_rows,
                         checkpoint_root=output.checkpoint_dir, best_path=work / "best.safetensors",
                         rank=rank, world_size=world, on_step=on_step, on_evaluate=on_evaluate)
     train_started = time.perf_counter()
     set_phase("training")
-    state = trainer.fit(resume=resume)
+    try:
+        state = trainer.fit(resume=resume)
+    finally:
+        if curves is not None:
+            curves.close()
     train_s = time.perf_counter() - train_started
 
     eval_started = time.perf_counter()

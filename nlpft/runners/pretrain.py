@@ -20,6 +20,7 @@ from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_seed, check_threads
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
+from nlpft.training.reporting import check_report_to
 
 DATA_DIR = "data"
 TOKENIZER_DIR = "tokenizer"
@@ -54,6 +55,7 @@ class PretrainOptions:
     seed: int = 1
     threads: int | None = None
     quiet: bool = False
+    report_to: str = "none"  # "tensorboard": training curves in OUT/runs/ (nlpft.training.reporting)
     resume: bool = False
     overwrite: bool = False  # replace an earlier nlpft output in `out`
     name: str | None = None  # remember the output under this model name
@@ -98,6 +100,7 @@ def _validate(opts: PretrainOptions) -> None:
             raise UserInputError(message)
     check_seed(opts.seed)
     check_threads(opts.threads)
+    check_report_to(opts.report_to)
     if opts.tokenizer and not Path(opts.tokenizer).exists():
         from nlpft.pretrained.aliases import ALIASES
 
@@ -362,6 +365,7 @@ def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, trai
              masker, work: Path, eval_name: str):
     from nlpft.training.hf import (
         ProgressBar,
+        ReportScalars,
         SafeCheckpointTrainer,
         StopOnSignal,
         training_arguments,
@@ -386,10 +390,13 @@ def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, trai
         prediction_loss_only=True,
     )
     stopper = StopOnSignal()
+    tokens_per_step = opts.batch_size * opts.grad_accum * train_set.block_size
+    callbacks = [stopper]
+    if opts.report_to == "tensorboard":
+        callbacks.append(ReportScalars(work, units_per_step=tokens_per_step * args.world_size, perplexity=True))
     trainer = SafeCheckpointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
                                     data_collator=train_collator, eval_data_collator=eval_collator,
-                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=[stopper])
-    bar = None if opts.quiet else ProgressBar(
-        tokens_per_step=opts.batch_size * opts.grad_accum * train_set.block_size, eval_name=eval_name)
+                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=callbacks)
+    bar = None if opts.quiet else ProgressBar(tokens_per_step=tokens_per_step, eval_name=eval_name)
     use_progress_bar(trainer, bar)
     return trainer, stopper

@@ -26,7 +26,8 @@ before each checkpoint and at the end of training; NaN or infinity raises
 `TrainingDiverged` (exit 2) and no checkpoint holds weights that are not finite.
 
 `StopOnSignal` turns Ctrl-C / SIGTERM into "save a checkpoint at the end of this step,
-then stop", so an interrupted run resumes from where it was stopped.
+then stop", so an interrupted run resumes from where it was stopped. `ReportScalars` writes
+the training curves of `--report-to tensorboard` (see `nlpft.training.reporting`).
 """
 
 from __future__ import annotations
@@ -302,6 +303,18 @@ class StopOnSignal(TrainerCallback):
         self._previous.clear()
 
 
+#: evaluation timings the Trainer adds to the metrics: how long, not how good
+EVAL_TIMINGS = frozenset({"eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
+                          "eval_model_preparation_time"})
+
+
+def validation_metrics(metrics: dict | None) -> dict[str, float]:
+    """{name without `eval_`: value} of the numeric validation metrics in `metrics`."""
+    return {name[len("eval_"):]: float(value) for name, value in (metrics or {}).items()
+            if name.startswith("eval_") and name not in EVAL_TIMINGS
+            and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 class ProgressBar(TrainerCallback):
     """One progress bar for the optimizer steps (loss, learning rate, tokens/s), and one line
     per evaluation, in place of the Trainer's nested bars and printed log dicts.
@@ -310,9 +323,6 @@ class ProgressBar(TrainerCallback):
     evaluation lines (e.g. "valid MLM loss"); `perplexity` adds exp(loss) to them, which means
     something for language models only. Other metrics the evaluation returns (a classifier's
     accuracy and macro F1) follow the loss."""
-
-    _NOT_SHOWN = frozenset({"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
-                            "eval_model_preparation_time", "epoch"})
 
     def __init__(self, tokens_per_step: int | None = None, eval_name: str = "valid loss", perplexity: bool = True):
         self.tokens_per_step = tokens_per_step
@@ -363,16 +373,71 @@ class ProgressBar(TrainerCallback):
         line = f"step {state.global_step}: {self.eval_name} {loss:.3f}"
         if self.perplexity:
             line += f" (perplexity {math.exp(min(loss, 50.0)):.2f})"
-        line += "".join(f", {name[len('eval_'):].replace('_', ' ')} {float(value):.4f}"
-                        for name, value in metrics.items()
-                        if name.startswith("eval_") and name not in self._NOT_SHOWN
-                        and isinstance(value, (int, float)))
+        line += "".join(f", {name.replace('_', ' ')} {value:.4f}"
+                        for name, value in validation_metrics(metrics).items() if name != "loss")
         self.bar.write(line)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class ReportScalars(TrainerCallback):
+    """`--report-to`: the training curves of `nlpft.training.reporting.ScalarReport`, from
+    rank 0, while the Trainer trains. At each of the Trainer's logging steps: the mean loss
+    since the previous one, the learning rate, and the throughput over the time spent inside
+    those steps (`units_per_step`, all processes: tokens or examples per optimizer step); at
+    each evaluation its metrics (`perplexity`: also exp(loss), for language models).
+    Evaluations outside training (a runner's before/after scores) are not curve points."""
+
+    def __init__(self, work: Path, units_per_step: int, perplexity: bool = False):
+        self.work = Path(work)
+        self.units_per_step = units_per_step
+        self.perplexity = perplexity
+        self.report = None
+        self._steps = 0
+        self._step_seconds = 0.0
+        self._step_started = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from nlpft.training.reporting import ScalarReport
+
+        if state.is_world_process_zero:
+            self.report = ScalarReport(self.work, first_step=state.global_step + 1)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import time
+
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        self._step_seconds += time.perf_counter() - self._step_started
+        self._steps += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.report is None or not logs or "loss" not in logs:
+            return  # evaluation metrics arrive through on_evaluate; the run's summary has no "loss"
+        throughput = self._steps * self.units_per_step / self._step_seconds if self._step_seconds > 0 else None
+        self.report.train(state.global_step, float(logs["loss"]), logs.get("learning_rate"), throughput)
+        self._steps, self._step_seconds = 0, 0.0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.report is None:
+            return
+        values = validation_metrics(metrics)
+        if self.perplexity and "loss" in values:
+            import math
+
+            values["perplexity"] = math.exp(min(values["loss"], 50.0))
+        self.report.evaluation(state.global_step, values)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.report is not None:
+            self.report.close()
+            self.report = None
 
 
 @contextlib.contextmanager
