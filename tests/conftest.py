@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.data.registry import shared_corpora_dirs
+from tests.hub_server import hanging_hub, hub_env, loopback_hub  # noqa: F401  (fixtures: the loopback Hub)
 
 # keep tests on the 2-core CI machine predictable
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,6 +34,13 @@ def save_tiny_bert(folder: Path, tokenizer, hidden_size: int = 64, layers: int =
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def no_hugging_face_hub(monkeypatch):
+    """No test reaches the real Hugging Face Hub: HF_HUB_OFFLINE=1 unless a test points
+    Hugging Face at the loopback Hub (the `hub_env` and `hanging_hub` fixtures)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

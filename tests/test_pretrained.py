@@ -186,18 +186,21 @@ def test_truncated_safetensors_names_the_file(tiny_bert, tmp_path, keep):
 
 @pytest.fixture
 def empty_hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache, with the network off (HF_HUB_OFFLINE=1): the cache alone
+    (tests/test_hub.py covers downloads, against a loopback Hub)."""
     from huggingface_hub import constants
 
     cache = tmp_path / "hf-cache"
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv(loading.ENV_ALLOW_DOWNLOAD, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
 
 
-def test_uncached_hub_id_fails_fast_and_clearly(empty_hf_cache, monkeypatch):
-    """Fast means offline: not one look-up or connection (whose timeouts and retries would
-    make the user wait), checked by recording them rather than by a clock."""
+def test_uncached_hub_id_offline_fails_fast_and_clearly(empty_hf_cache, monkeypatch):
+    """Fast means no network: not one look-up or connection (whose timeouts would make the
+    user wait), checked by recording them rather than by a clock."""
     import socket
 
     attempts = []
@@ -213,7 +216,7 @@ def test_uncached_hub_id_fails_fast_and_clearly(empty_hf_cache, monkeypatch):
         loading.load_model("nlpft-test-org/no-such-model")
     message = str(info.value)
     assert attempts == [], "the hub was contacted"
-    assert "\n" not in message and "not available offline" in message
+    assert "\n" not in message and "not in the Hugging Face cache" in message and "HF_HUB_OFFLINE=1" in message
     assert "hf download nlpft-test-org/no-such-model --local-dir DIR" in message
     with pytest.raises(UserInputError, match="no such directory"):
         loading.resolve_model("./not/a/dir")
@@ -235,7 +238,7 @@ def test_list_models(empty_hf_cache):
     rows = {r["name"]: r for r in aliases.list_models()}
     assert {"minilm", "bert-base-uncased", "distilbert-base-uncased", "gpt2", "roberta-base"} <= set(rows)
     assert rows["gpt2"]["family"] == "decoder" and rows["gpt2"]["available"] is False
-    assert "hf download gpt2" in rows["gpt2"]["where"]
+    assert rows["gpt2"]["where"] == "not cached; downloads on first use (size unknown offline)"
     assert rows["minilm"]["available"] == (aliases.alias_path("minilm") is not None)
 
 

@@ -11,6 +11,7 @@ from nlpft.cli.main import (
     OUT_HELP,
     add_common_options,
     add_config_option,
+    add_offline_option,
     add_overwrite_option,
     add_training_options,
     run_training,
@@ -93,6 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             description=DESCRIPTION.format(backbones=backbones, methods=methods), epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, FinetuneOptions, groups=(DATA, UNGROUPED))
+    add_offline_option(p)
     add_common_options(p)
     add_training_options(p, "default: 3 for transformers, 20 for static vectors and the RNN LM; "
                             "early stopping may end sooner")

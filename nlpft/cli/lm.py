@@ -8,6 +8,7 @@ import json
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
+    add_offline_option,
     add_training_options,
     non_negative_float,
     non_negative_int,
@@ -100,7 +101,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                       "fixed, seeded 15%% masks, and its exponential).")
     ev.add_argument("--model", required=True, metavar="MODEL",
                     help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
-                         "Hugging Face directory or a cached hub id")
+                         "Hugging Face directory or a hub id")
     ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
     ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
     ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
@@ -111,6 +112,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ev.add_argument("--threads", type=positive_int, default=None)
     ev.add_argument("--json", action="store_true", help="print JSON")
+    add_offline_option(ev)
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_eval, _parser=ev)
 
@@ -125,6 +127,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
     gen.add_argument("--seed", type=seed_int, default=None, help="random seed for reproducible samples")
+    add_offline_option(gen)
     gen.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     gen.set_defaults(_handler=run_generate, _parser=gen)
 

@@ -10,7 +10,8 @@ Shared conventions, added by `add_common_options` / `add_training_options`:
 `--seed`, `--config FILE` (YAML or JSON whose keys are the long flag names; flags given on
 the command line win), and for training commands `--epochs`, `--max-steps N`, `--resume`,
 `--max-memory GIB` (a cap on the whole run, see `nlpft.training.memory`) and, for those
-with a training loop, `--report-to` (see `nlpft.training.reporting`).
+with a training loop, `--report-to` (see `nlpft.training.reporting`). Commands that take a
+model spec add `--offline` (`add_offline_option`): hub ids from the cache only.
 
 Config values pass the same checks as flags: each goes through its option's `type=` and
 `choices=` (a list for options that take several values, a real boolean for switches), so
@@ -21,7 +22,9 @@ options use the range-checking types of `nlpft.options` (`positive_int`, `seed_i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import reprlib
 import sys
 from pathlib import Path
@@ -82,6 +85,34 @@ def add_common_options(parser: argparse.ArgumentParser, out_required: bool = Tru
     add_overwrite_option(parser)
     parser.add_argument("--seed", type=seed_int, default=1, help="random seed (default: %(default)s)")
     add_config_option(parser)
+
+
+OFFLINE_HELP = ("never contact the Hugging Face Hub: hub ids load from the local cache only, as with "
+                "HF_HUB_OFFLINE=1 (without either, a hub id downloads what the cache lacks: configs, tokenizer "
+                "files and safetensors weights, never code or pickles)")
+
+
+def add_offline_option(parser: argparse.ArgumentParser) -> None:
+    """--offline, for every command that takes a model spec (--model, --from, MODEL)."""
+    parser.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
+
+
+@contextlib.contextmanager
+def hub_offline_while(offline: bool):
+    """With --offline, HF_HUB_OFFLINE=1 while the command runs: nlpft's loaders read it when
+    they resolve a hub id, and any worker process inherits it."""
+    if not offline:
+        yield
+        return
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -336,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         if handler is None:
             parser.print_help()
             return 2 if not argv else 0
-        return int(handler(args) or 0)
+        with hub_offline_while(getattr(args, "offline", False)):
+            return int(handler(args) or 0)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -349,8 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `nlpft ... | head`: the reader left, which is fine
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SystemExit as exc:  # --help / --version

@@ -8,19 +8,22 @@ import os
 import sys
 from pathlib import Path
 
-from nlpft.cli.main import add_command_group, positive_int
+from nlpft.cli.main import add_command_group, add_offline_option, positive_int
 
 MODEL_HELP = ("alias (see `nlpft models list`), local Hugging Face checkpoint directory, "
-              "or hub id already in the local cache")
+              "or hub id (downloaded on first use unless --offline)")
 
 MODELS_EPILOG = """\
 examples:
   nlpft models list
   nlpft models info minilm
   nlpft models info path/to/checkpoint --json
+  nlpft models info openai-community/gpt2 --offline
 
-Hub ids load from the local Hugging Face cache only; set NLPFT_ALLOW_DOWNLOAD=1 to let
-nlpft download (configs, tokenizer files and safetensors weights; never code or pickles).
+A hub id downloads what the Hugging Face cache lacks on first use: configs, tokenizer files
+and safetensors weights, never code or pickles; a repo with only pickle weights, or whose
+config asks for its own code (auto_map), is refused before its weights are fetched.
+HF_HUB_OFFLINE=1 or --offline forbids the network and loads from the cache only.
 """
 
 ENCODE_DESCRIPTION = """\
@@ -43,10 +46,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description="Pretrained Hugging Face checkpoints nlpft can load.",
                                  epilog=MODELS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    ls = verbs.add_parser("list", help="aliases and well-known hub ids, with whether each is available offline",
-                          description="Aliases and well-known hub ids, and whether each loads on this machine "
-                                      "now (installed, or in the Hugging Face cache).")
+    ls = verbs.add_parser("list", help="aliases, well-known hub ids and cached models, with their sizes",
+                          description="Aliases, well-known hub ids and the models in the Hugging Face cache: "
+                                      "whether each loads on this machine now (installed, or cached), its size "
+                                      "on disk, and what a hub id not yet cached downloads on first use (its "
+                                      "size from the Hub's listing; unknown with --offline).")
     ls.add_argument("--json", action="store_true", help="print JSON")
+    add_offline_option(ls)
     ls.set_defaults(_handler=run_list, _parser=ls)
 
     info = verbs.add_parser("info", help="architecture, size and files of a checkpoint",
@@ -54,6 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                         "(no weights are loaded, no code is run).")
     info.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     info.add_argument("--json", action="store_true", help="print JSON")
+    add_offline_option(info)
     info.set_defaults(_handler=run_info, _parser=info)
 
     enc = commands.add_parser("encode", help="sentence embeddings from a pretrained encoder",
@@ -69,6 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="average of token vectors (masking padding), or the first token (default: %(default)s)")
     enc.add_argument("--normalize", action="store_true", help="scale vectors to unit length")
     enc.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    add_offline_option(enc)
     enc.add_argument("--config", metavar="FILE", help="YAML or JSON file of options, keys named like the flags")
     enc.set_defaults(_handler=run_encode, _parser=enc)
 
@@ -77,29 +85,24 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from nlpft.pretrained.aliases import list_models
+    from nlpft.pretrained.loading.hub import human_size
 
     rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
-    print(f"{'NAME':<{width}}  KIND   FAMILY   AVAILABLE  WHERE")
+    print(f"{'NAME':<{width}}  KIND   FAMILY   AVAILABLE  {'ON DISK':>9}  WHERE")
     for r in rows:
+        on_disk = human_size(r["disk_bytes"]) if r["disk_bytes"] is not None else "-"
         print(f"{r['name']:<{width}}  {r['kind']:<5}  {r['family']:<7}  {'yes' if r['available'] else 'no':<9}  "
-              f"{r['where']}")
+              f"{on_disk:>9}  {r['where']}")
     return 0
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def run_info(args: argparse.Namespace) -> int:
     from nlpft.pretrained.loading import describe_model
+    from nlpft.pretrained.loading.hub import human_size
 
     info = describe_model(args.model)
     if args.json:
@@ -124,9 +127,9 @@ def run_info(args: argparse.Namespace) -> int:
     ]
     for key, value in lines:
         print(f"{key + ':':<17}{'-' if value is None else value}")
-    print(f"files ({_size(info['total_bytes'])}):")
+    print(f"files ({human_size(info['total_bytes'])}):")
     for f in info["files"]:
-        print(f"  {_size(f['bytes']):>10}  {f['name']}")
+        print(f"  {human_size(f['bytes']):>10}  {f['name']}")
     return 0
 
 

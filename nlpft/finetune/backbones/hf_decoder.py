@@ -10,5 +10,5 @@ from nlpft.finetune.backbones.hf_common import HFBackbone
 class HFDecoder(HFBackbone):
     name = "hf-decoder"
     family = "decoder"
-    summary = "a GPT-style Hugging Face model (directory or cached hub id): a classification head on its last token"
+    summary = "a GPT-style Hugging Face model (directory or hub id): a classification head on its last token"
     usual_lr = 5e-5

@@ -26,7 +26,7 @@ class EncoderOptions:
 class HFEncoder(HFBackbone):
     name = "hf-encoder"
     family = "encoder"
-    summary = ("minilm (or another alias), a BERT-style Hugging Face directory or cached hub id: a classification "
+    summary = ("minilm (or another alias), a BERT-style Hugging Face directory or hub id: a classification "
                "head on [CLS] (or --pooling mean); --task tag: a token-classification head")
     usual_lr = 2e-5
     heads = ("sequence-classification", "token-classification")

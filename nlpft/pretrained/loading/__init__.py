@@ -1,9 +1,10 @@
 """Find a checkpoint, check it, load it: the only place nlpft calls `from_pretrained`.
 
 A model spec is an alias (`minilm`, see `aliases`), a local directory in Hugging Face
-format, or a hub id (`bert-base-uncased`). Hub ids are looked up in the local Hugging
-Face cache only: nlpft never waits on the network unless `NLPFT_ALLOW_DOWNLOAD=1` is
-set, and then downloads only configs, tokenizer files and safetensors weights.
+format, or a hub id (`bert-base-uncased`). A hub id downloads by default, like every
+Hugging Face tool, but only configs, tokenizer files and safetensors weights (never code
+or pickles); HF_HUB_OFFLINE=1 (or a command's --offline) keeps it to the local cache. An
+unreachable Hub costs one short timeout and one line (see `hub`).
 
 Every spec resolves to a local directory, and that directory is checked before
 transformers reads it, because loading is where checkpoints can run code:
@@ -15,14 +16,25 @@ transformers reads it, because loading is where checkpoints can run code:
 - every `*.safetensors` file is opened with `safetensors.safe_open` first, so a
   truncated download is reported by file name instead of as a deep transformers error.
 
-The package, one step per module (each imports only those above it): `resolve` (spec ->
-local directory and its config), `safety` (the checks above), `load` (transformers
-objects), `describe` (`nlpft models info`, from headers only).
+The package, one step per module (each imports only those above it): `safety` (the checks
+above), `hub` (the Hub and its cache: what is downloaded, when, how it fails), `resolve`
+(spec -> local directory and its config), `load` (transformers objects), `describe`
+(`nlpft models info`, from headers only).
 """
 
 from nlpft.pretrained.loading.describe import (
     count_parameters,
     describe_model,
+)
+from nlpft.pretrained.loading.hub import (
+    DOWNLOAD_PATTERNS,
+    HUB_TIMEOUT_S,
+    HubUnreachable,
+    cached_snapshot,
+    download_plan,
+    hub_cache_dir,
+    hub_offline,
+    hub_snapshot,
 )
 from nlpft.pretrained.loading.load import (
     HEADS,
@@ -32,13 +44,8 @@ from nlpft.pretrained.loading.load import (
     load_tokenizer,
 )
 from nlpft.pretrained.loading.resolve import (
-    DOWNLOAD_PATTERNS,
-    ENV_ALLOW_DOWNLOAD,
     ResolvedModel,
-    cached_snapshot,
     detect_family,
-    download_hint,
-    downloads_allowed,
     max_positions,
     read_config_json,
     resolve_model,
@@ -56,10 +63,11 @@ from nlpft.pretrained.loading.safety import (
 __all__ = [
     "CODE_HOOK_FILES",
     "DOWNLOAD_PATTERNS",
-    "ENV_ALLOW_DOWNLOAD",
     "HEADS",
+    "HUB_TIMEOUT_S",
     "PICKLE_WEIGHT_PATTERNS",
     "TOKENIZER_VOCAB_PATTERNS",
+    "HubUnreachable",
     "ResolvedModel",
     "cached_snapshot",
     "check_safetensors",
@@ -67,8 +75,10 @@ __all__ = [
     "count_parameters",
     "describe_model",
     "detect_family",
-    "download_hint",
-    "downloads_allowed",
+    "download_plan",
+    "hub_cache_dir",
+    "hub_offline",
+    "hub_snapshot",
     "load_config",
     "load_model",
     "load_tokenizer",

@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nlpft.pretrained.loading.resolve import config_int, max_positions, resolve_model
-from nlpft.pretrained.loading.safety import check_safetensors, safetensors_header, weight_files
+from nlpft.pretrained.loading.resolve import max_positions, resolve_model
+from nlpft.pretrained.loading.safety import (
+    check_safetensors,
+    config_int,
+    safetensors_header,
+    weight_files,
+)
 
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4"}
 

@@ -1,9 +1,9 @@
 """Resolve a model spec (alias, local directory or hub id) to a local checkpoint
 directory, and read what its config.json says. Reads JSON only: no weights, no code.
 
-Hub ids are looked up in the local Hugging Face cache only: nlpft never waits on the
-network unless `NLPFT_ALLOW_DOWNLOAD=1` is set, and then downloads only configs,
-tokenizer files and safetensors weights.
+Hub ids download by default (configs, tokenizer files and safetensors weights only) and
+come from the local Hugging Face cache when HF_HUB_OFFLINE=1 or --offline forbids the
+network: see `hub`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ from nlpft.pretrained.aliases import (
     user_alias_path,
     user_aliases_file,
 )
-
-ENV_ALLOW_DOWNLOAD = "NLPFT_ALLOW_DOWNLOAD"
-
-#: files fetched when downloads are allowed: never code (*.py), never pickles (*.bin)
-DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.md"]
+from nlpft.pretrained.loading.hub import hub_snapshot
 
 _ENCODER_TYPES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
                   "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "modernbert", "ernie",
@@ -55,27 +51,6 @@ class ResolvedModel:
         return f"{self.hub_id} ({self.path})" if self.hub_id else str(self.path)
 
 
-def downloads_allowed() -> bool:
-    return os.environ.get(ENV_ALLOW_DOWNLOAD, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def download_hint(hub_id: str, mention_env: bool = True) -> str:
-    hint = (f"download it on a connected machine with `hf download {hub_id} --local-dir DIR` "
-            f"(older huggingface_hub: `huggingface-cli download`) and pass DIR")
-    return hint + (f", or set {ENV_ALLOW_DOWNLOAD}=1 on a machine with internet" if mention_env else "")
-
-
-def cached_snapshot(repo_id: str) -> Path | None:
-    """The Hugging Face cache snapshot holding `repo_id`'s config.json, without any network."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # invalid id, unreadable cache: treat as not cached
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
 def _looks_like_path(spec: str) -> bool:
     return (spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
             or spec.endswith("/") or os.path.isabs(spec))
@@ -89,16 +64,6 @@ def _valid_hub_id(spec: str) -> bool:
     except HFValidationError:
         return False
     return True
-
-
-def _download(hub_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(hub_id, allow_patterns=DOWNLOAD_PATTERNS))
-    except Exception as exc:  # network, auth, missing repo: all the user's to fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"{hub_id}: download failed ({first}); {download_hint(hub_id, False)}") from None
 
 
 def read_config_json(folder: Path) -> dict:
@@ -146,8 +111,8 @@ def detect_family(config: dict) -> str:
 def resolve_model(spec: str | os.PathLike | ResolvedModel) -> ResolvedModel:
     """Turn an alias, directory or hub id into a local checkpoint directory.
 
-    Hub ids come from the local cache; when not cached, this raises a one-line
-    `UserInputError` (or downloads, if `NLPFT_ALLOW_DOWNLOAD=1`). Reads config.json only.
+    Hub ids download what the cache lacks, unless HF_HUB_OFFLINE=1 (or --offline) keeps
+    them to the cache; every failure is a one-line `UserInputError`. Reads config.json only.
     """
     if isinstance(spec, ResolvedModel):
         return spec
@@ -177,17 +142,7 @@ def resolve_model(spec: str | os.PathLike | ResolvedModel) -> ResolvedModel:
                              "see `nlpft models list`")
     else:
         source, hub_id = "hub", name
-        path = None
-        for candidate in (name, *KNOWN_HUB_IDS.get(name, ("", ()))[1]):
-            path = cached_snapshot(candidate)
-            if path is not None:
-                break
-        if path is None:
-            if not downloads_allowed():
-                raise UserInputError(f"{name}: not a local directory, and not available offline (not in the "
-                                     "Hugging Face cache); "
-                                     f"pass a local checkpoint directory, or {download_hint(name)}")
-            path = _download(name)
+        path = hub_snapshot(name, cached_as=KNOWN_HUB_IDS.get(name, ("", ()))[1])
     config = read_config_json(path)
     return ResolvedModel(
         name=name, path=path.resolve(), source=source, family=detect_family(config), hub_id=hub_id,
@@ -201,12 +156,4 @@ def max_positions(config: dict) -> int | None:
         value = config.get(key)
         if isinstance(value, int) and value > 0:
             return value
-    return None
-
-
-def config_int(config: dict, *keys: str) -> int | None:
-    """The value of the first of `keys` that the config sets to a whole number."""
-    for key in keys:
-        if isinstance(config.get(key), int):
-            return config[key]
     return None

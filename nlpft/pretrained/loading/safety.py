@@ -16,9 +16,12 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
-from nlpft.pretrained.loading.resolve import ResolvedModel, config_int
+
+if TYPE_CHECKING:  # the checks below run before (and while) a spec resolves, so they cannot import resolve
+    from nlpft.pretrained.loading.resolve import ResolvedModel
 
 #: small JSON files whose `auto_map` would ask transformers to import the checkpoint's code
 CODE_HOOK_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json",
@@ -31,19 +34,21 @@ PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pk
 _PACKED_WEIGHTS_PER_ELEMENT = 8
 
 
-def refuse_custom_code(folder: Path) -> None:
-    """Refuse a checkpoint that asks for its own Python code, before anything imports it."""
+def refuse_custom_code(folder: Path, name: str | None = None) -> None:
+    """Refuse a checkpoint that asks for its own Python code, before anything imports it.
+    `name` (a hub id) stands for `folder` in the message."""
     for filename in CODE_HOOK_FILES:
         file = folder / filename
         if not file.is_file():
             continue
+        label = f"{name}: {filename}" if name else str(file)
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserInputError(f"{file}: not valid JSON ({exc})") from None
+            raise UserInputError(f"{label}: not valid JSON ({exc})") from None
         if isinstance(data, dict) and data.get("auto_map"):
             raise UserInputError(
-                f"{file}: has an auto_map, so this checkpoint needs its own Python code; nlpft never runs "
+                f"{label}: has an auto_map, so this checkpoint needs its own Python code; nlpft never runs "
                 "checkpoint code (trust_remote_code=False): use a checkpoint whose architecture "
                 "transformers ships, or remove auto_map if the model_type is a standard one")
 
@@ -145,6 +150,14 @@ def check_claimed_embedding(resolved: ResolvedModel, files: list[Path]) -> None:
             f"{vocab * width:,} weights, but the weights files hold only {stored:,} values; the config does "
             "not belong to these weights (fix vocab_size, or save the model again)"
         )
+
+
+def config_int(config: dict, *keys: str) -> int | None:
+    """The value of the first of `keys` that the config sets to a whole number."""
+    for key in keys:
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
 
 
 def first_line(exc: BaseException) -> str:
