@@ -1,3 +1,5 @@
 """nlpft: NLP pretraining and fine-tuning from the command line."""
 
-__version__ = "0.1.0"
+from nlpft.version import __version__
+
+__all__ = ["__version__"]

@@ -25,7 +25,6 @@ import reprlib
 import sys
 from pathlib import Path
 
-from nlpft import __version__
 from nlpft.errors import UserInputError
 from nlpft.options import (  # noqa: F401  (the CLI modules take the range-checked types from here)
     NUMBER_TYPES,
@@ -36,6 +35,7 @@ from nlpft.options import (  # noqa: F401  (the CLI modules take the range-check
     positive_int,
     seed_int,
 )
+from nlpft.version import __version__
 
 # a config file is a handful of options: anything bigger is a mistake (or an attack)
 CONFIG_MAX_BYTES = 1 << 20
