@@ -114,13 +114,15 @@ def test_finetune_twice_in_one_process_gives_the_same_metrics_and_leaves_no_trac
     for run, seed in (("first", 11), ("second", 12)):
         unusual_process_state(seed)
         before = _process_state()
-        results.append(nlpft.finetune(train=str(data_csv), model=model, out=str(tmp_path / run), threads=2, **QUICK))
+        results.append(nlpft.finetune(train=str(data_csv), model=model, out=str(tmp_path / run), threads=2,
+                                      long_text="truncate", **QUICK))  # long_text: a task plug-in's option
         assert _differences(before, _process_state()) == [], f"the {run} call changed these"
     first, second = results
     assert first.metrics == second.metrics
     assert first.metrics["accuracy"] == json.loads((first.path / "metrics.json").read_text())["test"]["accuracy"]
     assert first.path == tmp_path / "first" and first.method == "standard"
     assert first.options.model == model and first.options.max_steps == 4 and first.options.threads == 2
+    assert first.options.task_options["long_text"] == "truncate"
 
 
 def test_a_failing_run_leaves_no_trace_either(monkeypatch, tmp_path, unusual_process_state):
@@ -169,6 +171,8 @@ def test_an_interrupted_run_raises_keyboard_interrupt_with_the_resume_hint(monke
     ("finetune", {"out": "o"}, "nlpft.finetune(): missing train=..."),
     ("finetune", {"train": "polarity", "out": "o", "help": True}, "unknown option(s) help"),
     ("finetune", {"train": "no-such.csv", "out": "o", "model": "tfidf"}, "no-such.csv: no such file"),
+    ("finetune", {"train": "polarity", "out": "o", "long_text": "sideways"}, "invalid choice: 'sideways'"),
+    ("finetune", {"train": "polarity", "out": "o", "model": "tfidf", "pooling": "mean"}, "--pooling applies to"),
     ("embed.train", {"corpus": "lee", "out": "o", "dim": 10.5}, "dim: 10.5 is not valid"),
     ("embed.train", {"corpus": "lee", "out": "o", "algo": "glove2"}, "invalid choice: 'glove2'"),
     ("lm.train", {"corpus": "lee", "out": "o", "layers": 2}, "unknown option(s) layers"),
