@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from nlpft.cli.main import (
     add_command_group,
@@ -118,19 +119,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    return run_training(lambda: train_from_args(args), max_memory_gb=args.max_memory_gb)
+
+
+def train_from_args(args: argparse.Namespace) -> Path:
+    """The run of `nlpft embed train` (and of `nlpft.embed.train(...)`); returns OUT."""
     from nlpft.embeddings.config import EmbeddingConfig
 
     names = EmbeddingConfig.field_names()
     config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
     config.validate()
+    from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
 
-    def train() -> None:
-        from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
-
-        train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
-                         overwrite=args.overwrite)
-
-    return run_training(train, max_memory_gb=config.max_memory_gb)
+    return train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
+                            overwrite=args.overwrite)
 
 
 def run_eval(args: argparse.Namespace) -> int:

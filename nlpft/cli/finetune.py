@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 from nlpft.cli.main import (
     OUT_HELP,
@@ -134,13 +135,17 @@ def _described(name: str, summary: str) -> str:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    return run_training(lambda: finetune_from_args(args), max_memory_gb=args.max_memory_gb)
+
+
+def finetune_from_args(args: argparse.Namespace) -> Path:
+    """The run of `nlpft finetune` (and of `nlpft.finetune(...)`); returns OUT."""
     from nlpft.finetune import plugin_options
     from nlpft.finetune.options import FinetuneOptions
     from nlpft.runners.finetune import finetune
 
     given = given_values(args, plugin_options.declared_fields())
-    opts = from_args(FinetuneOptions, args, **plugin_options.split_given(given))
-    return run_training(lambda: finetune(opts), max_memory_gb=args.max_memory_gb)
+    return finetune(from_args(FinetuneOptions, args, **plugin_options.split_given(given)))
 
 
 def run_predict(args: argparse.Namespace) -> int:

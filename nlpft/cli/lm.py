@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from nlpft.cli.main import (
     add_command_group,
@@ -139,6 +140,11 @@ TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "w
 
 
 def run_train(args: argparse.Namespace) -> int:
+    return run_training(lambda: train_from_args(args), max_memory_gb=args.max_memory_gb)
+
+
+def train_from_args(args: argparse.Namespace) -> Path:
+    """The run of `nlpft lm train` (and of `nlpft.lm.train(...)`); returns OUT."""
     from nlpft.runners.lm import LMDataOptions, train_lm
 
     data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
@@ -149,15 +155,11 @@ def run_train(args: argparse.Namespace) -> int:
     train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
     if train_values["epochs"] is None:
         train_values["epochs"] = 10
+    from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
 
-    def train() -> None:
-        from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
-
-        train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                 resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite,
-                 report_to=args.report_to)
-
-    return run_training(train, max_memory_gb=args.max_memory_gb)
+    return train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
+                    resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite,
+                    report_to=args.report_to)
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -29,7 +29,6 @@ import reprlib
 import sys
 from pathlib import Path
 
-from nlpft import __version__
 from nlpft.errors import UserInputError
 from nlpft.options import (  # noqa: F401  (the CLI modules take the range-checked types from here)
     NUMBER_TYPES,
@@ -41,6 +40,7 @@ from nlpft.options import (  # noqa: F401  (the CLI modules take the range-check
     seed_int,
 )
 from nlpft.training.reporting import REPORT_TO, REPORT_TO_HELP
+from nlpft.version import __version__
 
 # a config file is a handful of options: anything bigger is a mistake (or an attack)
 CONFIG_MAX_BYTES = 1 << 20
@@ -270,22 +270,33 @@ def _parse_with_config(parser: argparse.ArgumentParser, argv: list[str]) -> argp
             action.required = True
     if not getattr(args, "config", None):
         return parser.parse_args(argv)
-    sub: argparse.ArgumentParser = args._parser
-    values = load_config_file(args.config)
-    known = {a.dest for a in sub._actions} - {"help", "config"}
-    unknown = sorted(set(values) - known)
+    apply_option_values(args._parser, load_config_file(args.config), args.config)
+    return parser.parse_args(argv)
+
+
+def option_names(sub: argparse.ArgumentParser) -> list[str]:
+    """The option names (dests) a command takes from a config file or as Python keywords."""
+    return [a.dest for a in sub._actions if a.dest not in ("help", "config")]
+
+
+def apply_option_values(sub: argparse.ArgumentParser, values: dict, source: str) -> None:
+    """Make `values` ({option name: value}, from a config file or the Python API) the
+    defaults of the command `sub`, each checked and converted as its flag would be; an
+    unknown name is an error naming `source` and the closest known name."""
+    known = option_names(sub)
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise UserInputError(
-            f"{args.config}: unknown option(s) {', '.join(unknown)}; "
-            f"see `{sub.prog} --help` for the names"
-        )
+        import difflib
+
+        hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, n=1))
+                 else name for name in unknown]
+        raise UserInputError(f"{source}: unknown option(s) {', '.join(hints)}; see `{sub.prog} --help` for the names")
     checked = {}
     for action in sub._actions:
         if values.get(action.dest) is not None:  # null: as if the key were absent
-            checked[action.dest] = _config_value(sub, action, values[action.dest], args.config)
+            checked[action.dest] = _config_value(sub, action, values[action.dest], source)
             action.required = False
     sub.set_defaults(**checked)
-    return parser.parse_args(argv)
 
 
 def build_parser() -> ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nlpft.cli.main import (
     add_common_options,
@@ -112,8 +113,12 @@ OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_s
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    return run_training(lambda: pretrain_from_args(args), max_memory_gb=args.max_memory_gb)
+
+
+def pretrain_from_args(args: argparse.Namespace) -> Path:
+    """The run of `nlpft pretrain` (and of `nlpft.pretrain(...)`); returns OUT."""
     from nlpft.runners.pretrain import PretrainOptions, pretrain
 
     values = {k: getattr(args, k) for k in OPTION_KEYS}
-    return run_training(lambda: pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values)),
-                        max_memory_gb=args.max_memory_gb)
+    return pretrain(PretrainOptions(corpus=args.corpus, out=args.out, **values))

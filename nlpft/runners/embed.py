@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-import nlpft
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.data.registry import resolve_corpus
 from nlpft.embeddings.config import EmbeddingConfig, estimate_memory_bytes
@@ -26,6 +25,7 @@ from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
 from nlpft.training.divergence import check_weights
 from nlpft.training.memory import set_phase
+from nlpft.version import __version__
 
 GIB = 1 << 30
 #: working memory for GloVe co-occurrence counting: a bigger dense table did not count
@@ -155,7 +155,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
     }
     write_json(work / "metrics.json", metrics)
     write_json(work / "config.json", {
-        "nlpft_version": nlpft.__version__,
+        "nlpft_version": __version__,
         "kind": "static-vectors",
         **config.to_dict(),
         "corpus": [str(p) for p in text.paths],

@@ -224,9 +224,9 @@ class RunOutput:
                                  "will not delete it; move it away or pass another --out")
 
     def _write_marker(self) -> None:
-        import nlpft
+        from nlpft.version import __version__
 
-        write_json(self.partial / MARKER_FILE, {"nlpft_version": nlpft.__version__, "command": self.command,
+        write_json(self.partial / MARKER_FILE, {"nlpft_version": __version__, "command": self.command,
                                                 **_this_process()})
 
     @contextlib.contextmanager

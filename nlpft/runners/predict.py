@@ -35,7 +35,7 @@ def run_predict(opts: PredictOptions) -> dict:
         _check_predictions_file(Path(opts.out), opts.input)
     skipped = []
     if opts.text is not None:
-        rows = task.rows_from_text(opts.text, opts.text_pair, opts.model)
+        rows = rows_from_texts(loaded, [opts.text], [opts.text_pair])
     else:
         if opts.out is None:
             raise UserInputError("--input needs --out FILE for the predictions")
@@ -54,6 +54,18 @@ def run_predict(opts: PredictOptions) -> dict:
     return {"rows": rows, "scores": scores, "decided": task.decide(scores), "names": task.label_names,
             "task": task.name, "lines": task.describe_row(rows[0], scores[0]) if opts.text is not None else [],
             "skipped": skipped, "truncated": truncated, "max_length": loaded.meta.get("max_length")}
+
+
+def rows_from_texts(loaded, texts: list[str], text_pairs: list[str | None], numbered: bool = False) -> list:
+    """The rows `loaded`'s task makes of texts given directly (predict --text, the Python
+    API); `numbered`: an error names the text's position (texts[3]: ...)."""
+    rows = []
+    for position, (text, text_pair) in enumerate(zip(texts, text_pairs, strict=True)):
+        try:
+            rows += loaded.task.rows_from_text(text, text_pair, str(loaded.model_dir))
+        except UserInputError as exc:
+            raise (UserInputError(f"texts[{position}]: {exc}") if numbered else exc) from None
+    return rows
 
 
 def _check_predictions_file(out: Path, input_path: str | None) -> None:
@@ -77,11 +89,13 @@ def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: 
                                         normalize_labels=normalize_labels, overwrite=overwrite))
 
 
-def run_evaluate(opts: EvaluateOptions) -> dict:
+def run_evaluate(opts: EvaluateOptions, loaded=None) -> dict:
+    """Metrics of the model `opts.model` (already loaded: `loaded`) on `opts.input`."""
     from nlpft.finetune.inference import load_for_inference
 
     check_options(opts)
-    loaded = load_for_inference(opts.model)
+    if loaded is None:
+        loaded = load_for_inference(opts.model)
     task = loaded.task
     task.normalize_labels = task.normalize_labels or opts.normalize_labels
     output = (RunOutput(opts.out, overwrite=opts.overwrite, command="evaluate", inputs=[opts.model, opts.input])

@@ -238,6 +238,12 @@ class Task:
         quotes the input, e.g. entity spans, overrides this one)."""
         return self.describe_prediction(scores)
 
+    def prediction(self, row, scores: np.ndarray) -> dict:
+        """The Python API's prediction for `row`: {"label": the decision, "scores": ...}
+        (and for a task that quotes its input, what else it finds, e.g. "entities"). This
+        default gives the decision as predict --text prints it, and no scores."""
+        return {"label": self.describe_row(row, scores)[0], "scores": {}}
+
 
 _REGISTRY: dict[str, type[Task]] = {}
 

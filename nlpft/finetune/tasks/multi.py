@@ -102,4 +102,7 @@ class MultiLabelTask(TextTask):
                 f"{with_interval(metrics, 'macro_f1')}, micro F1 {metrics['micro_f1']:.4f}")
 
     def format_decision(self, decided) -> str:
-        return ";".join(n for n, on in zip(self.label_names, decided, strict=True) if on)
+        return ";".join(self.decision_value(decided))
+
+    def decision_value(self, decided) -> tuple[str, ...]:
+        return tuple(n for n, on in zip(self.label_names, decided, strict=True) if on)

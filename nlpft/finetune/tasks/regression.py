@@ -67,5 +67,8 @@ class RegressionTask(TextTask):
     def format_decision(self, decided) -> str:
         return f"{float(decided):.6g}"
 
+    def decision_value(self, decided) -> float:
+        return float(decided)
+
     def describe_prediction(self, scores: np.ndarray) -> list[str]:
         return [f"{float(scores):.6g}"]

@@ -80,3 +80,6 @@ class SingleLabelTask(TextTask):
 
     def format_decision(self, decided) -> str:
         return self.label_names[int(decided)]
+
+    def decision_value(self, decided) -> str:
+        return self.format_decision(decided)

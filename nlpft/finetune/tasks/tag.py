@@ -514,3 +514,12 @@ class TagTask(Task):
     def describe_row(self, row, scores) -> list[str]:
         """predict --text: the entities as one JSON array (type, text, start, end, score)."""
         return [json.dumps(self.entities(row, scores), ensure_ascii=False)]
+
+    def prediction(self, row, scores) -> dict:
+        """{"label": one tag per word, "scores": each tag's probability, "words": the words
+        tagged, "entities": [{type, text, start, end, score}]}."""
+        from nlpft.finetune.tag_alignment import best_tags
+
+        tags, tag_scores = best_tags(scores, self.labels)
+        return {"label": list(tags), "scores": [float(s) for s in tag_scores], "words": list(row.tokens),
+                "entities": self.entities(row, scores)}

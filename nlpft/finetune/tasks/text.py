@@ -390,6 +390,17 @@ class TextTask(Task):
                     record += [f"{p:.6f}" for p in scores[i]]
                 writer.writerow(record)
 
+    def prediction(self, row, scores: np.ndarray) -> dict:
+        """{"label": the decision (`decision_value`), "scores": {label: probability}}."""
+        decided = self.decide(scores[None, ...])[0]
+        probabilities = ({name: float(p) for name, p in zip(self.label_names, scores, strict=True)}
+                         if self.has_probabilities else {})
+        return {"label": self.decision_value(decided), "scores": probabilities}
+
+    def decision_value(self, decided):
+        """One row's decision as a Python value (a label, a tuple of labels, a number)."""
+        raise NotImplementedError
+
     def describe_prediction(self, scores: np.ndarray) -> list[str]:
         decided = self.decide(scores[None, ...])[0]
         lines = [self.format_decision(decided) or "(no label)"]
