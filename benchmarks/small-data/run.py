@@ -122,10 +122,14 @@ def write_split(dataset: str, rows: list[dict], k: str, seed: int, work: Path) -
 
 
 # -- runs ------------------------------------------------------------------------------------
+def point_record(work: Path, dataset: str, method: str, k: str, seed: int, smoke: bool) -> Path:
+    return work / "points" / f"{dataset}-{method}-k{k}-seed{seed}{'-smoke' if smoke else ''}.json"
+
+
 def run_point(dataset: str, method: str, k: str, seed: int, split: dict, work: Path, smoke: bool) -> dict:
     """One `nlpft finetune` run, or its record from an earlier invocation under the same --work."""
-    name = f"{dataset}-{method}-k{k}-seed{seed}{'-smoke' if smoke else ''}"
-    record_path = work / "points" / f"{name}.json"
+    record_path = point_record(work, dataset, method, k, seed, smoke)
+    name = record_path.stem
     if record_path.exists():
         _say(f"{name}: done earlier, read back")
         return {**json.loads(record_path.read_text()), "read_back": True}
@@ -306,7 +310,12 @@ def main() -> None:
                          "the numbers are not results")
     ap.add_argument("--results", type=Path, default=None, help="default: benchmarks/small-data/results (not with --smoke)")
     ap.add_argument("--work", type=Path, default=None, help="keep splits and runs here; finished points are not rerun")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="with --work: report the points finished there, run nothing (an interrupted benchmark's "
+                         "results so far)")
     args = ap.parse_args()
+    if args.finished_only and args.work is None:
+        ap.error("--finished-only reads the points of an earlier --work DIR; give it")
     if args.smoke:
         datasets, seeds, ks = ["polarity"], (args.seeds or [1])[:1], ["8"]
     else:
@@ -328,6 +337,8 @@ def main() -> None:
                 for seed in seeds:
                     split = write_split(dataset, rows, k, seed, work)
                     for method in args.methods:
+                        if args.finished_only and not point_record(work, dataset, method, k, seed, args.smoke).exists():
+                            continue
                         results["points"].append(run_point(dataset, method, k, seed, split, work, args.smoke))
         results["total_wall_s"] = time.perf_counter() - started
         _say(f"done in {results['total_wall_s'] / 60:.1f} min")
