@@ -8,6 +8,21 @@ import json
 from nlpft.cli.main import add_command_group, non_negative_int
 
 
+CORPUS_HELP = ("text file(s), .gz/.bz2/.xz, directories of text files, names from `nlpft corpus list`, or "
+               "datasets: hf:NAME[:CONFIG][@SPLIT] (the Hub or its local cache), .parquet files, save_to_disk "
+               "directories (one row = one document, from --text-col)")
+
+
+def add_corpus_options(parser: argparse.ArgumentParser, streaming_help: str) -> None:
+    """--corpus, and how a dataset source among it is read: --text-col, --streaming."""
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=CORPUS_HELP)
+    parser.add_argument("--text-col", default="text", metavar="NAME",
+                        help="the column of text of a dataset --corpus (default: %(default)s)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="read hf: (and Parquet) corpora as a stream instead of downloading (and caching) "
+                             "them whole; " + streaming_help)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     corpus, verbs = add_command_group(commands, "corpus", help="known corpora and corpus statistics",
                                  description="Corpora nlpft knows by name, and counts for any corpus.")

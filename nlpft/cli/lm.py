@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from nlpft.cli.corpus import add_corpus_options
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
@@ -50,8 +51,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     train = verbs.add_parser("train", help="train a language model", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                       help="text file(s), .gz/.bz2, directories, or names from `nlpft corpus list`")
+    add_corpus_options(train, "needs --max-steps, which decides how much of the stream is read (and kept on disk "
+                              "under OUT.partial while the run lasts)")
     add_common_options(train)
     add_training_options(train, "default: 10; early stopping may end sooner")
     d = train.add_argument_group("vocabulary and data")
@@ -141,7 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
     data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
                          freeze_embeddings=args.freeze_embeddings, min_count=args.min_count,
                          max_vocab=args.max_vocab, valid_fraction=args.valid_fraction,
-                         test_fraction=args.test_fraction)
+                         test_fraction=args.test_fraction, text_col=args.text_col, streaming=args.streaming)
     model_options = {k: getattr(args, k) for k in MODEL_KEYS}
     train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
     if train_values["epochs"] is None:
