@@ -200,6 +200,21 @@ def test_hf_reads_a_local_repo_folder_by_split(tmp_path):
         f"hf:{repo}:sst2: no configuration 'sst2'; it has default: pass hf:{repo}:CONFIG with one of them")
 
 
+def test_hf_configurations_are_named_after_the_colon(tmp_path):
+    repo = tmp_path / "repo"
+    for config, offset in (("short", 0), ("long", 100)):
+        (repo / config).mkdir(parents=True)
+        write_parquet(repo / config / "train.parquet", reviews(4, offset=offset))
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: short\n  data_files: short/*.parquet\n"
+                                    "- config_name: long\n  data_files: long/*.parquet\n---\n")
+    assert read(f"hf:{repo}:long").texts() == reviews(4, offset=100)["text"]
+    assert error_of(f"hf:{repo}") == (f"hf:{repo}: the dataset has several configurations (short, long); name one "
+                                      f"with hf:{repo}:CONFIG")
+    assert error_of(f"hf:{repo}:medium@train") == (
+        f"hf:{repo}:medium@train: no configuration 'medium'; it has short, long: pass hf:{repo}:CONFIG with one of "
+        "them")
+
+
 def test_a_dataset_with_a_loading_script_is_refused(tmp_path):
     scripted = tmp_path / "scripted"
     scripted.mkdir()
@@ -365,6 +380,18 @@ def test_a_streamed_corpus_is_read_once_up_to_what_training_needs(corpus_parquet
 
     monkeypatch.setattr(DatasetLines, "_texts", no_second_stream)
     assert list(corpus) == kept and list(corpus) == kept  # every later pass reads the kept file
+
+
+def test_lm_train_streams_only_what_max_steps_needs(tmp_path):
+    corpus = write_parquet(tmp_path / "big.parquet", {"text": documents(2000)})  # 6,000 lines
+    out = tmp_path / "lm"
+    assert main(["lm", "train", "--corpus", str(corpus), "--streaming", "--max-steps", "2", "--out", str(out),
+                 "--batch-size", "4", "--bptt", "10", "--hidden-dim", "16", "--embedding-dim", "16", "--layers", "1",
+                 "--quiet", "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 2 steps of 4 x 10 tokens want little: the 600 lines the split needs at least, 6 words and [EOS] each
+    assert sum(metrics["splits"].values()) == 600 * 7
+    assert not list(out.rglob("stream-*.txt"))  # the kept part of the stream goes with the run's data
 
 
 def test_embed_train_streams_a_corpus_once(corpus_parquet, tmp_path):

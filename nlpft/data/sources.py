@@ -246,6 +246,8 @@ def _datasets_settings(source: DatasetSource):
             datasets.enable_progress_bars()
 
 
+#: where the errors of a load come from besides `datasets` itself: reading files, talking to the Hub
+_LOADING_LIBRARIES = ("datasets", "pyarrow", "fsspec", "huggingface_hub", "httpx")
 _CHOICES = re.compile(r"(?:Available|available configs):\s*\[([^\]]*)\]")
 _SPLITS = re.compile(r"Should be one of \[([^\]]*)\]")
 
@@ -296,7 +298,7 @@ def _explained(source: DatasetSource, exc: Exception) -> UserInputError | None:
     if isinstance(exc, (FileNotFoundError, ds_exceptions.DataFilesNotFoundError)):
         return UserInputError(f"{given}: no dataset found there ({first}); check the name, or pass {SOURCE_FORMS}")
     if isinstance(exc, (ds_exceptions.DatasetsError, OSError, ValueError)) or type(exc).__module__.startswith(
-            ("datasets", "pyarrow")):
+            _LOADING_LIBRARIES):
         return UserInputError(f"{given}: cannot be loaded ({type(exc).__name__}: {first}); check that it is "
                               f"{SOURCE_FORMS}")
     return None
