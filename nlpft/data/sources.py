@@ -17,8 +17,9 @@ were there to choose from, `OpenedDataset.note` says which one was read.
 
 `datasets` is imported only when such a source is opened: telling whether a spec is one
 (`dataset_source`) is string and file-system work, so `--help` and CSV runs never pay for
-the import. Everything that goes wrong while loading becomes a one-line `UserInputError`
-naming the source and the fix. Loading scripts are never run (`trust_remote_code` is never
+the import. What goes wrong while loading (no such dataset, configuration or split, no
+network, a file that is not Parquet, ...) becomes a one-line `UserInputError` naming the
+source and the fix. Loading scripts are never run (`trust_remote_code` is never
 set): a dataset that needs one is refused.
 """
 
