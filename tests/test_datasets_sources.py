@@ -331,6 +331,12 @@ def test_embed_train_reads_a_parquet_corpus(corpus_parquet, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["corpus"] == [str(corpus_parquet)]
 
 
+def test_corpus_stats_counts_a_dataset_column(corpus_parquet, capsys):
+    assert main(["corpus", "stats", str(corpus_parquet), "--text-col", "body", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["lines"], stats["tokens"]) == (900, 900 * 6)
+
+
 def test_pretrain_reads_a_parquet_corpus_with_max_steps(corpus_parquet, tmp_path):
     out = tmp_path / "gpt"
     assert main(["pretrain", "--arch", "gpt2", "--corpus", str(corpus_parquet), "--text-col", "body", "--out",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nlpft.cli.corpus import add_corpus_options
+from nlpft.cli.corpus import CORPUS_HELP, add_corpus_options, add_text_col_option
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
@@ -102,7 +102,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", required=True, metavar="MODEL",
                     help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
                          "Hugging Face directory or a cached hub id")
-    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
+    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=f"text to score: {CORPUS_HELP}")
+    add_text_col_option(ev)
     ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
     ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
     ev.add_argument("--block-size", type=positive_int, default=None,
@@ -164,12 +165,12 @@ def run_eval(args: argparse.Namespace) -> int:
         from nlpft.runners.lm import eval_lm
 
         result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
-                         precision=args.precision, threads=args.threads)
+                         precision=args.precision, threads=args.threads, text_col=args.text_col)
     else:
         from nlpft.runners.hf_lm import eval_hf_lm
 
         result = eval_hf_lm(args.model, args.corpus, batch_size=args.batch_size, block_size=args.block_size,
-                            precision=args.precision, threads=args.threads, seed=args.seed)
+                            precision=args.precision, threads=args.threads, seed=args.seed, text_col=args.text_col)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

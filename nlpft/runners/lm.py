@@ -344,7 +344,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
 
 
 def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int = 35,
-            precision: str = "fp32", threads: int | None = None) -> dict:
+            precision: str = "fp32", threads: int | None = None, text_col: str = "text") -> dict:
     import tempfile
 
     import torch
@@ -356,7 +356,7 @@ def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int =
     check_threads(threads)
     if batch_size < 1 or bptt < 1:
         raise UserInputError("--batch-size and --bptt must be at least 1")
-    text = resolve_corpus(corpus)
+    text = resolve_corpus(corpus, text_col=text_col)
     text.validate()
     if threads:
         torch.set_num_threads(threads)
