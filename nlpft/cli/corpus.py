@@ -8,6 +8,25 @@ import json
 from nlpft.cli.main import add_command_group, non_negative_int
 
 
+CORPUS_HELP = ("text file(s), .gz/.bz2/.xz, directories of text files, names from `nlpft corpus list`, or "
+               "datasets: hf:NAME[:CONFIG][@SPLIT] (the Hub or its local cache), .parquet files, save_to_disk "
+               "directories (one row = one document, from --text-col)")
+
+
+def add_text_col_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-col", default="text", metavar="NAME",
+                        help="the column of text of a dataset corpus (default: %(default)s)")
+
+
+def add_corpus_options(parser: argparse.ArgumentParser, streaming_help: str) -> None:
+    """--corpus, and how a dataset source among it is read: --text-col, --streaming."""
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=CORPUS_HELP)
+    add_text_col_option(parser)
+    parser.add_argument("--streaming", action="store_true",
+                        help="read hf: (and Parquet) corpora as a stream instead of downloading (and caching) "
+                             "them whole; " + streaming_help)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     corpus, verbs = add_command_group(commands, "corpus", help="known corpora and corpus statistics",
                                  description="Corpora nlpft knows by name, and counts for any corpus.")
@@ -19,7 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     st = verbs.add_parser("stats", help="lines, tokens, types of a corpus",
                           description="Count lines, tokens and word types with nlpft's word tokenizer.")
-    st.add_argument("corpus", nargs="+", metavar="PATH", help="file(s), directories, or corpus names")
+    st.add_argument("corpus", nargs="+", metavar="PATH", help=CORPUS_HELP)
+    add_text_col_option(st)
     st.add_argument("--min-count", type=non_negative_int, default=5, help="also report types seen at least this often (default: %(default)s)")
     st.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
     st.add_argument("--json", action="store_true", help="print JSON")
@@ -59,7 +79,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from nlpft.data.registry import resolve_corpus
     from nlpft.tokenization import WordTokenizer
 
-    corpus = resolve_corpus(args.corpus)
+    corpus = resolve_corpus(args.corpus, text_col=args.text_col)
     corpus.validate()
     tokenizer = WordTokenizer.untrained(lowercase=args.lowercase)
     counts: Counter = Counter()

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from nlpft.cli.corpus import add_corpus_options
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
@@ -54,8 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--algo", choices=["word2vec", "fasttext", "glove"], default="word2vec",
                        help="algorithm (default: %(default)s)")
-    train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                       help="text file(s), .gz/.bz2/.xz, directories of text files, or names from `nlpft corpus list`")
+    add_corpus_options(train, "the stream is read once, into the token file training passes over (with "
+                              "word2vec/fastText, --max-steps bounds how much of it is read)")
     add_common_options(train)
     add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe", max_memory_default=8.0,
                          max_memory_help="; also refuses to start when the estimated vector tables exceed it",
@@ -132,7 +133,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
     from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
 
     return train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, text_col=args.text_col, streaming=args.streaming)
 
 
 def run_eval(args: argparse.Namespace) -> int:

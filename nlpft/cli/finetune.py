@@ -28,7 +28,10 @@ from nlpft.cli.options import (
 DESCRIPTION = """\
 Fine-tune a text classifier (or regressor) on a labeled CSV, TSV or JSONL file, or a
 tagger (--task tag: one tag per word, e.g. named entities) on a CoNLL, JSONL or CSV file
-of tokens and IOB2/IOB1/BIOES tags.
+of tokens and IOB2/IOB1/BIOES tags. A classifier also reads what the `datasets` library
+reads: a Parquet file, a save_to_disk directory (DIR@SPLIT), or hf:NAME[:CONFIG][@SPLIT]
+from the Hugging Face Hub or its local cache (row numbers are then the dataset's row
+indices, and a ClassLabel column gives its label names).
 
 The file is read and checked before any model loads: missing columns, empty texts or
 labels, ragged rows, bad encodings and single-class files are reported at once, with row

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nlpft.cli.corpus import CORPUS_HELP, add_corpus_options, add_text_col_option
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
@@ -52,8 +53,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     train = verbs.add_parser("train", help="train a language model", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                       help="text file(s), .gz/.bz2, directories, or names from `nlpft corpus list`")
+    add_corpus_options(train, "needs --max-steps, which decides how much of the stream is read (and kept on disk "
+                              "under OUT.partial while the run lasts)")
     add_common_options(train)
     add_training_options(train, "default: 10; early stopping may end sooner")
     d = train.add_argument_group("vocabulary and data")
@@ -103,7 +104,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", required=True, metavar="MODEL",
                     help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
                          "Hugging Face directory or a hub id")
-    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text to score")
+    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=f"text to score: {CORPUS_HELP}")
+    add_text_col_option(ev)
     ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
     ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
     ev.add_argument("--block-size", type=positive_int, default=None,
@@ -150,7 +152,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
     data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
                          freeze_embeddings=args.freeze_embeddings, min_count=args.min_count,
                          max_vocab=args.max_vocab, valid_fraction=args.valid_fraction,
-                         test_fraction=args.test_fraction)
+                         test_fraction=args.test_fraction, text_col=args.text_col, streaming=args.streaming)
     model_options = {k: getattr(args, k) for k in MODEL_KEYS}
     train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
     if train_values["epochs"] is None:
@@ -169,12 +171,12 @@ def run_eval(args: argparse.Namespace) -> int:
         from nlpft.runners.lm import eval_lm
 
         result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
-                         precision=args.precision, threads=args.threads)
+                         precision=args.precision, threads=args.threads, text_col=args.text_col)
     else:
         from nlpft.runners.hf_lm import eval_hf_lm
 
         result = eval_hf_lm(args.model, args.corpus, batch_size=args.batch_size, block_size=args.block_size,
-                            precision=args.precision, threads=args.threads, seed=args.seed)
+                            precision=args.precision, threads=args.threads, seed=args.seed, text_col=args.text_col)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

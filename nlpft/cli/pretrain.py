@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nlpft.cli.corpus import add_corpus_options
 from nlpft.cli.main import (
     add_common_options,
     add_offline_option,
@@ -60,8 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("pretrain", help="pretrain or continue pretraining a GPT-2/BERT-style transformer",
                             description=DESCRIPTION, epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="text file(s), .gz/.bz2, directories, or names from `nlpft corpus list`")
+    add_corpus_options(p, "needs --max-steps, which decides how much of the stream is read (and kept on disk "
+                          "under OUT.partial while the run lasts)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--arch", choices=["gpt2", "bert"], help="pretrain a fresh model of this architecture")
     what.add_argument("--from", dest="from_model", metavar="MODEL",
@@ -109,7 +110,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
                "test_fraction", "mlm_probability", "freeze_base", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
                "warmup", "weight_decay", "scheduler", "eval_every", "checkpoint_every", "max_eval_blocks",
-               "precision", "seed", "threads", "quiet", "report_to", "resume", "overwrite", "name")
+               "precision", "seed", "threads", "quiet", "report_to", "resume", "overwrite", "name", "text_col",
+               "streaming")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

@@ -1,8 +1,16 @@
-"""Plain-text corpora as re-iterable streams of lines.
+"""Corpora as re-iterable streams of lines.
 
 A corpus is a text file, a `.gz`/`.bz2`/`.xz` file, or a directory of such files (read in
-sorted order, hidden files skipped). Iterating a `TextCorpus` opens the files afresh each
-time, so it can be passed over as often as training needs and is never held in memory.
+sorted order, hidden files skipped), or one column of a dataset that `datasets` reads
+(`DatasetLines`: hf:NAME[:CONFIG][@SPLIT], a Parquet file, a save_to_disk directory; see
+`nlpft.data.sources`), or several of these one after the other. Iterating a `TextCorpus`
+opens the files (and datasets) afresh each time, so it can be passed over as often as
+training needs and is never held in memory.
+
+A dataset's row is a document: its text comes through as the lines it holds, as if it were
+a file (empty and missing texts give no line). A streamed Hub dataset (`--streaming`) is
+read over the network on every pass; a run that passes over its corpus more than once
+first keeps the part it needs on disk (`TextCorpus.fetch_streams`).
 
 Bad input is found early: `validate()` checks existence, readability, binary content (NUL
 bytes) and UTF-8 decoding, and the streaming readers raise `UserInputError` naming the
@@ -29,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nlpft.data.input_files import check_not_stream
+from nlpft.data.sources import DatasetSource, OpenedDataset, open_dataset
 from nlpft.errors import UserInputError
 
 #: the longest stretch of one line any reader holds; longer lines come in pieces (see above)
@@ -66,22 +75,74 @@ def _first_bad_line(path: Path) -> tuple[int, str]:
 
 
 class TextCorpus:
-    """Lines of text from one file or a directory of files."""
+    """Lines of text from files, directories of files and dataset columns (`DatasetLines`).
 
-    def __init__(self, path: str | os.PathLike | list, name: str | None = None):
-        paths = list(path) if isinstance(path, (list, tuple)) else [path]
-        if not paths:
+    `paths` names each part as given (a dataset part by its spec), for records and messages.
+    """
+
+    def __init__(self, path: str | os.PathLike | DatasetLines | list, name: str | None = None):
+        given = list(path) if isinstance(path, (list, tuple)) else [path]
+        if not given:
             raise UserInputError("no corpus given; pass --corpus PATH")
-        self.paths = [Path(p) for p in paths]
+        self.parts: list[Path | DatasetLines] = [p if isinstance(p, DatasetLines) else Path(p) for p in given]
+        self.paths = [p.given if isinstance(p, DatasetLines) else p for p in self.parts]
         self.path = self.paths[0]
-        self.name = name or "+".join(p.name for p in self.paths)
+        self.name = name or "+".join(p.given if isinstance(p, DatasetLines) else p.name for p in self.parts)
 
     def __repr__(self) -> str:
         return f"TextCorpus({[str(p) for p in self.paths]!r})"
 
+    @property
+    def datasets(self) -> list[DatasetLines]:
+        return [p for p in self.parts if isinstance(p, DatasetLines)]
+
     # -- files --------------------------------------------------------------------
     def files(self) -> list[Path]:
-        return [f for p in self.paths for f in self._files_under(p)]
+        """The text files read (a dataset part has none of its own)."""
+        return [f for p in self.parts if not isinstance(p, DatasetLines) for f in self._files_under(p)]
+
+    def inputs(self) -> list[Path | str]:
+        """What the corpus is read from, in order, for a fingerprint: each text file, and each
+        dataset part's data (`OpenedDataset.data_location`)."""
+        found: list[Path | str] = []
+        for part in self.parts:
+            if isinstance(part, DatasetLines):
+                found.append(part.opened.data_location())
+            else:
+                found.extend(self._files_under(part))
+        return found
+
+    def local_paths(self) -> list[Path]:
+        """The files and directories on this machine the corpus is read from (a dataset from
+        the Hub has none), for the checks that an output does not overlap an input."""
+        found = []
+        for part in self.parts:
+            local = part.source.local_path if isinstance(part, DatasetLines) else part
+            if local is not None:
+                found.append(local)
+        return found
+
+    def reading_options(self) -> dict:
+        """The options that decide what is read from the dataset parts, for a fingerprint
+        (none for a corpus of files, whose fingerprint stays what it was)."""
+        return {"--text-col": self.datasets[0].text_col} if self.datasets else {}
+
+    def notes(self) -> list[str]:
+        """Which split each dataset part read, where it held several and the spec named none."""
+        return [part.opened.note for part in self.datasets if part.opened.note]
+
+    @property
+    def streamed(self) -> bool:
+        return any(part.streaming for part in self.datasets)
+
+    def fetch_streams(self, folder: Path, max_words: int, min_lines: int = 0) -> None:
+        """Read each streamed part once, until it has given its share of `max_words` words
+        and of `min_lines` lines (or ends), into a text file in `folder`; later passes read
+        that file (see `DatasetLines.fetch`)."""
+        streamed = [part for part in self.datasets if part.streaming]
+        for index, part in enumerate(streamed):
+            part.fetch(Path(folder) / f"stream-{index}.txt", -(-max_words // len(streamed)),
+                       -(-min_lines // len(streamed)))
 
     @staticmethod
     def _files_under(path: Path) -> list[Path]:
@@ -103,11 +164,12 @@ class TextCorpus:
         return files
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files())
+        return sum(p.stat().st_size for p in self.files()) + sum(part.size_bytes() for part in self.datasets)
 
     def validate(self) -> None:
-        """Cheap up-front checks on every file: readable, not binary, UTF-8, not all empty."""
-        total = 0
+        """Cheap up-front checks on every file (readable, not binary, UTF-8) and dataset part
+        (it loads, has the text column), and that not all of them are empty."""
+        total = sum(part.validate() for part in self.datasets)
         for path in self.files():
             try:
                 with _open_binary(path) as fh:
@@ -134,8 +196,12 @@ class TextCorpus:
 
     # -- streaming ----------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
-        for path in self.files():
-            yield from self._lines(path)
+        for part in self.parts:
+            if isinstance(part, DatasetLines):
+                yield from part.lines()
+            else:
+                for path in self._files_under(part):
+                    yield from self._lines(path)
 
     def _lines(self, path: Path) -> Iterator[str]:
         try:
@@ -188,3 +254,103 @@ def bounded_lines(fh: io.TextIOBase, limit: int) -> Iterator[str]:
             else:
                 yield text[:cut]
                 carry = text[cut + 1:]
+
+
+#: rows of a dataset read at a time (and looked at by `DatasetLines.validate`)
+_DATASET_BATCH_ROWS = 1000
+_TEXT_TYPES = ("string", "large_string")
+
+
+class DatasetLines:
+    """The texts of one column of a dataset source, as the lines they hold.
+
+    Opened on first use (the split is the source's @SPLIT, else `train`). Streamed, it is
+    read over the network on every pass until `fetch` keeps it on disk.
+    """
+
+    def __init__(self, source: DatasetSource, text_col: str = "text", streaming: bool = False):
+        self.source = source
+        self.text_col = text_col
+        self.streaming = streaming
+        self.local_copy: Path | None = None
+        self._opened: OpenedDataset | None = None
+
+    @property
+    def given(self) -> str:
+        return self.source.given
+
+    @property
+    def opened(self) -> OpenedDataset:
+        if self._opened is None:
+            opened = open_dataset(self.source, "train", streaming=self.streaming)
+            self._check_column(opened)
+            self._opened = opened
+        return self._opened
+
+    def _check_column(self, opened: OpenedDataset) -> None:
+        columns = opened.columns
+        texts = [name for name in columns if _is_text(opened.features.get(name))]
+        if self.text_col not in columns:
+            offer = f" (its text columns: {', '.join(texts)})" if texts else ""
+            raise UserInputError(f"{self.given}: no column {self.text_col!r}; it has {', '.join(columns) or 'none'}: "
+                                 f"pass --text-col NAME{offer}")
+        feature = opened.features.get(self.text_col)
+        if feature is not None and not _is_text(feature):
+            offer = f" such as {', '.join(texts)}" if texts else ""
+            raise UserInputError(f"{self.given}: column {self.text_col!r} holds {feature}, not text: pass --text-col "
+                                 f"with a text column{offer}")
+
+    def size_bytes(self) -> int:
+        data = getattr(self.opened.dataset, "data", None)  # an Arrow table; a stream has none
+        return int(getattr(data, "nbytes", 0) or 0)
+
+    def validate(self) -> int:
+        """Opens the split and checks the column; the characters of text in the first rows."""
+        chars = 0
+        for index, text in enumerate(self._texts()):
+            chars += len(text.strip())
+            if index + 1 >= _DATASET_BATCH_ROWS:
+                break
+        return chars
+
+    def lines(self) -> Iterator[str]:
+        if self.local_copy is not None:
+            yield from TextCorpus(self.local_copy)
+            return
+        for text in self._texts():
+            yield from bounded_lines(io.StringIO(text, newline=None), MAX_LINE_CHARS)
+
+    def _texts(self) -> Iterator[str]:
+        """Each row's text; rows without one are left out."""
+        column = self.opened.dataset.select_columns([self.text_col])
+        index = 0
+        for batch in column.iter(batch_size=_DATASET_BATCH_ROWS):
+            for text in batch[self.text_col]:
+                if isinstance(text, str):
+                    yield text
+                elif text is not None:  # a stream whose column types were not declared
+                    raise UserInputError(f"{self.given}, row {index}: {self.text_col!r} holds a "
+                                         f"{type(text).__name__}, not text: pass --text-col with a text column")
+                index += 1
+
+    def fetch(self, path: Path, max_words: int, min_lines: int = 0) -> None:
+        """Read the rows once, until their lines hold `max_words` words (whitespace-separated:
+        no tokenizer makes fewer tokens of them) and `min_lines` non-empty lines, into the
+        text file `path`, which later passes read instead. A file left complete by an earlier
+        (resumed) run is reused."""
+        if not path.is_file():
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            words = lines = 0
+            with open(partial, "w", encoding="utf-8", newline="\n") as out:
+                for line in self.lines():
+                    out.write(line + "\n")
+                    words += len(line.split())
+                    lines += bool(line.strip())
+                    if words >= max_words and lines >= min_lines:
+                        break
+            os.replace(partial, path)
+        self.local_copy = path
+
+
+def _is_text(feature) -> bool:
+    return getattr(feature, "dtype", None) in _TEXT_TYPES

@@ -6,6 +6,8 @@ columns, ...; not --epochs, --max-steps or --threads, which may change on resume
 records it in its partial directory when it starts; a resumed run compares its own with it
 and stops, naming each input or option that differs, instead of training the saved state
 on other data (or in another shape) and recording the new inputs as the ones it used.
+A dataset on the Hub (`hf:NAME[:CONFIG][@SPLIT]`) is recorded by its spec, as given: nlpft
+cannot hash what it has not downloaded, so a resumed run accepts the same spec.
 
 Hashing streams each file in 1 MiB blocks: about 1 s per GB, little next to training.
 """
@@ -18,6 +20,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from nlpft.data.sources import dataset_source
 from nlpft.errors import UserInputError
 
 FILE_NAME = "fingerprint.json"
@@ -34,10 +37,14 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def input_sha256(spec: str | os.PathLike | None) -> str | None:
     """The content hash of one input: a file's sha256; for a directory (a model, vectors or
-    tokenizer folder) one sha256 over its files' names and hashes; for anything that is not
+    tokenizer folder) one sha256 over its files' names and hashes (a save_to_disk dataset
+    directory: over every file under it, and the split named); for anything that is not
     a path (a model alias such as `minilm`, `tfidf`) the spec itself; None when not given."""
     if spec is None:
         return None
+    source = dataset_source(spec)
+    if source is not None and source.kind == "disk":
+        return _tree_sha256(Path(source.location), source.split)
     path = Path(spec)
     if path.is_file():
         return file_sha256(path)
@@ -47,6 +54,15 @@ def input_sha256(spec: str | os.PathLike | None) -> str | None:
             digest.update(f"{child.name}\0{file_sha256(child)}\n".encode())
         return digest.hexdigest()
     return f"name:{spec}"
+
+
+def _tree_sha256(folder: Path, split: str | None) -> str:
+    """One sha256 over every file under a save_to_disk directory (a DatasetDict keeps each
+    split in a folder of its own) and the split named, if any."""
+    digest = hashlib.sha256(f"split\0{split}\n".encode())
+    for child in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{child.relative_to(folder).as_posix()}\0{file_sha256(child)}\n".encode())
+    return digest.hexdigest()
 
 
 def fingerprint(inputs: Mapping[str, str | os.PathLike | Iterable | None], options: Mapping) -> dict:

@@ -1,4 +1,5 @@
-"""Named corpora: `--corpus austen` instead of a path.
+"""Named corpora: `--corpus austen` instead of a path; `resolve_corpus` also takes paths and
+dataset sources (`nlpft.data.sources`).
 
 The registry (`corpora/registry.json`, installed as `nlpft.corpora`) says where each
 corpus lives. `gensim` entries ship with gensim's test data; `shared` entries are looked
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from nlpft.data.corpus import TextCorpus
+from nlpft.data.corpus import DatasetLines, TextCorpus
+from nlpft.data.sources import dataset_source
 from nlpft.errors import UserInputError
 
 
@@ -71,12 +73,18 @@ def load_registry() -> dict[str, CorpusEntry]:
     return {name: CorpusEntry(name=name, **fields) for name, fields in json.loads(text).items()}
 
 
-def resolve_corpus(specs: str | list[str]) -> TextCorpus:
-    """A `TextCorpus` for paths and/or registry names (paths win when both exist)."""
+def resolve_corpus(specs: str | list[str], text_col: str = "text", streaming: bool = False) -> TextCorpus:
+    """A `TextCorpus` for paths, registry names (paths win when both exist) and dataset
+    sources (hf:NAME[:CONFIG][@SPLIT], Parquet files, save_to_disk directories), whose
+    `text_col` column is read; `streaming` streams the hf: and Parquet ones."""
     specs = [specs] if isinstance(specs, str) else list(specs)
     registry = None
-    paths: list[Path] = []
+    paths: list[Path | DatasetLines] = []
     for spec in specs:
+        source = dataset_source(spec)
+        if source is not None:
+            paths.append(DatasetLines(source, text_col, streaming=streaming and source.streamable))
+            continue
         if Path(spec).exists():
             paths.append(Path(spec))
             continue
@@ -97,6 +105,9 @@ def resolve_corpus(specs: str | list[str]) -> TextCorpus:
                 f"corpus {spec!r} is not on this machine; to get it: {entry.obtain}"
             )
         paths.append(path)
+    if streaming and not any(isinstance(p, DatasetLines) and p.streaming for p in paths):
+        raise UserInputError("--streaming reads hf: sources and Parquet files, and --corpus names none; drop "
+                             "--streaming (files are read in pieces already)")
     return TextCorpus(paths, name="+".join(specs) if len(specs) > 1 else None)
 
 

@@ -320,6 +320,11 @@ def _file_problems(
 
 
 def _check_file(path: Path) -> None:
+    from nlpft.data.sources import dataset_source
+
+    if dataset_source(path) is not None:
+        raise UserInputError(f"{path}: --task tag reads CoNLL, JSONL or CSV files; dataset sources (hf:, Parquet, "
+                             "save_to_disk) are for the text tasks (single, multi, regression)")
     if not path.exists():
         raise UserInputError(f"{path}: no such file; pass a tagged CoNLL, JSONL or CSV file")
     if path.is_dir():

@@ -41,6 +41,10 @@ from nlpft.data.corpus import TextCorpus
 from nlpft.errors import UserInputError
 
 SPLITS = ("train", "valid", "test")
+#: non-empty lines per block of the train/valid/test split (see the module docstring)
+BLOCK_LINES = 200
+#: the fewest lines for which the split deals out blocks of BLOCK_LINES (fewer: one line each)
+SPLIT_MIN_LINES = 3 * BLOCK_LINES
 ProgressFn = Callable[[int], None]
 
 DTYPE = np.dtype("<u4")
@@ -139,7 +143,7 @@ class EncodedSplits:
 
 
 def encode_splits(corpus: TextCorpus, encoder: LineEncoder, out_dir: Path, valid_fraction: float = 0.05,
-                  test_fraction: float = 0.05, seed: int = 1, block_lines: int = 200,
+                  test_fraction: float = 0.05, seed: int = 1, block_lines: int = BLOCK_LINES,
                   progress: ProgressFn | None = None) -> EncodedSplits:
     """Encode `corpus` with `encoder` into `out_dir`/train.npy, valid.npy, test.npy, split by
     blocks of `block_lines` non-empty lines with a seeded draw (the rule is in the module

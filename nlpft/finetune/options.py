@@ -70,13 +70,15 @@ def _method_help() -> str:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    train: str = option(help="labeled .csv, .tsv or .jsonl, or a dataset name: polarity (installed), bbc-news; "
-                             "--task tag: CoNLL, or .jsonl/.csv of tokens and tags",
+    train: str = option(help="labeled .csv, .tsv, .jsonl or .parquet, a save_to_disk directory [DIR@SPLIT], "
+                             "hf:NAME[:CONFIG][@SPLIT] (the Hub or its cache; split train), or a dataset name: "
+                             "polarity (installed), bbc-news; --task tag: CoNLL, or .jsonl/.csv of tokens and tags",
                         group=DATA, metavar="FILE", required=True, fingerprinted=False)
     out: str = option(shared=True)
-    valid: str | None = option(None, "validation file (default: 10%% of --train, stratified)", group=DATA,
-                               metavar="FILE")
-    test: str | None = option(None, "test file (default: 10%% of --train, stratified)", group=DATA, metavar="FILE")
+    valid: str | None = option(None, "validation file or dataset (hf:NAME reads its validation split) (default: "
+                                     "10%% of --train, stratified)", group=DATA, metavar="FILE")
+    test: str | None = option(None, "test file or dataset (hf:NAME reads its test split) (default: 10%% of --train, "
+                                    "stratified)", group=DATA, metavar="FILE")
     random_init: bool = option(False, "keep the backbone's architecture and tokenizer but start from random weights "
                                       "(a baseline that shows what pretraining buys)", fingerprinted=True)
     model: str = option("minilm", _model_help)

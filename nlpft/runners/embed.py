@@ -53,13 +53,20 @@ def _vocabulary_or_error(counts, config: EmbeddingConfig, corpus_name: str) -> l
 
 
 def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str | Path,
-                     resume: bool = False, quiet: bool = False, overwrite: bool = False) -> Path:
+                     resume: bool = False, quiet: bool = False, overwrite: bool = False,
+                     text_col: str = "text", streaming: bool = False) -> Path:
     """Train static vectors and publish them in `out`; returns the output directory.
-    An earlier nlpft output in `out` is replaced only with `overwrite` (see RunOutput)."""
+    An earlier nlpft output in `out` is replaced only with `overwrite` (see RunOutput).
+    `text_col` is the column read from dataset sources; `streaming` streams hf: and Parquet
+    ones: the corpus is read once (into the token file gensim and GloVe pass over), so a
+    stream needs no --max-steps (for word2vec/fastText it bounds how much is read)."""
     config = config.resolved()
-    text = resolve_corpus(corpus)
-    output = RunOutput(out, resume=resume, overwrite=overwrite, command="embed train", inputs=text.paths)
+    text = resolve_corpus(corpus, text_col=text_col, streaming=streaming)
+    output = RunOutput(out, resume=resume, overwrite=overwrite, command="embed train", inputs=text.local_paths())
     text.validate()
+    if not quiet:
+        for note in text.notes():
+            print(note, file=sys.stderr)
     if resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
@@ -75,7 +82,7 @@ _RESUMABLE_CHANGES = ("epochs", "threads", "max_memory_gb", "max_steps")
 def _fingerprint(config: EmbeddingConfig, text) -> dict:
     options = {f"--{name.replace('_', '-')}": value for name, value in config.to_dict().items()
                if name not in _RESUMABLE_CHANGES}
-    return fingerprint({"--corpus": text.files()}, options)
+    return fingerprint({"--corpus": text.inputs()}, {**options, **text.reading_options()})
 
 
 def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:
@@ -139,7 +146,7 @@ def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, re
         "algo": config.algo,
         "corpus": {
             "name": text.name,
-            "files": [str(p) for p in text.files()],
+            "files": [str(p) for p in text.inputs()],
             "lines": prepared.n_lines,
             "tokens": prepared.n_tokens,
             "types": prepared.n_types,

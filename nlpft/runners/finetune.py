@@ -93,6 +93,7 @@ def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
     """Everything before training, in the order that keeps bad input cheap: the options
     (with each plug-in's own), every file read and checked, the backbone detected and its
     options checked, --method decided; nothing has loaded a model yet."""
+    from nlpft.data.sources import input_path
     from nlpft.finetune.backbones import detect_backbone
     from nlpft.finetune.tasks import task_class
 
@@ -105,7 +106,7 @@ def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
     # under torchrun every process runs this; rank 0 owns the output directory. --model is
     # an input when it is a path (a name such as an alias is skipped)
     output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",
-                       inputs=[opts.train, opts.valid, opts.test, opts.model])
+                       inputs=[input_path(opts.train), input_path(opts.valid), input_path(opts.test), opts.model])
     splits = task.read_splits(opts, output.final.parent if output.final.parent.exists() else None, _warn)
     backbone = detect_backbone(opts.model)  # a bad model name fails here, after the data, before anything loads
     opts = dataclasses.replace(opts, backbone_options=plugin_options.resolve(
@@ -287,6 +288,8 @@ def _resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:
     """Dataset names (such as `polarity`) resolved to paths."""
     from nlpft.data.registry import resolve_labeled_file
 
+    # a dataset source (hf:NAME, Parquet, save_to_disk) stays as given: finetune.json records
+    # it so, and a resumed run compares it as given
     return dataclasses.replace(opts, train=resolve_labeled_file(opts.train),
                                valid=resolve_labeled_file(opts.valid) if opts.valid else None,
                                test=resolve_labeled_file(opts.test) if opts.test else None)

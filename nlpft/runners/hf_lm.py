@@ -49,11 +49,11 @@ def _load_lm(resolved, objective: str):
 
 def eval_hf_lm(spec: str, corpus: list[str], batch_size: int = 8, block_size: int | None = None,
                precision: str = "fp32", threads: int | None = None, seed: int = 13,
-               mlm_probability: float = 0.15) -> dict:
+               mlm_probability: float = 0.15, text_col: str = "text") -> dict:
     from nlpft.data.registry import resolve_corpus
     from nlpft.pretrained.loading import max_positions, resolve_model
 
-    text = resolve_corpus(corpus)
+    text = resolve_corpus(corpus, text_col=text_col)
     text.validate()
     resolved = resolve_model(spec)
     objective = _objective(resolved)

@@ -40,6 +40,8 @@ class LMDataOptions:
     max_vocab: int | None = 50_000
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
+    text_col: str = "text"  # the column read from dataset sources
+    streaming: bool = False  # stream hf: and Parquet sources (needs --max-steps)
 
 
 def _distributed() -> tuple[int, int]:
@@ -61,8 +63,11 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _check_paths(data: LMDataOptions) -> None:
+def _check_paths(data: LMDataOptions, max_steps: int | None) -> None:
     """Cheap checks before anything heavy is loaded."""
+    if data.streaming and max_steps is None:
+        raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
+                             "steps to train (and so how much of the stream to read)")
     if data.tokenizer and not Path(data.tokenizer).exists():
         raise UserInputError(f"{data.tokenizer}: tokenizer file not found; pass a tokenizer.json written by nlpft")
     if data.init_vectors and not Path(data.init_vectors).exists():
@@ -162,11 +167,14 @@ def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | 
     check_report_to(report_to)
     model_shape = RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None})
     model_shape.validate()
-    _check_paths(data)
-    text = resolve_corpus(data.corpus)
+    _check_paths(data, train_config.max_steps)
+    text = resolve_corpus(data.corpus, text_col=data.text_col, streaming=data.streaming)
     output = RunOutput(out, resume=resume, overwrite=overwrite, command="lm train",  # only rank 0 opens it
-                       inputs=[*text.paths, data.tokenizer, data.init_vectors])
+                       inputs=[*text.local_paths(), data.tokenizer, data.init_vectors])
     text.validate()
+    if not quiet and int(os.environ.get("RANK", "0")) == 0:
+        for note in text.notes():
+            print(note, file=sys.stderr)
     if threads:
         torch.set_num_threads(threads)
     rank, world = _distributed()
@@ -197,8 +205,16 @@ def _fingerprint(data: LMDataOptions, model_shape, train_config, text) -> dict:
     shape.update({name: getattr(train_config, name)
                   for name in ("batch_size", "bptt", "optimizer", "precision", "seed")})
     options = {f"--{name.replace('_', '-')}": value for name, value in shape.items()}
-    return fingerprint({"--corpus": text.files(), "--tokenizer": data.tokenizer,
-                        "--init-vectors": data.init_vectors}, options)
+    return fingerprint({"--corpus": text.inputs(), "--tokenizer": data.tokenizer,
+                        "--init-vectors": data.init_vectors}, {**options, **text.reading_options()})
+
+
+def _words_to_read(data: LMDataOptions, train_config, world: int) -> int:
+    """How much of a streamed corpus --max-steps trains on: its tokens (batch rows x BPTT
+    window per step), plus the held-out share. Counted in words, of which the tokenizer
+    makes at least as many tokens."""
+    train_tokens = train_config.max_steps * train_config.batch_size * world * train_config.bptt
+    return math.ceil(train_tokens / (1 - data.valid_fraction - data.test_fraction))
 
 
 def _barrier(world: int) -> None:
@@ -240,8 +256,12 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
 
             tokenizer = WordTokenizer.load(tokenizer_file)
         else:
-            tokenizer = _load_tokenizer(data, text, quiet)
             data_dir.mkdir(parents=True, exist_ok=True)
+            if text.streamed:  # the tokenizer and the split each pass over the corpus: keep what they need
+                from nlpft.data.token_ids import SPLIT_MIN_LINES
+
+                text.fetch_streams(data_dir, _words_to_read(data, train_config, world), min_lines=SPLIT_MIN_LINES)
+            tokenizer = _load_tokenizer(data, text, quiet)
             set_phase("encoding the corpus")
             encode_corpus(text, tokenizer, data_dir, valid_fraction=data.valid_fraction,
                           test_fraction=data.test_fraction, seed=train_config.seed)
@@ -344,7 +364,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
 
 
 def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int = 35,
-            precision: str = "fp32", threads: int | None = None) -> dict:
+            precision: str = "fp32", threads: int | None = None, text_col: str = "text") -> dict:
     import tempfile
 
     import torch
@@ -356,7 +376,7 @@ def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int =
     check_threads(threads)
     if batch_size < 1 or bptt < 1:
         raise UserInputError("--batch-size and --bptt must be at least 1")
-    text = resolve_corpus(corpus)
+    text = resolve_corpus(corpus, text_col=text_col)
     text.validate()
     if threads:
         torch.set_num_threads(threads)

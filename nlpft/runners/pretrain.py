@@ -11,6 +11,7 @@ test loss -> publish OUT as a plain Hugging Face model directory.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -59,12 +60,17 @@ class PretrainOptions:
     resume: bool = False
     overwrite: bool = False  # replace an earlier nlpft output in `out`
     name: str | None = None  # remember the output under this model name
+    text_col: str = "text"  # the column read from dataset sources
+    streaming: bool = False  # stream hf: and Parquet sources (needs max_steps)
 
 
 def _validate(opts: PretrainOptions) -> None:
     """Cheap checks, before anything heavy is imported or loaded."""
     from nlpft.pretrained.pretraining import check_arch_and_size
 
+    if opts.streaming and opts.max_steps is None:
+        raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
+                             "steps to train (and so how much of the stream to read)")
     if (opts.arch is None) == (opts.from_model is None):
         raise UserInputError("pass either --arch gpt2|bert (pretrain from scratch) or --from MODEL "
                              "(continue pretraining a checkpoint), not both")
@@ -113,10 +119,13 @@ def pretrain(opts: PretrainOptions) -> Path:
     from nlpft.data.registry import resolve_corpus
 
     _validate(opts)
-    text = resolve_corpus(opts.corpus)
+    text = resolve_corpus(opts.corpus, text_col=opts.text_col, streaming=opts.streaming)
     output = RunOutput(opts.out, resume=opts.resume, overwrite=opts.overwrite, command="pretrain",
-                       inputs=[*text.paths, opts.tokenizer, opts.from_model])
+                       inputs=[*text.local_paths(), opts.tokenizer, opts.from_model])
     text.validate()
+    if not opts.quiet:
+        for note in text.notes():
+            print(note, file=sys.stderr)
     source = None
     if opts.from_model:
         from nlpft.pretrained.loading import resolve_model
@@ -147,8 +156,18 @@ _SHAPING_OPTIONS = ("arch", "size", "vocab_size", "block_size", "valid_fraction"
 
 def _fingerprint(opts: PretrainOptions, text) -> dict:
     options = {f"--{name.replace('_', '-')}": getattr(opts, name) for name in _SHAPING_OPTIONS}
-    return fingerprint({"--corpus": text.files(), "--tokenizer": opts.tokenizer, "--from": opts.from_model},
-                       options)
+    return fingerprint({"--corpus": text.inputs(), "--tokenizer": opts.tokenizer, "--from": opts.from_model},
+                       {**options, **text.reading_options()})
+
+
+def _words_to_read(opts: PretrainOptions, preset) -> int:
+    """How much of a streamed corpus --max-steps trains on: its tokens (blocks per step, at
+    most the preset's block size, or 128 with --from, in every process), plus the held-out
+    share. Counted in words, of which a subword tokenizer makes at least as many tokens."""
+    block_size = opts.block_size or (preset.block_size if opts.arch else 128)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    train_tokens = opts.max_steps * opts.batch_size * opts.grad_accum * block_size * world
+    return math.ceil(train_tokens / (1 - opts.valid_fraction - opts.test_fraction))
 
 
 def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):
@@ -196,12 +215,15 @@ def _default_lr(opts: PretrainOptions) -> float:
 def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunOutput) -> Path:
     import torch
 
-    from nlpft.data.token_ids import EncodedSplits, encode_splits
+    from nlpft.data.token_ids import SPLIT_MIN_LINES, EncodedSplits, encode_splits
     from nlpft.pretrained import pretraining
 
     started = time.perf_counter()
     preset = pretraining.SIZES[opts.size]
     data_dir = work / DATA_DIR
+    if text.streamed and not (data_dir / "complete").is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)  # the tokenizer and the split each pass over the corpus
+        text.fetch_streams(data_dir, _words_to_read(opts, preset), min_lines=SPLIT_MIN_LINES)
     tokenizer = _tokenizer(opts, text, source, preset, data_dir)
     keep_newlines = bool(getattr(tokenizer, "eos_token", None)) and tokenizer.mask_token is None
     if not (data_dir / "complete").is_file():

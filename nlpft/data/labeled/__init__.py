@@ -1,4 +1,5 @@
-"""Labeled text files (CSV, TSV, JSON Lines) read and validated before any model loads.
+"""Labeled text files (CSV, TSV, JSON Lines) and datasets (hf:NAME, Parquet, save_to_disk,
+through `datasets`: `nlpft.data.sources`) read and validated before any model loads.
 
 `nlpft finetune` trains a classifier or regressor on a file of texts and labels. A bad
 file should stop the run in the first second, with every problem listed at once, rather
@@ -14,6 +15,7 @@ Row numbers are the ones a user sees:
   one row, as in a spreadsheet. Blank lines count as (empty, ignored) rows, so the numbers
   still match what a spreadsheet shows.
 * JSONL: line numbers (1-based); blank lines are ignored but counted.
+* datasets: the dataset's row index (from 0). A `ClassLabel` cell is its label name.
 
 Problems come in two levels:
 
@@ -38,6 +40,7 @@ The package, one responsibility per module (each imports only those above it):
 * `problems`: the kinds of row-level problem and the wording shared by every report;
 * `examples`: `LabeledExample` and `SkippedRow`, what a file turns into;
 * `formats`: CSV/TSV/JSONL reading, compression, encoding and binary-file sniffing;
+* `dataset_table`: a dataset source's rows in the form `formats` gives them;
 * `labels`: label counts, case variants, `LabelMap`, unseen-label checks;
 * `validation`: column and row checks, the problem message and the bad-rows file;
 * `splitting`: the seeded stratified train/valid/test split;

@@ -24,7 +24,8 @@ from nlpft.errors import UserInputError
 
 _COMPRESSION = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json-lines": "jsonl", ".ndjson": "jsonl"}
-_SUPPORTED = ".csv, .tsv, .tab, .jsonl, .json-lines, .ndjson (optionally .gz, .bz2 or .xz compressed)"
+_SUPPORTED = (".csv, .tsv, .tab, .jsonl, .json-lines, .ndjson (optionally .gz, .bz2 or .xz compressed), "
+              ".parquet, a save_to_disk directory, or hf:NAME[:CONFIG][@SPLIT]")
 _SNIFF_BYTES = 1 << 16
 # long documents (news articles, reviews) exceed csv's default 128 KiB field limit
 _CSV_FIELD_LIMIT = 1 << 26
@@ -52,7 +53,8 @@ def check_path(path: Path) -> str:
     if not path.exists():
         raise UserInputError(f"{path}: no such file; pass a labeled {_SUPPORTED} file")
     if path.is_dir():
-        raise UserInputError(f"{path}: is a directory; pass one labeled file (CSV, TSV or JSONL)")
+        raise UserInputError(f"{path}: is a directory, and not one written by `datasets`' save_to_disk; pass one "
+                             "labeled file (CSV, TSV, JSONL or Parquet)")
     check_not_stream(path)  # before anything opens it: opening a named pipe waits for a writer
     fmt = format_of(path)
     if fmt is None:

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlpft.data.labeled.examples import TASKS, Label, LabeledExample, SkippedRow
-from nlpft.data.labeled.formats import check_path, format_of, read_table
+from nlpft.data.labeled.formats import check_path, read_table
 from nlpft.data.labeled.labels import count_labels, label_variants, preferred_spellings, respell_labels
 from nlpft.data.labeled.problems import PROBLEM_ORDER, plural
 from nlpft.data.labeled.validation import (
+    DATASET,
     ReadSpec,
     class_problems,
     column_problems,
@@ -24,6 +25,7 @@ from nlpft.data.labeled.validation import (
     problem_message,
     write_bad_rows,
 )
+from nlpft.data.sources import dataset_source
 from nlpft.errors import UserInputError
 
 
@@ -32,11 +34,13 @@ class LabeledData(Sequence):
     """The usable rows of one file, plus what was left out and why.
 
     `skipped` counts skipped rows per reason (each row counted once); `skipped_rows` has
-    the row numbers, e.g. for `predict` to report rows it could not predict.
+    the row numbers, e.g. for `predict` to report rows it could not predict. `file` is the
+    file read, or a dataset source's spec as given (`nlpft.data.sources`); `note` says which
+    split of a dataset source was read when it had several.
     """
 
     examples: list[LabeledExample]
-    file: Path
+    file: Path | str
     task: str
     columns: list[str] = field(default_factory=list)
     has_labels: bool = True
@@ -44,6 +48,8 @@ class LabeledData(Sequence):
     skipped_rows: list[SkippedRow] = field(default_factory=list)
     bad_rows_file: Path | None = None
     label_variants: dict[str, Counter] = field(default_factory=dict)
+    unit: str = "row"  # what a row number counts: "row", or "line" in JSON Lines
+    note: str | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -74,9 +80,8 @@ class LabeledData(Sequence):
         spelling's count; None when there are none (or they were merged)."""
         if not self.label_variants:
             return None
-        unit = "line" if format_of(self.file) == "jsonl" else "row"
         groups = "; ".join(
-            ", ".join(f"{spelling!r} ({plural(n, unit)})" for spelling, n in spellings.most_common())
+            ", ".join(f"{spelling!r} ({plural(n, self.unit)})" for spelling, n in spellings.most_common())
             for spellings in self.label_variants.values()
         )
         return (f"{self.file}: labels that differ only in case are separate classes: {groups}; "
@@ -107,8 +112,11 @@ def read_labeled(
     bad_rows_dir: str | os.PathLike | None = None,
     training: bool = True,
     normalize_labels: bool = False,
+    role: str = "train",
 ) -> LabeledData:
-    """Read and validate a labeled CSV/TSV/JSONL file.
+    """Read and validate a labeled CSV/TSV/JSONL file, or a dataset source that `datasets`
+    reads (hf:NAME[:CONFIG][@SPLIT], a Parquet file, a save_to_disk directory; see
+    `nlpft.data.sources`), whose row numbers are the dataset's row indices.
 
     `require_label=False` is for predict input: the label column may be missing, and rows
     with empty text are returned in `skipped_rows` instead of stopping the run.
@@ -119,12 +127,22 @@ def read_labeled(
     Raises `UserInputError` listing every problem; the full row list goes to
     `<file name>.bad-rows.txt` (e.g. `train.csv.bad-rows.txt`) in `bad_rows_dir` (default:
     next to the file).
+    `role` (train, valid, test) picks the split of a dataset source that names none.
     """
-    path = Path(path)
     _check_options(task, label_delimiter)
-    fmt = check_path(path)
-    columns, raw_rows = read_table(path, fmt)
-    spec = ReadSpec(path, fmt, text_col, label_col, text_pair_col, task, label_delimiter, require_label)
+    source = dataset_source(path)
+    note = split = None
+    if source is not None:
+        from nlpft.data.labeled.dataset_table import read_dataset_table
+
+        path, fmt = source.given, DATASET
+        table = read_dataset_table(source, role, [text_col, text_pair_col, label_col])
+        columns, raw_rows, split, note = table.columns, table.rows, table.split, table.note
+    else:
+        path = Path(path)
+        fmt = check_path(path)
+        columns, raw_rows = read_table(path, fmt)
+    spec = ReadSpec(path, fmt, text_col, label_col, text_pair_col, task, label_delimiter, require_label, split)
 
     file_problems = column_problems(spec, columns)
     if not any(r.values is not None or r.problem for r in raw_rows):
@@ -159,6 +177,8 @@ def read_labeled(
         skipped_rows=skipped_rows,
         bad_rows_file=bad_rows_file,
         label_variants=variants,
+        unit=spec.unit,
+        note=note,
     )
 
 

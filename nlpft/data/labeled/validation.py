@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,16 @@ from nlpft.data.labeled.problems import (
 )
 
 
+#: the format name of a table read through `datasets` (hf:NAME, Parquet, save_to_disk)
+DATASET = "dataset"
+
+
 @dataclass(frozen=True)
 class ReadSpec:
-    """What the caller asked for, passed around instead of eight arguments."""
+    """What the caller asked for, passed around instead of eight arguments. `path` is the
+    input as messages name it: a file, or a dataset source's spec as given."""
 
-    path: Path
+    path: Path | str
     fmt: str
     text_col: str
     label_col: str
@@ -43,10 +49,44 @@ class ReadSpec:
     task: str
     delimiter: str
     require_label: bool
+    split: str | None = None  # the split of a dataset source read, when it had several
 
     @property
     def unit(self) -> str:
         return "line" if self.fmt == "jsonl" else "row"
+
+    @property
+    def numbering(self) -> str:
+        if self.fmt == "jsonl":
+            return "line numbers"
+        if self.fmt == DATASET:
+            return "row numbers are the dataset's row indices, from 0"
+        return "row 1 is the header, as in a spreadsheet"
+
+    @property
+    def bad_rows_name(self) -> str:
+        """The bad-rows file's name: the input file's whole name (train.csv and train.jsonl
+        keep separate lists), or a dataset's name (a local one's file or folder name) and the
+        split read, made safe for a file name."""
+        if self.fmt != DATASET:
+            return f"{Path(self.path).name}.bad-rows.txt"
+        from nlpft.data.sources import dataset_source
+
+        source = dataset_source(str(self.path))
+        name = source.without_split if source.kind == "hub" else Path(source.location).name
+        name += f"@{self.split}" if self.split else ""
+        return re.sub(r"[^\w.@=+-]+", "_", name).strip("_") + ".bad-rows.txt"
+
+    @property
+    def home(self) -> Path | None:
+        """Where the bad-rows file goes unless the caller says: beside the input file or the
+        local dataset; a Hub dataset has no such place."""
+        if self.fmt != DATASET:
+            return Path(self.path).parent
+        from nlpft.data.sources import dataset_source
+
+        local = dataset_source(str(self.path)).local_path
+        return local.parent if local is not None else None
 
 
 def is_missing(column: str | None, columns: list[str]) -> bool:
@@ -62,7 +102,7 @@ def column_problems(spec: ReadSpec, columns: list[str]) -> list[str]:
         for name, flag in wanted
         if is_missing(name, columns)
     ]
-    if spec.fmt != "jsonl":
+    if spec.fmt not in ("jsonl", DATASET):
         dupes = sorted({name for name, _ in wanted if name and columns.count(name) > 1})
         problems += [f"column {name!r} appears more than once in the header; rename one" for name in dupes]
     return problems
@@ -70,7 +110,8 @@ def column_problems(spec: ReadSpec, columns: list[str]) -> list[str]:
 
 def _missing_column_message(name: str, flag: str, columns: list[str], spec: ReadSpec) -> str:
     shown = ", ".join(repr(c) for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
-    message = f"missing column {name!r}; the file has columns {shown or '(none)'}; pass {flag} NAME to use another"
+    holder = "dataset" if spec.fmt == DATASET else "file"
+    message = f"missing column {name!r}; the {holder} has columns {shown or '(none)'}; pass {flag} NAME to use another"
     near = [c for c in columns if c.lower() == name.lower()]
     if near:
         message += f" (did you mean {near[0]!r}? names are case-sensitive)"
@@ -81,7 +122,7 @@ def _missing_column_message(name: str, flag: str, columns: list[str], spec: Read
     elif spec.fmt == "csv" and len(columns) == 1 and ";" in columns[0]:
         message += ("; the header holds semicolons: the file is ';'-delimited (as spreadsheets save CSV in "
                     "some locales); save it comma-delimited, or tab-delimited as .tsv")
-    elif spec.fmt != "jsonl" and not near:
+    elif spec.fmt in ("csv", "tsv") and not near:
         message += "; the first row must be a header naming the columns"
     return message
 
@@ -89,6 +130,8 @@ def _missing_column_message(name: str, flag: str, columns: list[str], spec: Read
 def no_rows_message(fmt: str) -> str:
     if fmt == "jsonl":
         return "no data: the file holds no JSON objects"
+    if fmt == DATASET:
+        return "no data rows: the dataset split is empty"
     return "no data rows: the file has only a header"
 
 
@@ -265,9 +308,8 @@ def _row_list(problems: list[Problem], kind: str, unit: str) -> str:
 def problem_message(
     spec: ReadSpec, file_problems: list[str], problems: list[Problem], bad_rows_file: Path | None, skip_hint: bool
 ) -> str:
-    numbering = "line numbers" if spec.fmt == "jsonl" else "row 1 is the header, as in a spreadsheet"
     total = len(file_problems) + len({p.kind for p in problems})
-    lines = [f"{spec.path}: {plural(total, 'problem')} found ({numbering}):"]
+    lines = [f"{spec.path}: {plural(total, 'problem')} found ({spec.numbering}):"]
     lines += [f"  - {text}" for text in file_problems]
     by_kind: dict[str, list[Problem]] = {}
     for p in sorted(problems, key=lambda p: p.row):
@@ -290,15 +332,16 @@ def problem_message(
 
 
 def write_bad_rows(spec: ReadSpec, problems: list[Problem], directory: str | os.PathLike | None) -> Path | None:
-    """Write every problem row to `<file name>.bad-rows.txt` (the whole name, so
-    train.csv and train.jsonl keep separate lists); falls back to a temp dir when the
-    chosen directory is not writable. None if nothing could be written."""
-    name = f"{spec.path.name}.bad-rows.txt"
+    """Write every problem row to `spec.bad_rows_name` in `directory` (default: the input's
+    `spec.home`); falls back to a temp dir when that is not writable (or a Hub dataset has
+    no home). None if nothing could be written."""
+    name = spec.bad_rows_name
     lines = [f"# {spec.path}: {spec.unit}\tproblem\tdetail"]
     lines += [f"{p.row}\t{p.kind}\t{p.detail}" for p in sorted(problems, key=lambda p: (p.row, p.kind))]
     content = "\n".join(lines) + "\n"
-    first_choice = Path(directory) if directory is not None else spec.path.parent
-    for make_dir in (lambda: first_choice, lambda: Path(tempfile.mkdtemp(prefix="nlpft-bad-rows-"))):
+    first_choice = Path(directory) if directory is not None else spec.home
+    choices = [lambda: first_choice] if first_choice is not None else []
+    for make_dir in [*choices, lambda: Path(tempfile.mkdtemp(prefix="nlpft-bad-rows-"))]:
         try:
             target = make_dir() / name
             target.write_text(content, encoding="utf-8")

@@ -1,6 +1,7 @@
 """`TextTask`: the shared half of the tasks that make one decision per text (or text pair).
 
-Rows come from a labeled CSV/TSV/JSONL file (`nlpft.data.labeled`), are split with a seeded
+Rows come from a labeled CSV/TSV/JSONL file or a dataset source (hf:NAME, Parquet,
+save_to_disk: `nlpft.data.labeled`, `nlpft.data.sources`), are split with a seeded
 stratified split when valid/test files are not given, and are encoded by the backbone's
 tokenizer one text at a time (`nlpft.finetune.data`). Predictions are a CSV of row, text,
 [text_pair], [gold], predicted and the per-label probabilities. Subclasses say what a label
@@ -143,7 +144,7 @@ class TextTask(Task):
 
     # -- data -------------------------------------------------------------------------------
     def _read(self, path: str, *, training: bool, require_label: bool = True, skip_bad_rows: bool = False,
-              bad_rows_dir: Path | None = None, **overrides):
+              bad_rows_dir: Path | None = None, role: str = "test", **overrides):
         from nlpft.data.labeled import read_labeled
 
         reading = {**self.reading, **{k: v for k, v in overrides.items() if v is not None}}
@@ -151,7 +152,7 @@ class TextTask(Task):
                             text_pair_col=reading["text_pair_col"], task=self.label_cell,
                             label_delimiter=reading["label_delimiter"], skip_bad_rows=skip_bad_rows,
                             require_label=require_label, bad_rows_dir=bad_rows_dir, training=training,
-                            normalize_labels=self.normalize_labels and require_label)
+                            normalize_labels=self.normalize_labels and require_label, role=role)
 
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
         from nlpft.data.labeled import (
@@ -164,10 +165,12 @@ class TextTask(Task):
         )
 
         common = {"skip_bad_rows": opts.skip_bad_rows, "bad_rows_dir": bad_rows_dir}
-        files = {"train": self._read(opts.train, training=True, **common),
-                 "valid": self._read(opts.valid, training=False, **common) if opts.valid else None,
-                 "test": self._read(opts.test, training=False, **common) if opts.test else None}
+        files = {"train": self._read(opts.train, training=True, role="train", **common),
+                 "valid": self._read(opts.valid, training=False, role="valid", **common) if opts.valid else None,
+                 "test": self._read(opts.test, training=False, role="test", **common) if opts.test else None}
         for data in files.values():
+            if data is not None and data.note:  # which split of a dataset source was read
+                warn(data.note)
             if data is not None and (warning := data.label_variants_warning()):
                 warn(warning)
         skipped = {name: data.skipped_summary() for name, data in files.items() if data is not None and data.num_skipped}
