@@ -11,7 +11,6 @@ takes offline (a local folder laid out as a Hub dataset repo); the test against 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -444,3 +443,15 @@ def test_fingerprint_of_a_save_to_disk_directory_follows_its_data(tmp_path):
     assert input_sha256(f"{folder}@test") not in (before, input_sha256(f"{folder}@train"))
     DatasetDict(train=dataset(reviews(4, offset=1)), test=dataset(reviews(2))).save_to_disk(str(folder))
     assert input_sha256(str(folder)) != before  # a split's data is in a folder below the top one
+
+
+def test_document_ends_fall_after_each_file_and_each_dataset_row(tmp_path):
+    """What `pretrain --objective mlm+nsp` reads: a NotNext segment must come from another
+    document, so a dataset row is a document of its own, as a file is."""
+    from nlpft.data.registry import resolve_corpus
+
+    text = tmp_path / "a.txt"
+    text.write_text("file one\nfile two\n", encoding="utf-8")
+    rows = write_parquet(tmp_path / "rows.parquet", {"text": ["row a1\nrow a2", "row b1"]})
+    marked = list(resolve_corpus([str(text), str(rows)]).lines_and_document_ends())
+    assert marked == ["file one", "file two", None, "row a1", "row a2", None, "row b1", None], marked

@@ -224,15 +224,15 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "nlpft", *args]
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2"])
-def test_resume_after_sigkill_is_exact(arch, corpus, tmp_path):
+@pytest.mark.parametrize("model", [["--arch", "bert"], ["--arch", "gpt2"], ["--arch", "bert", "--objective", "mlm+nsp"]],
+                         ids=["bert", "gpt2", "bert-nsp"])
+def test_resume_after_sigkill_is_exact(model, corpus, tmp_path):
     """Killed after a checkpoint and resumed, the run ends with the very same weights as an
     uninterrupted one (RNG, data position, optimizer and schedule all restored; for BERT
-    this includes the random masks)."""
+    this includes the random masks, and with NSP the sentence pairs)."""
     from safetensors.torch import load_file
 
-    args = ["pretrain", "--arch", arch, "--corpus", str(corpus), "--max-steps", "16", "--checkpoint-every", "6",
-            *FAST]
+    args = ["pretrain", *model, "--corpus", str(corpus), "--max-steps", "16", "--checkpoint-every", "6", *FAST]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main([*args, "--out", str(straight)]) == 0
     kill_after_first_checkpoint(_cli(*args, "--out", str(resumed)), resumed)

@@ -33,12 +33,20 @@ The corpus is encoded once into memory-mapped ids with a seeded train/valid/test
 before training, every --eval-every steps and at the end (MLM: on fixed masks, so numbers
 compare across runs); perplexity = exp(loss).
 
+BERT's next-sentence prediction (--objective mlm+nsp, --arch bert or --from a BERT
+checkpoint): the model (BertForPreTraining) learns masked LM and, on pairs of segments of
+consecutive lines, whether segment B is the text that follows A (IsNext) or comes from
+another document (NotNext), half and half, drawn with --seed. A document is the text of
+one file within one 200-line split block; blank lines do not end it. Evaluation reports
+the MLM loss and NSP accuracy on held-out pairs.
+
 Checkpoints (safetensors + JSON, no pickles) are written every --checkpoint-every steps and
 when Ctrl-C/SIGTERM stops the run; `--resume` continues exactly, also after a kill.
 
 Output (--out DIR): a plain Hugging Face model directory (config.json, model.safetensors,
-tokenizer files) that `AutoModelForCausalLM`/`AutoModelForMaskedLM`, `AutoTokenizer` and
-`pipeline(...)` load without nlpft, plus metrics.json and nlpft_pretrain.json.
+tokenizer files) that `AutoModelForCausalLM`/`AutoModelForMaskedLM` (mlm+nsp:
+`BertForPreTraining`), `AutoTokenizer` and `pipeline(...)` load without nlpft, plus
+metrics.json and nlpft_pretrain.json. `nlpft finetune --model DIR` fine-tunes it.
 
 Size presets (layers x hidden, heads, block, trained vocabulary):
   tiny   4 x 128, 4 heads, 128 tokens, 8,192 ids     minutes on 2 CPU cores
@@ -52,6 +60,7 @@ examples:
   nlpft lm generate --model runs/gpt --prompt "It is a truth universally"
   nlpft pretrain --arch bert --corpus austen kjv --out runs/bert --size tiny --epochs 2
   nlpft pretrain --from minilm --corpus kjv --out runs/minilm-kjv --max-steps 300
+  nlpft pretrain --arch bert --objective mlm+nsp --corpus austen kjv --out runs/bert-nsp --max-steps 600
   nlpft pretrain --arch gpt2 --corpus austen --out runs/gpt --max-steps 20         # smoke test
   nlpft pretrain --arch gpt2 --corpus austen --out runs/gpt --resume               # after an interruption
 """
@@ -76,6 +85,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "--model NAME / --from NAME use it)")
     m.add_argument("--size", choices=["tiny", "small", "base"], default="tiny",
                    help="size preset with --arch (default: %(default)s; see above)")
+    m.add_argument("--objective", choices=["mlm", "mlm+nsp", "clm"], default=None,
+                   help="what the model learns (default: its own: clm for gpt2 and GPT-style checkpoints, mlm for "
+                        "bert and BERT-style ones); mlm+nsp: masked LM plus next-sentence prediction on sentence "
+                        "pairs (BERT only)")
     m.add_argument("--tokenizer", metavar="DIR",
                    help="use this Hugging Face tokenizer (a directory or alias) instead of training one")
     m.add_argument("--vocab-size", type=positive_int, default=None, help="ids of the trained tokenizer (default: by size)")
@@ -97,7 +110,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="default: %(default)s")
     o.add_argument("--eval-every", type=positive_int, default=200, help="steps between validations (default: %(default)s)")
     o.add_argument("--max-eval-blocks", type=positive_int, default=200,
-                   help="validation/test blocks used, spread over the split (default: %(default)s)")
+                   help="validation/test blocks (sentence pairs with mlm+nsp) used, spread over the split "
+                        "(default: %(default)s)")
     o.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints (default: %(default)s)")
     o.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, "
@@ -107,7 +121,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(_handler=run_pretrain, _parser=p)
 
 
-OPTION_KEYS = ("arch", "from_model", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
+OPTION_KEYS = ("arch", "from_model", "objective", "size", "tokenizer", "vocab_size", "block_size", "valid_fraction",
                "test_fraction", "mlm_probability", "freeze_base", "epochs", "max_steps", "batch_size", "grad_accum", "lr",
                "warmup", "weight_decay", "scheduler", "eval_every", "checkpoint_every", "max_eval_blocks",
                "precision", "seed", "threads", "quiet", "report_to", "resume", "overwrite", "name", "text_col",

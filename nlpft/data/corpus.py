@@ -203,6 +203,17 @@ class TextCorpus:
                 for path in self._files_under(part):
                     yield from self._lines(path)
 
+    def lines_and_document_ends(self) -> Iterator[str | None]:
+        """The lines, with None after each document: a file, or a dataset row (a stream read
+        into a local copy: the whole copy, its rows' ends being lost)."""
+        for part in self.parts:
+            if isinstance(part, DatasetLines):
+                yield from part.lines_and_row_ends()
+            else:
+                for path in self._files_under(part):
+                    yield from self._lines(path)
+                    yield None
+
     def _lines(self, path: Path) -> Iterator[str]:
         try:
             with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline=None) as fh:
@@ -319,6 +330,15 @@ class DatasetLines:
             return
         for text in self._texts():
             yield from bounded_lines(io.StringIO(text, newline=None), MAX_LINE_CHARS)
+
+    def lines_and_row_ends(self) -> Iterator[str | None]:
+        if self.local_copy is not None:
+            yield from TextCorpus(self.local_copy)
+            yield None
+            return
+        for text in self._texts():
+            yield from bounded_lines(io.StringIO(text, newline=None), MAX_LINE_CHARS)
+            yield None
 
     def _texts(self) -> Iterator[str]:
         """Each row's text; rows without one are left out."""

@@ -32,7 +32,10 @@ from nlpft.data.token_ids import DTYPE
 from nlpft.errors import UserInputError
 
 ARCHS = ("gpt2", "bert")
+#: each architecture's own objective, and all it can learn (mlm+nsp: BERT's masked LM plus
+#: next-sentence prediction, `sentence_pairs`)
 OBJECTIVE = {"gpt2": "clm", "bert": "mlm"}
+ARCH_OBJECTIVES = {"gpt2": ("clm",), "bert": ("mlm", "mlm+nsp")}
 TOKENIZER_KIND = {"gpt2": "byte-bpe", "bert": "wordpiece"}
 
 
@@ -66,6 +69,26 @@ def check_arch_and_size(arch: str, size: str) -> SizePreset:
     if size not in SIZES:
         raise UserInputError(f"unknown --size {size!r}; choose one of {', '.join(SIZES)}")
     return SIZES[size]
+
+
+def check_objective(arch: str, objective: str) -> None:
+    if objective not in ARCH_OBJECTIVES[arch]:
+        raise UserInputError(f"--objective {objective} does not apply to --arch {arch}, which learns "
+                             f"{' or '.join(ARCH_OBJECTIVES[arch])}; drop --objective or change --arch")
+
+
+def checkpoint_objective(model_type: str, family: str, requested: str | None) -> str:
+    """The objective for continued pretraining of a checkpoint: its family's own, or
+    `requested` where the checkpoint can learn it (mlm+nsp: BERT checkpoints only, the one
+    model type with an NSP head in transformers that nlpft builds pairs for)."""
+    own = family_objective(model_type, family)
+    if requested is None or requested == own:
+        return own
+    if requested == "mlm+nsp" and model_type == "bert":
+        return requested
+    needs = "a BERT checkpoint (model type 'bert')" if requested == "mlm+nsp" else f"a model that learns {requested}"
+    raise UserInputError(f"--objective {requested} needs {needs}; this checkpoint is a {model_type} model that "
+                         f"learns {own}; drop --objective")
 
 
 def family_objective(model_type: str, family: str) -> str:
@@ -104,10 +127,13 @@ def build_config(arch: str, preset: SizePreset, tokenizer, block_size: int | Non
                       max_position_embeddings=max(block_size, 512), pad_token_id=tokenizer.pad_token_id or 0)
 
 
-def build_model(arch: str, config):
-    from transformers import BertForMaskedLM, GPT2LMHeadModel
+def build_model(arch: str, config, objective: str | None = None):
+    """A fresh model; BERT with objective mlm+nsp is a `BertForPreTraining` (MLM and NSP heads)."""
+    from transformers import BertForMaskedLM, BertForPreTraining, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(config) if arch == "gpt2" else BertForMaskedLM(config)
+    if arch == "gpt2":
+        return GPT2LMHeadModel(config)
+    return BertForPreTraining(config) if objective == "mlm+nsp" else BertForMaskedLM(config)
 
 
 def head_is_new(missing_keys: Iterable[str]) -> list[str]:
@@ -146,12 +172,15 @@ class SubwordLineEncoder:
         self.keep_newlines = keep_newlines
         self.vocab_size = len(tokenizer)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """The ids of each text, no special tokens."""
         if not texts:
-            return np.zeros(0, dtype=DTYPE)
-        out = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
-                             return_token_type_ids=False, verbose=False)["input_ids"]
-        return np.fromiter((i for ids in out for i in ids), dtype=DTYPE)
+            return []
+        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)["input_ids"]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.fromiter((i for ids in self._tokenize(texts) for i in ids), dtype=DTYPE)
 
     def blocks(self, lines: Iterable[str], block_lines: int) -> Iterator[tuple[np.ndarray, int]]:
         encoded: list[np.ndarray] = []  # the block so far, as ids
@@ -247,8 +276,9 @@ class TokenMasker:
 
 
 class FixedMaskBlocks(torch.utils.data.Dataset):
-    """MLM evaluation blocks with masks drawn once per block index (seeded): the same text
-    gets the same masks in every evaluation, so losses compare across runs and models."""
+    """MLM evaluation blocks (or sentence pairs) with masks drawn once per index (seeded):
+    the same text gets the same masks in every evaluation, so losses compare across runs and
+    models. The items' other fields (token types, NSP labels) pass through."""
 
     def __init__(self, blocks, masker: TokenMasker, seed: int = 0):
         self.blocks = blocks
@@ -260,8 +290,9 @@ class FixedMaskBlocks(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        inputs, labels = mask_tokens(self.blocks.block(index), self.masker, gen)
-        return {"input_ids": inputs, "labels": labels}
+        item = self.blocks[index]
+        inputs, labels = mask_tokens(item["input_ids"], self.masker, gen)
+        return {**item, "input_ids": inputs, "labels": labels}
 
 
 def collate_causal(examples: list[dict]) -> dict:

@@ -3,9 +3,10 @@ pretraining any loaded checkpoint on domain text, with the Hugging Face Trainer.
 
 validate options and inputs -> open OUT.partial/ -> tokenizer (the checkpoint's, one given
 with --tokenizer, or byte-level BPE / WordPiece trained on the corpus) -> encode the corpus
-once into memory-mapped ids with a seeded train/valid/test split -> model (fresh from a
-size preset, or loaded with --from) -> Trainer with pickle-free checkpoints -> validation and
-test loss -> publish OUT as a plain Hugging Face model directory.
+once into memory-mapped ids with a seeded train/valid/test split -> packed blocks, or
+sentence pairs for --objective mlm+nsp -> model (fresh from a size preset, or loaded with
+--from) -> Trainer with pickle-free checkpoints -> validation and test loss (and NSP
+accuracy) -> publish OUT as a plain Hugging Face model directory.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class PretrainOptions:
     out: str
     arch: str | None = None  # from scratch: "gpt2" | "bert"
     from_model: str | None = None  # continued pretraining
+    objective: str | None = None  # "clm" | "mlm" | "mlm+nsp"; None: the model's own
     size: str = "tiny"
     tokenizer: str | None = None
     vocab_size: int | None = None
@@ -66,7 +68,7 @@ class PretrainOptions:
 
 def _validate(opts: PretrainOptions) -> None:
     """Cheap checks, before anything heavy is imported or loaded."""
-    from nlpft.pretrained.pretraining import check_arch_and_size
+    from nlpft.pretrained.pretraining import check_arch_and_size, check_objective
 
     if opts.streaming and opts.max_steps is None:
         raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
@@ -76,6 +78,8 @@ def _validate(opts: PretrainOptions) -> None:
                              "(continue pretraining a checkpoint), not both")
     if opts.arch is not None:
         check_arch_and_size(opts.arch, opts.size)
+        if opts.objective is not None:
+            check_objective(opts.arch, opts.objective)
     elif opts.vocab_size is not None:
         raise UserInputError("--vocab-size applies to a tokenizer trained from scratch; with --from the "
                              "checkpoint's tokenizer is used")
@@ -131,6 +135,7 @@ def pretrain(opts: PretrainOptions) -> Path:
         from nlpft.pretrained.loading import resolve_model
 
         source = resolve_model(opts.from_model)  # fails fast on a bad spec, before anything loads
+    objective = _objective(opts, source)
     import torch
 
     from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
@@ -144,8 +149,19 @@ def pretrain(opts: PretrainOptions) -> Path:
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
     with output.cleaned_up_on_error(), transformers_quiet():
-        record_or_check(work, _fingerprint(opts, text), resuming=opts.resume)
-        return _pretrain_into(opts, text, source, work, output)
+        record_or_check(work, _fingerprint(opts, text, objective), resuming=opts.resume)
+        return _pretrain_into(opts, text, source, objective, work, output)
+
+
+def _objective(opts: PretrainOptions, source) -> str:
+    """What the model learns: --objective, or the architecture's / checkpoint's own."""
+    from nlpft.pretrained import pretraining
+
+    if source is None:
+        return opts.objective or pretraining.OBJECTIVE[opts.arch]
+    from nlpft.pretrained.loading import detect_family
+
+    return pretraining.checkpoint_objective(source.model_type or "?", detect_family(source.config), opts.objective)
 
 
 #: options that shape the data and the model; the rest (--epochs, --max-steps, --lr, the
@@ -154,8 +170,10 @@ _SHAPING_OPTIONS = ("arch", "size", "vocab_size", "block_size", "valid_fraction"
                     "mlm_probability", "freeze_base", "batch_size", "grad_accum", "precision", "seed")
 
 
-def _fingerprint(opts: PretrainOptions, text) -> dict:
+def _fingerprint(opts: PretrainOptions, text, objective: str) -> dict:
     options = {f"--{name.replace('_', '-')}": getattr(opts, name) for name in _SHAPING_OPTIONS}
+    # None for the model's own objective, so runs started before --objective existed still resume
+    options["--objective"] = objective if objective == "mlm+nsp" else None
     return fingerprint({"--corpus": text.inputs(), "--tokenizer": opts.tokenizer, "--from": opts.from_model},
                        {**options, **text.reading_options()})
 
@@ -199,7 +217,7 @@ def _model(opts: PretrainOptions, source, preset, tokenizer, block_size: int, ob
 
     if source is None:
         config = pretraining.build_config(opts.arch, preset, tokenizer, block_size)
-        return pretraining.build_model(opts.arch, config), None
+        return pretraining.build_model(opts.arch, config, objective), None
     from nlpft.pretrained.loading import load_model
 
     model, info = load_model(source, head=objective, quiet=True, output_loading_info=True)
@@ -212,10 +230,10 @@ def _default_lr(opts: PretrainOptions) -> float:
     return 5e-5 if opts.from_model else 1e-3
 
 
-def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunOutput) -> Path:
+def _pretrain_into(opts: PretrainOptions, text, source, objective: str, work: Path, output: RunOutput) -> Path:
     import torch
 
-    from nlpft.data.token_ids import SPLIT_MIN_LINES, EncodedSplits, encode_splits
+    from nlpft.data.token_ids import SPLIT_MIN_LINES, EncodedSplits
     from nlpft.pretrained import pretraining
 
     started = time.perf_counter()
@@ -225,39 +243,14 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
         data_dir.mkdir(parents=True, exist_ok=True)  # the tokenizer and the split each pass over the corpus
         text.fetch_streams(data_dir, _words_to_read(opts, preset), min_lines=SPLIT_MIN_LINES)
     tokenizer = _tokenizer(opts, text, source, preset, data_dir)
-    keep_newlines = bool(getattr(tokenizer, "eos_token", None)) and tokenizer.mask_token is None
     if not (data_dir / "complete").is_file():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        set_phase("encoding the corpus")
-        encoder = pretraining.SubwordLineEncoder(tokenizer, keep_newlines=keep_newlines)
-        encode_splits(text, encoder, data_dir, valid_fraction=opts.valid_fraction,
-                      test_fraction=opts.test_fraction, seed=opts.seed)
-        tokenizer.save_pretrained(str(data_dir / TOKENIZER_DIR))
-        (data_dir / "complete").write_text("")
+        _encode_corpus(opts, text, tokenizer, objective, data_dir)
     splits = EncodedSplits.load(data_dir, len(tokenizer))
     prepare_s = time.perf_counter() - started
-
-    if source is None:
-        objective = pretraining.OBJECTIVE[opts.arch]
-        block_size = opts.block_size or preset.block_size
-    else:
-        from nlpft.pretrained.loading import detect_family, max_positions
-
-        objective = pretraining.family_objective(source.model_type or "?", detect_family(source.config))
-        limit = max_positions(source.config) or 512
-        block_size = opts.block_size or min(128, limit)
-        if block_size > limit:
-            raise UserInputError(f"--block-size {block_size} exceeds the {limit} positions of {source.name}")
-    wrap = objective == "mlm"
-    blocks = {name: pretraining.PackedBlocks(getattr(splits, name), block_size,
-                                             cls_id=tokenizer.cls_token_id if wrap else None,
-                                             sep_id=tokenizer.sep_token_id if wrap else None)
-              for name in ("train", "valid", "test")}
-    for name, ds in blocks.items():
-        if len(ds) == 0:
-            raise UserInputError(f"{text.name}: the {name} split has {getattr(splits, name).shape[0]:,} tokens, "
-                                 f"less than one block of {block_size}; use a longer corpus, a smaller "
-                                 "--block-size, or a larger --valid-fraction/--test-fraction")
+    block_size = _block_size(opts, source, preset)
+    pairs = objective == "mlm+nsp"
+    datasets = (_sentence_pairs(text, splits, tokenizer, block_size, opts.seed) if pairs
+                else _packed_blocks(text, splits, tokenizer, block_size, objective))
 
     set_phase("building the model")
     torch.manual_seed(opts.seed)
@@ -273,17 +266,20 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
         print(f"{source.name}: the checkpoint has no {objective.upper()} head; initialised "
               f"{len(new_head)} new weight tensors ({', '.join(new_head[:3])}{', ...' if len(new_head) > 3 else ''}) "
               "that training will learn", file=sys.stderr)
-    eval_sets = {name: _eval_subset(ds, opts.max_eval_blocks) for name, ds in blocks.items() if name != "train"}
+    eval_sets = {name: _eval_subset(ds, opts.max_eval_blocks) for name, ds in datasets.items() if name != "train"}
     masker = None
-    if objective == "mlm":
+    if objective in ("mlm", "mlm+nsp"):
         masker = pretraining.TokenMasker(tokenizer, opts.mlm_probability)
         eval_sets = {name: pretraining.FixedMaskBlocks(ds, masker, seed=opts.seed) for name, ds in eval_sets.items()}
-        train_collator = eval_collator = pretraining.collate_stacked
-    else:
-        train_collator = eval_collator = pretraining.collate_causal
+    if pairs:
+        from nlpft.pretrained.sentence_pairs import PairCollator
 
-    trainer, stopper = _trainer(opts, model, tokenizer, blocks["train"], eval_sets["valid"], train_collator,
-                                eval_collator, masker, work, "valid MLM loss" if objective == "mlm" else "valid loss")
+        collator = PairCollator(tokenizer.pad_token_id)
+    else:
+        collator = pretraining.collate_stacked if objective == "mlm" else pretraining.collate_causal
+
+    trainer, stopper = _trainer(opts, model, tokenizer, datasets["train"], eval_sets["valid"], collator, masker,
+                                work, objective)
     from nlpft.training.hf import checkpoint_step, latest_checkpoint
 
     resume_from = latest_checkpoint(output.checkpoint_dir) if opts.resume else None
@@ -304,16 +300,19 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
     valid = _evaluate(trainer, eval_sets["valid"])
     test = _evaluate(trainer, eval_sets["test"])
     steps_this_run = trainer.state.global_step - (checkpoint_step(resume_from) if resume_from else 0)
-    tokens_per_step = opts.batch_size * opts.grad_accum * block_size
+    tokens_per_example = float(datasets["train"].lengths().mean()) if pairs else block_size
+    tokens_per_step = opts.batch_size * opts.grad_accum * tokens_per_example
     model.config.use_cache = True
     trainer.save_model(str(work))  # model.safetensors, config.json, tokenizer files, training_args.json
     (work / "training_args.json").unlink(missing_ok=True)
+    unit = "pairs" if pairs else "blocks"
     metrics = {
         "objective": objective,
         "valid": valid, "test": test, "valid_before": before,
-        "splits_tokens": splits.lengths(),
-        "blocks": {name: len(ds) for name, ds in blocks.items()},
-        "eval_blocks": {name: len(ds) for name, ds in eval_sets.items()},
+        "splits_tokens": ({name: ds.text_tokens for name, ds in datasets.items()} if pairs
+                          else splits.lengths()),
+        unit: {name: len(ds) for name, ds in datasets.items()},
+        f"eval_{unit}": {name: len(ds) for name, ds in eval_sets.items()},
         "block_size": block_size,
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -329,8 +328,12 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
         "peak_rss_bytes": peak_rss_bytes(),
         "train_runtime_s": result.metrics.get("train_runtime"),
     }
+    if pairs:
+        metrics["is_next_share"] = {name: ds.is_next_share() for name, ds in datasets.items()}
+        metrics["mean_pair_tokens"] = tokens_per_example
     write_json(work / "metrics.json", metrics)
     write_json(work / "nlpft_pretrain.json", {"corpus": [str(p) for p in text.paths], **asdict(opts),
+                                              "objective": objective,
                                               "source": source.name if source else None})
     import shutil
 
@@ -344,47 +347,115 @@ def _pretrain_into(opts: PretrainOptions, text, source, work: Path, output: RunO
         if not opts.quiet:
             print(f"model name '{opts.name}' -> {final} (in {registry})", file=sys.stderr)
     if not opts.quiet:
-        what = "MLM loss" if objective == "mlm" else "loss"
-        print(f"pretrain: valid {what} {valid['loss']:.3f} (perplexity {valid['perplexity']:.2f}), "
-              f"test perplexity {test['perplexity']:.2f} after {trainer.state.global_step} steps -> {final}",
+        print(f"pretrain: {_summary(valid, test, objective)} after {trainer.state.global_step} steps -> {final}",
               file=sys.stderr)
     return final
 
 
+def _summary(valid: dict, test: dict, objective: str) -> str:
+    what = "loss" if objective == "clm" else "MLM loss"
+    line = f"valid {what} {valid['loss']:.3f} (perplexity {valid['perplexity']:.2f}), "
+    if objective == "mlm+nsp":
+        return line + (f"NSP accuracy {valid['nsp_accuracy']:.1%}; test perplexity {test['perplexity']:.2f}, "
+                       f"NSP accuracy {test['nsp_accuracy']:.1%}")
+    return line + f"test perplexity {test['perplexity']:.2f}"
+
+
+def _encode_corpus(opts: PretrainOptions, text, tokenizer, objective: str, data_dir: Path) -> None:
+    """The corpus as ids in `data_dir`, split; for sentence pairs with line and document ends marked."""
+    from nlpft.data.token_ids import encode_splits
+    from nlpft.pretrained import pretraining
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    set_phase("encoding the corpus")
+    if objective == "mlm+nsp":
+        from nlpft.pretrained.sentence_pairs import FileEndMarked, LineMarkedEncoder
+
+        corpus, encoder = FileEndMarked(text), LineMarkedEncoder(tokenizer)
+    else:
+        keep_newlines = bool(getattr(tokenizer, "eos_token", None)) and tokenizer.mask_token is None
+        corpus, encoder = text, pretraining.SubwordLineEncoder(tokenizer, keep_newlines=keep_newlines)
+    encode_splits(corpus, encoder, data_dir, valid_fraction=opts.valid_fraction,
+                  test_fraction=opts.test_fraction, seed=opts.seed)
+    tokenizer.save_pretrained(str(data_dir / TOKENIZER_DIR))
+    (data_dir / "complete").write_text("")
+
+
+def _block_size(opts: PretrainOptions, source, preset) -> int:
+    if source is None:
+        return opts.block_size or preset.block_size
+    from nlpft.pretrained.loading import max_positions
+
+    limit = max_positions(source.config) or 512
+    block_size = opts.block_size or min(128, limit)
+    if block_size > limit:
+        raise UserInputError(f"--block-size {block_size} exceeds the {limit} positions of {source.name}")
+    return block_size
+
+
+def _packed_blocks(text, splits, tokenizer, block_size: int, objective: str) -> dict:
+    from nlpft.pretrained import pretraining
+
+    wrap = objective == "mlm"
+    blocks = {name: pretraining.PackedBlocks(getattr(splits, name), block_size,
+                                             cls_id=tokenizer.cls_token_id if wrap else None,
+                                             sep_id=tokenizer.sep_token_id if wrap else None)
+              for name in ("train", "valid", "test")}
+    for name, ds in blocks.items():
+        if len(ds) == 0:
+            raise UserInputError(f"{text.name}: the {name} split has {getattr(splits, name).shape[0]:,} tokens, "
+                                 f"less than one block of {block_size}; use a longer corpus, a smaller "
+                                 "--block-size, or a larger --valid-fraction/--test-fraction")
+    return blocks
+
+
+def _sentence_pairs(text, splits, tokenizer, block_size: int, seed: int) -> dict:
+    """IsNext/NotNext pairs of each split, drawn with its own seeded generator."""
+    from nlpft.pretrained.sentence_pairs import SentencePairs
+
+    if tokenizer.pad_token_id is None:
+        raise UserInputError("the tokenizer has no [PAD] token; --objective mlm+nsp batches pairs of different "
+                             "lengths and needs one (train a tokenizer with nlpft, or pass a BERT tokenizer)")
+    pairs = {name: SentencePairs(getattr(splits, name), block_size, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                 seed=(seed, number))
+             for number, name in enumerate(("train", "valid", "test"))}
+    for name, ds in pairs.items():
+        if len(ds) == 0:
+            raise UserInputError(f"{text.name}: the {name} split gives no sentence pairs ({ds.index.lines:,} lines); "
+                                 "use a longer corpus or a larger --valid-fraction/--test-fraction")
+    if not 0 < pairs["train"].is_next_share() < 1:
+        raise UserInputError(f"{text.name}: the training pairs are all of one kind (IsNext share "
+                             f"{pairs['train'].is_next_share():.0%}); next-sentence prediction needs documents of "
+                             "several lines and more than one document: use a longer corpus")
+    return pairs
+
+
 def _eval_subset(ds, limit: int):
-    """At most `limit` blocks, spread evenly over the split (evaluation is a sample)."""
+    """At most `limit` examples, spread evenly over the split (evaluation is a sample)."""
     if len(ds) <= limit:
         return ds
+    from torch.utils.data import Subset
+
     step = len(ds) / limit
-    indices = [int(i * step) for i in range(limit)]
-    return _Subset(ds, indices)
-
-
-class _Subset:
-    """`torch.utils.data.Subset` that keeps `.block()` (FixedMaskBlocks reads blocks by index)."""
-
-    def __init__(self, ds, indices):
-        self.ds, self.indices = ds, indices
-
-    def __len__(self):
-        return len(self.indices)
-
-    def block(self, index):
-        return self.ds.block(self.indices[index])
-
-    def __getitem__(self, index):
-        return {"input_ids": self.block(index)}
+    return Subset(ds, [int(i * step) for i in range(limit)])
 
 
 def _evaluate(trainer, dataset) -> dict:
-    """Mean loss over `dataset` (token-weighted by the model's own averaging per batch)."""
+    """Mean loss over `dataset` (token-weighted by the model's own averaging per batch). With
+    NSP, "loss" is the MLM loss over all masked tokens (so it compares with MLM-only runs),
+    next to NSP loss and accuracy and the summed loss the model trains on."""
     metrics = trainer.evaluate(eval_dataset=dataset)
     loss = float(metrics["eval_loss"])
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "blocks": len(dataset)}
+    if "eval_nsp_accuracy" not in metrics:
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "blocks": len(dataset)}
+    mlm_loss = float(metrics["eval_mlm_loss"])
+    return {"loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50.0)),
+            "nsp_loss": float(metrics["eval_nsp_loss"]), "nsp_accuracy": float(metrics["eval_nsp_accuracy"]),
+            "total_loss": loss, "pairs": len(dataset)}
 
 
-def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, train_collator, eval_collator,
-             masker, work: Path, eval_name: str):
+def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, collator, masker, work: Path,
+             objective: str):
     from nlpft.training.hf import (
         ProgressBar,
         ReportScalars,
@@ -409,16 +480,24 @@ def _trainer(opts: PretrainOptions, model, tokenizer, train_set, valid_set, trai
         eval_steps=opts.eval_every,
         save_steps=opts.checkpoint_every,
         logging_steps=min(50, opts.eval_every),
-        prediction_loss_only=True,
+        prediction_loss_only=objective != "mlm+nsp",  # NSP: logits become per-pair scores for the metrics
     )
+    pair_hooks = {}
+    if objective == "mlm+nsp":
+        from nlpft.pretrained.sentence_pairs import pair_metrics, per_pair_scores
+
+        pair_hooks = {"compute_metrics": pair_metrics, "preprocess_logits_for_metrics": per_pair_scores}
     stopper = StopOnSignal()
     tokens_per_step = opts.batch_size * opts.grad_accum * train_set.block_size
     callbacks = [stopper]
     if opts.report_to == "tensorboard":
         callbacks.append(ReportScalars(work, units_per_step=tokens_per_step * args.world_size, perplexity=True))
     trainer = SafeCheckpointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
-                                    data_collator=train_collator, eval_data_collator=eval_collator,
-                                    train_batch_transform=masker, processing_class=tokenizer, callbacks=callbacks)
-    bar = None if opts.quiet else ProgressBar(tokens_per_step=tokens_per_step, eval_name=eval_name)
+                                    data_collator=collator, train_batch_transform=masker, processing_class=tokenizer,
+                                    callbacks=callbacks, **pair_hooks)
+    eval_name = {"clm": "valid loss", "mlm": "valid MLM loss", "mlm+nsp": "valid MLM+NSP loss"}[objective]
+    bar = None if opts.quiet else ProgressBar(
+        tokens_per_step=tokens_per_step, eval_name=eval_name,
+        perplexity=objective != "mlm+nsp")  # the summed loss has none; the MLM perplexity is among the metrics
     use_progress_bar(trainer, bar)
     return trainer, stopper

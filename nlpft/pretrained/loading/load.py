@@ -22,6 +22,7 @@ HEADS = {
     "base": "AutoModel",
     "mlm": "AutoModelForMaskedLM",
     "clm": "AutoModelForCausalLM",
+    "mlm+nsp": "AutoModelForPreTraining",  # BERT: masked LM and next-sentence prediction heads
     "sequence-classification": "AutoModelForSequenceClassification",
     "token-classification": "AutoModelForTokenClassification",
 }
@@ -86,7 +87,7 @@ def load_model(spec, head: str = "base", *, allow_pickle_weights: bool = False, 
                **kwargs):
     """A transformers model in eval mode, with the given head.
 
-    head: "base" (AutoModel), "mlm", "clm" or "sequence-classification"; extra keyword
+    head: "base" (AutoModel), "mlm", "clm", "mlm+nsp" (BERT pretraining) or "sequence-classification"; extra keyword
     arguments go to `from_pretrained` (e.g. `num_labels=3`, `dtype=torch.float32`);
     `quiet` hides transformers' "Loading weights" progress bar and load report; `output_loading_info=True`
     returns (model, info) with info["missing_keys"] naming weights the checkpoint lacked.
