@@ -191,11 +191,17 @@ class LoopbackHub:
         with self._lock:
             self.requests.append((method, path))
 
-    def fetched(self) -> list[str]:
-        """The paths in their repos of the files requested through /resolve/ (HEAD or GET)."""
+    def fetched(self, repo: str | None = None) -> list[str]:
+        """The paths in their repos of the files requested through /resolve/ (HEAD or GET), of
+        every repo or of `repo` (an id such as tiny-org/tiny-bert, model or dataset)."""
         with self._lock:
-            return [unquote(path.split("/resolve/", 1)[1].split("/", 1)[1])
-                    for _, path in self.requests if "/resolve/" in path]
+            requested = [path for _, path in self.requests if "/resolve/" in path]
+        found = []
+        for path in requested:
+            repo_part, rest = path.split("/resolve/", 1)
+            if repo is None or unquote(repo_part.removeprefix("/datasets")).strip("/") == repo:
+                found.append(unquote(rest.split("/", 1)[1]))
+        return found
 
     def clear(self) -> None:
         with self._lock:

@@ -4,8 +4,8 @@
 Every test runs offline with a Hugging Face cache of its own (HF_HOME in a temporary
 folder, HF_HUB_OFFLINE=1, for this process and for subprocesses), so nothing reaches the
 network and the user's cache is never touched. `hf:` is tested through what `load_dataset`
-takes offline (a local folder laid out as a Hub dataset repo); the test against a Hub on
-127.0.0.1 (tests/hub_server.py) is skipped until that helper is in the tree.
+takes offline (a local folder laid out as a Hub dataset repo), and against the Hub on
+127.0.0.1 that tests/hub_server.py serves.
 """
 
 from __future__ import annotations
@@ -255,15 +255,11 @@ def test_finetune_on_hf_splits_records_the_spec_as_given(tmp_path, capsys):
     assert predictions[1].split(",")[:2] == ["0", reviews(1, offset=200)["text"][0]]  # row = the row index
 
 
-def test_hub_dataset_through_the_loopback_hub(request, tmp_path):
-    """Against tests/hub_server.py, the Hub on 127.0.0.1 (built on the i15-hub branch): its
-    Parquet dataset repo tiny-org/tiny-sentiment trains a classifier, and then, offline,
-    the cached copy does. Skipped while that helper is not in the tree."""
-    hub_server = pytest.importorskip("tests.hub_server", reason="tests/hub_server.py (the loopback Hub) is absent")
-    try:
-        request.getfixturevalue("hub_env")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py does not load the loopback Hub's fixtures yet")
+def test_hub_dataset_through_the_loopback_hub(hub_env, tmp_path):
+    """Against tests/hub_server.py, the Hub on 127.0.0.1: its Parquet dataset repo
+    tiny-org/tiny-sentiment trains a classifier, and then, offline, the cached copy does."""
+    from tests import hub_server
+
     spec = "hf:tiny-org/tiny-sentiment"
     command = [sys.executable, "-m", "nlpft", "finetune", "--train", spec, "--test", spec, *FINETUNE_FAST]
     online = hub_server.subprocess_env(HF_HUB_OFFLINE=None, HF_UPDATE_DOWNLOAD_COUNTS="0")

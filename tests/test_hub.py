@@ -39,8 +39,8 @@ def safe_files(hub, repo_id: str = TINY) -> list[str]:
                   if "/" not in name and not name.endswith(NEVER_FETCHED))
 
 
-def unsafe_fetches(hub) -> list[str]:
-    return [name for name in hub.fetched() if name.endswith(NEVER_FETCHED) or "/" in name]
+def unsafe_fetches(hub, repo: str | None = None) -> list[str]:
+    return [name for name in hub.fetched(repo) if name.endswith(NEVER_FETCHED) or "/" in name]
 
 
 def error_line(stderr: str) -> str:
@@ -261,14 +261,19 @@ def test_a_truncated_weights_file_in_the_cache_is_refused(hub_env, monkeypatch, 
 
 # -- the command, end to end ------------------------------------------------------------------------
 
-def test_finetune_downloads_a_hub_model_and_trains_and_offline_fails_fast(hub_env, small_inputs, tmp_path):
+def test_finetune_downloads_a_hub_model_and_trains_and_offline_fails_fast(hub_env, tmp_path):
+    """The issue's command: a Hub model trained on a Hub dataset, with no environment variable
+    set (the loopback Hub stands in for huggingface.co); offline with an empty cache it fails
+    fast, with one line."""
     out = tmp_path / "runs" / "x"
-    args = ["finetune", "--model", TINY, "--train", str(small_inputs["train"]), "--method", "standard",
+    args = ["finetune", "--model", TINY, "--train", "hf:tiny-org/tiny-sentiment", "--method", "standard",
             "--max-steps", "2", "--threads", "1", "--quiet"]
     trained = nlpft(*args, "--out", str(out))
     assert trained.returncode == 0, trained.stderr[-4000:]
     assert (out / "metrics.json").is_file() and (out / "model.safetensors").is_file()
-    assert "model.safetensors" in hub_env.hub.fetched() and unsafe_fetches(hub_env.hub) == []
+    # the model repo's files only: `datasets` itself asks the dataset repo whether it holds a
+    # loading script (tiny-sentiment.py), which it would refuse to run
+    assert "model.safetensors" in hub_env.hub.fetched(TINY) and unsafe_fetches(hub_env.hub, TINY) == []
 
     hub_env.hub.clear()
     empty = tmp_path / "empty-hf-home"
@@ -277,7 +282,9 @@ def test_finetune_downloads_a_hub_model_and_trains_and_offline_fails_fast(hub_en
                     HF_HUB_CACHE=str(empty / "hub"))
     elapsed = time.monotonic() - start
     assert offline.returncode == 2 and elapsed < 10, (elapsed, offline.stderr[-3000:])
-    assert f"error: {TINY}: not a local directory, and not in the Hugging Face cache" in error_line(offline.stderr)
+    # the data is read before any model is looked for, so the line names the uncached dataset
+    assert ("error: hf:tiny-org/tiny-sentiment: not in the local cache, and the Hub cannot be reached"
+            in error_line(offline.stderr))
     assert hub_env.hub.requests == []
 
 
