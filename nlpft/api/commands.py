@@ -48,8 +48,13 @@ def _run(command: tuple[str, ...], options: dict, run_from_args, uses_torch: boo
     --max-memory cap, leaving the process's state as it was; returns OUT."""
     from nlpft.api.state import process_state_kept
     from nlpft.errors import Interrupted
+    from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
 
+    # the one process-wide setting a call keeps, as the command line sets it: malloc's
+    # thresholds, so training reuses freed buffers (1.45x faster MiniLM steps; see allocator.py).
+    # It changes no result, only speed and how memory is returned to the system
+    keep_freed_memory()
     with process_state_kept(import_torch_first=uses_torch):
         args = parse_options(command, options)
         try:
