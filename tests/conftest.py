@@ -20,6 +20,17 @@ from tests.hub_server import hanging_hub, hub_env, loopback_hub  # noqa: F401  (
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def story_lines(rng, count: int) -> list[str]:
+    """`count` varied English-like lines drawn with `rng` (a random.Random): subword
+    tokenizer trainers (BPE, WordPiece) need some variety to learn from."""
+    subjects = ["the cat", "a dog", "my sister", "the old farmer", "our neighbour", "the king", "a young girl"]
+    verbs = ["sees", "finds", "likes", "carries", "paints", "follows", "remembers"]
+    objects = ["the river", "a red apple", "the letter", "an empty house", "the garden gate", "a small boat"]
+    endings = [".", "!", "?", ", and then it rains.", " in the morning.", " before dinner."]
+    return [" ".join([rng.choice(subjects), rng.choice(verbs), rng.choice(objects)]) + rng.choice(endings)
+            for _ in range(count)]
+
+
 def save_tiny_bert(folder: Path, tokenizer, hidden_size: int = 64, layers: int = 2, heads: int = 4,
                    positions: int = 64) -> Path:
     """A random BERT (seed 0; intermediate size twice the hidden size) saved with `tokenizer`

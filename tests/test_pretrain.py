@@ -17,7 +17,7 @@ import pytest
 
 from nlpft.cli.main import main
 from tests.conftest import (first_checkpoint_written, kill_after_first_checkpoint, signal_when,
-                            sigterm_during_start_up)
+                            sigterm_during_start_up, story_lines)
 
 FAST = ["--size", "tiny", "--block-size", "32", "--batch-size", "4", "--vocab-size", "300",
         "--eval-every", "5", "--max-eval-blocks", "8", "--quiet", "--threads", "1"]
@@ -32,13 +32,7 @@ def corpus(tmp_path_factory) -> Path:
     """Varied English-like lines (the BPE and WordPiece trainers need some variety)."""
     import random
 
-    rng = random.Random(0)
-    subjects = ["the cat", "a dog", "my sister", "the old farmer", "our neighbour", "the king", "a young girl"]
-    verbs = ["sees", "finds", "likes", "carries", "paints", "follows", "remembers"]
-    objects = ["the river", "a red apple", "the letter", "an empty house", "the garden gate", "a small boat"]
-    endings = [".", "!", "?", ", and then it rains.", " in the morning.", " before dinner."]
-    lines = [" ".join([rng.choice(subjects), rng.choice(verbs), rng.choice(objects)]) + rng.choice(endings)
-             for _ in range(600)]
+    lines = story_lines(random.Random(0), 600)
     path = tmp_path_factory.mktemp("corpus") / "story.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

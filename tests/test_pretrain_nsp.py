@@ -26,6 +26,7 @@ from nlpft.pretrained.sentence_pairs import (
     SentencePairs,
     trimmed_lengths,
 )
+from tests.conftest import story_lines
 from tests.test_pretrain import no_pickles, run_python
 
 CLS, SEP = 1, 2
@@ -166,15 +167,9 @@ def corpus(tmp_path_factory) -> Path:
     import random
 
     rng = random.Random(0)
-    subjects = ["the cat", "a dog", "my sister", "the old farmer", "our neighbour", "the king", "a young girl"]
-    verbs = ["sees", "finds", "likes", "carries", "paints", "follows", "remembers"]
-    objects = ["the river", "a red apple", "the letter", "an empty house", "the garden gate", "a small boat"]
-    endings = [".", "!", "?", ", and then it rains.", " in the morning.", " before dinner."]
     folder = tmp_path_factory.mktemp("corpus")
     for name in ("one.txt", "two.txt"):
-        lines = [" ".join([rng.choice(subjects), rng.choice(verbs), rng.choice(objects)]) + rng.choice(endings)
-                 for _ in range(400)]
-        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / name).write_text("\n".join(story_lines(rng, 400)) + "\n", encoding="utf-8")
     return folder
 
 
