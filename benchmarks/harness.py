@@ -1,7 +1,8 @@
 """What the benchmark scripts share: running a command (a failure ends the benchmark with
 the command's own error), running nlpft in a child process (so each measurement has its
 own peak RSS and no state carried over), finding the data in ../shared/corpora, progress
-lines, and the line that says which machine the numbers come from.
+lines, the line that says which machine the numbers come from, labeled splits written as
+CSV, and the results files.
 
 The scripts put this folder on `sys.path` and `import harness`. The reference scripts the
 benchmarks compare against (plain_*.py, reference_loop.py) do not: they import nothing of
@@ -10,6 +11,8 @@ nlpft's on purpose.
 
 from __future__ import annotations
 
+import csv
+import json
 import platform
 import subprocess
 import sys
@@ -53,3 +56,24 @@ def machine() -> str:
 
     return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
             f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def write_labeled_csvs(parts: dict, folder: Path) -> dict[str, Path]:
+    """Each named list of labeled rows (anything with .text and .label) as FOLDER/NAME.csv
+    with a text,label header; the paths by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, rows in parts.items():
+        paths[name] = folder / f"{name}.csv"
+        with open(paths[name], "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            writer.writerows([r.text, r.label] for r in rows)
+    return paths
+
+
+def write_results(results_dir: Path, results: dict, report: str) -> None:
+    """results.json (every measurement) and results.md (the report) in `results_dir`."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (results_dir / "results.md").write_text(report + "\n")

@@ -27,7 +27,6 @@ Writes results.json and results.md under --results. Every number is measured in 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import statistics
@@ -53,14 +52,7 @@ def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
 
     rows = list(read_labeled(src))
     parts = stratified_split(rows, valid_fraction=0.1, test_fraction=0.1, seed=seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, part in zip(("train", "valid", "test"), parts, strict=True):
-        paths[name] = folder / f"{name}.csv"
-        with open(paths[name], "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows([r.text, r.label] for r in part)
+    paths = harness.write_labeled_csvs(dict(zip(("train", "valid", "test"), parts, strict=True)), folder)
     (folder / "train.txt").write_text("\n".join(r.text for r in parts[0]) + "\n", encoding="utf-8")
     return paths
 

@@ -32,7 +32,6 @@ Writes results.json and results.md under --results (--smoke writes nothing there
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import statistics
@@ -89,16 +88,7 @@ def bbc_split(work: Path, rows: int | None) -> dict[str, Path]:
     if rows:
         examples = stratified_split(examples, valid_fraction=0.0, test_fraction=rows / len(examples), seed=13)[2]
     parts = stratified_split(examples, valid_fraction=0.1, test_fraction=0.1, seed=13)
-    folder = work / "bbc"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, part in zip(("train", "valid", "test"), parts, strict=True):
-        paths[name] = folder / f"{name}.csv"
-        with open(paths[name], "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows([r.text, r.label] for r in part)
-    return paths
+    return harness.write_labeled_csvs(dict(zip(("train", "valid", "test"), parts, strict=True)), work / "bbc")
 
 
 # -- pretraining -------------------------------------------------------------------------------------
@@ -253,9 +243,7 @@ def main() -> None:
         results["total_wall_s"] = time.perf_counter() - started
     report = _md(results)
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (results_dir / "results.md").write_text(report + "\n")
+        harness.write_results(results_dir, results, report)
     print(report)
 
 

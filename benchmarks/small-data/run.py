@@ -353,9 +353,7 @@ def main() -> None:
     results["rows"] = summarize(results["points"])
     report = _md(results)
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (results_dir / "results.md").write_text(report + "\n")
+        harness.write_results(results_dir, results, report)
         plot(results, results_dir / "learning_curves.png")
     print(report)
 
