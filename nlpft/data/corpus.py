@@ -196,12 +196,7 @@ class TextCorpus:
 
     # -- streaming ----------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
-        for part in self.parts:
-            if isinstance(part, DatasetLines):
-                yield from part.lines()
-            else:
-                for path in self._files_under(part):
-                    yield from self._lines(path)
+        return (line for line in self.lines_and_document_ends() if line is not None)
 
     def lines_and_document_ends(self) -> Iterator[str | None]:
         """The lines, with None after each document: a file, or a dataset row (a stream read
@@ -325,11 +320,7 @@ class DatasetLines:
         return chars
 
     def lines(self) -> Iterator[str]:
-        if self.local_copy is not None:
-            yield from TextCorpus(self.local_copy)
-            return
-        for text in self._texts():
-            yield from bounded_lines(io.StringIO(text, newline=None), MAX_LINE_CHARS)
+        return (line for line in self.lines_and_row_ends() if line is not None)
 
     def lines_and_row_ends(self) -> Iterator[str | None]:
         if self.local_copy is not None:
