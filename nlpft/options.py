@@ -30,7 +30,7 @@ OPTION = "nlpft_option"
 def option(default=dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            type: Callable | None = None, choices: Sequence | Callable[[], Sequence] | None = None,
            group: str | None = None, metavar: str | None = None, exclusive: str | None = None,
-           shared: bool = False, fingerprinted: bool = False, required: bool = False):
+           shared: bool = False, fingerprinted: bool = False, required: bool | None = None):
     """A dataclass field that is also a command-line option.
 
     help          the --help text (argparse's %(default)s works); a callable is asked at
@@ -39,11 +39,13 @@ def option(default=dataclasses.MISSING, help: str = "", *, flag: str | None = No
                   is a switch that turns it off (give it a flag such as --no-group-by-length)
     type          converts and range-checks the text of a flag (the types in this module)
     choices       the allowed values, or a callable returning them (a registry's names)
-    group         the --help section; exclusive: a required one-of group's name
+    group         the --help section
+    exclusive     the name of a one-of group: exactly one of its flags must be given, or at
+                  most one where its fields say required=False
     shared        the flag is added by the CLI's shared helpers (--out, --seed, --epochs, ...),
                   not from this field; the field still receives its value
     fingerprinted the option shapes the data, labels or model: a resumed run must repeat it
-    required      the flag must be given (for a field without a default)
+    required      the flag must be given (for a field without a default); see `exclusive`
     """
     metadata = {OPTION: {"help": help, "flag": flag, "type": type, "choices": choices, "group": group,
                          "metavar": metavar, "exclusive": exclusive, "shared": shared,

@@ -29,7 +29,8 @@ def add_options(parser: argparse.ArgumentParser, cls, groups: tuple = (UNGROUPED
             target = parser if group is UNGROUPED else _section(parser, sections, group)
             if settings["exclusive"]:
                 if settings["exclusive"] not in exclusive:
-                    exclusive[settings["exclusive"]] = target.add_mutually_exclusive_group(required=True)
+                    exclusive[settings["exclusive"]] = target.add_mutually_exclusive_group(
+                        required=settings["required"] is not False)
                 target = exclusive[settings["exclusive"]]
             target.add_argument(flag_of(field), **_argument(field, settings))
 
