@@ -12,12 +12,10 @@ from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_training_options,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
     positive_int,
     run_training,
 )
+from nlpft.cli.options import add_options, from_args
 
 TRAIN_DESCRIPTION = """\
 Train static word vectors from a corpus.
@@ -48,49 +46,22 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.embeddings.config import FASTTEXT, GLOVE, VOCABULARY, WORD2VEC
+    from nlpft.embeddings.options import EmbedTrainOptions
+
     embed, verbs = add_command_group(commands, "embed", help="static word vectors: train, evaluate, query",
                                 description="Static word vectors: Word2Vec, fastText and GloVe.")
 
     train = verbs.add_parser("train", help="train vectors from a corpus", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--algo", choices=["word2vec", "fasttext", "glove"], default="word2vec",
-                       help="algorithm (default: %(default)s)")
+    add_options(train, EmbedTrainOptions)
     add_corpus_options(train, "the stream is read once, into the token file training passes over (with "
                               "word2vec/fastText, --max-steps bounds how much of it is read)")
     add_common_options(train)
     add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe", max_memory_default=8.0,
                          max_memory_help="; also refuses to start when the estimated vector tables exceed it",
                          reports_training=False)
-    g = train.add_argument_group("vocabulary and context")
-    g.add_argument("--dim", type=positive_int, default=100, help="vector dimensions (default: %(default)s)")
-    g.add_argument("--window", type=positive_int, default=None,
-                   help="context words on each side (default: 5 for word2vec/fastText, 15 for GloVe)")
-    g.add_argument("--min-count", type=positive_int, default=5, help="drop words seen fewer times (default: %(default)s)")
-    g.add_argument("--max-vocab", type=positive_int, default=None, help="keep at most this many most frequent words")
-    g.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
-    g.add_argument("--threads", type=positive_int, default=2, help="worker threads (default: %(default)s; use 1 with "
-                   "--seed for bit-identical reruns)")
-    w = train.add_argument_group("word2vec and fastText")
-    w.add_argument("--architecture", choices=["skipgram", "cbow"], default="skipgram",
-                   help="predict context from word (skipgram) or word from context (cbow) (default: %(default)s)")
-    w.add_argument("--loss", choices=["negative", "hierarchical"], default="negative",
-                   help="negative sampling or hierarchical softmax (default: %(default)s)")
-    w.add_argument("--negative", type=non_negative_int, default=5, help="negative samples per word (default: %(default)s)")
-    w.add_argument("--sample", type=non_negative_float, default=1e-3,
-                   help="down-sampling threshold for frequent words; 0 turns it off (default: %(default)s)")
-    w.add_argument("--alpha", type=positive_float, default=None,
-                   help="initial learning rate, decayed linearly (default: 0.025 skipgram, 0.05 cbow)")
-    w.add_argument("--min-alpha", type=non_negative_float, default=1e-4, help="final learning rate (default: %(default)s)")
-    f = train.add_argument_group("fastText")
-    f.add_argument("--min-n", type=positive_int, default=3, help="shortest character n-gram (default: %(default)s)")
-    f.add_argument("--max-n", type=positive_int, default=6, help="longest character n-gram (default: %(default)s)")
-    f.add_argument("--buckets", type=positive_int, default=2_000_000,
-                   help="hash buckets for n-gram vectors; memory is buckets x dim x 8 bytes (default: %(default)s)")
-    gl = train.add_argument_group("GloVe")
-    gl.add_argument("--x-max", type=positive_float, default=10.0, help="count at which a pair's weight saturates (default: %(default)s)")
-    gl.add_argument("--weight-power", type=positive_float, default=0.75, help="exponent of the weighting function (default: %(default)s)")
-    gl.add_argument("--glove-lr", type=positive_float, default=0.05, help="AdaGrad learning rate (default: %(default)s)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    add_options(train, EmbedTrainOptions, groups=(VOCABULARY, WORD2VEC, FASTTEXT, GLOVE))
     train.set_defaults(_handler=run_train, _parser=train)
 
     ev = verbs.add_parser("eval", help="analogy and word-similarity scores",
@@ -125,15 +96,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def train_from_args(args: argparse.Namespace) -> Path:
     """The run of `nlpft embed train` (and of `nlpft.embed.train(...)`); returns OUT."""
-    from nlpft.embeddings.config import EmbeddingConfig
+    from nlpft.embeddings.options import EmbedTrainOptions
+    from nlpft.runners.embed import train_embeddings
 
-    names = EmbeddingConfig.field_names()
-    config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
-    config.validate()
-    from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
-
-    return train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
-                            overwrite=args.overwrite, text_col=args.text_col, streaming=args.streaming)
+    # the runner imports gensim: here, after run_training's signal handlers are in place
+    return train_embeddings(from_args(EmbedTrainOptions, args))
 
 
 def run_eval(args: argparse.Namespace) -> int:
