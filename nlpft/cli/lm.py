@@ -14,11 +14,11 @@ from nlpft.cli.main import (
     add_training_options,
     non_negative_float,
     non_negative_int,
-    positive_float,
     positive_int,
     run_training,
     seed_int,
 )
+from nlpft.cli.options import add_options, from_args
 
 TRAIN_DESCRIPTION = """\
 Train an LSTM/GRU language model on a corpus.
@@ -48,6 +48,8 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.lm.options import DATA, MODEL, OPTIMISATION, LMTrainOptions
+
     lm, verbs = add_command_group(commands, "lm", help="RNN language model: train, evaluate, generate",
                              description="LSTM/GRU language models.")
 
@@ -57,43 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "under OUT.partial while the run lasts)")
     add_common_options(train)
     add_training_options(train, "default: 10; early stopping may end sooner")
-    d = train.add_argument_group("vocabulary and data")
-    d.add_argument("--tokenizer", metavar="FILE", help="use this tokenizer.json (e.g. runs/w2v/tokenizer.json)")
-    d.add_argument("--init-vectors", metavar="PATH",
-                   help="initialise the embedding from static vectors (an `nlpft embed train` directory or a "
-                        "word2vec file); with a directory its tokenizer is used unless --tokenizer is given")
-    d.add_argument("--freeze-embeddings", action="store_true", help="keep the initial embedding fixed")
-    d.add_argument("--min-count", type=positive_int, default=2, help="words seen fewer times become [UNK] (default: %(default)s)")
-    d.add_argument("--max-vocab", type=positive_int, default=50_000, help="vocabulary cap (default: %(default)s)")
-    d.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
-    d.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
-    m = train.add_argument_group("model")
-    m.add_argument("--arch", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default: %(default)s)")
-    m.add_argument("--embedding-dim", type=positive_int, default=None, help="default: 200, or the --init-vectors size")
-    m.add_argument("--hidden-dim", type=positive_int, default=200, help="default: %(default)s")
-    m.add_argument("--layers", dest="num_layers", type=positive_int, default=2, help="default: %(default)s")
-    m.add_argument("--no-tie", dest="tie_weights", action="store_false",
-                   help="separate decoder weights (tying shares them with the embedding; a projection is "
-                        "added when hidden and embedding sizes differ)")
-    m.add_argument("--embedding-dropout", type=float, default=0.1, help="drop whole words (default: %(default)s)")
-    m.add_argument("--input-dropout", type=float, default=0.3, help="locked dropout on inputs (default: %(default)s)")
-    m.add_argument("--hidden-dropout", type=float, default=0.25, help="locked dropout between layers (default: %(default)s)")
-    m.add_argument("--output-dropout", type=float, default=0.4, help="locked dropout on outputs (default: %(default)s)")
-    m.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on hidden-to-hidden weights (default: %(default)s)")
-    o = train.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=positive_int, default=20, help="parallel streams (default: %(default)s)")
-    o.add_argument("--bptt", type=positive_int, default=35, help="tokens per truncated-BPTT window (default: %(default)s)")
-    o.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="default: %(default)s")
-    o.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: 2e-3 AdamW, 20 SGD)")
-    o.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="default: %(default)s")
-    o.add_argument("--clip", type=non_negative_float, default=0.25, help="gradient norm clip; 0 turns it off (default: %(default)s)")
-    o.add_argument("--lr-decay", type=float, default=0.25, help="learning-rate factor on a plateau (default: %(default)s)")
-    o.add_argument("--patience", type=non_negative_int, default=2, help="evaluations without improvement before stopping (default: %(default)s)")
-    o.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: %(default)s)")
-    o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
-    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
-    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_options(train, LMTrainOptions, groups=(DATA, MODEL, OPTIMISATION))
     train.set_defaults(_handler=run_train, _parser=train)
 
     ev = verbs.add_parser("eval", help="perplexity on held-out text",
@@ -135,33 +101,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen.set_defaults(_handler=run_generate, _parser=gen)
 
 
-MODEL_KEYS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "embedding_dropout",
-              "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")
-TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "weight_decay", "clip", "lr_decay",
-              "patience", "checkpoint_every", "precision", "seed")
-
-
 def run_train(args: argparse.Namespace) -> int:
     return run_training(lambda: train_from_args(args), max_memory_gb=args.max_memory_gb)
 
 
 def train_from_args(args: argparse.Namespace) -> Path:
     """The run of `nlpft lm train` (and of `nlpft.lm.train(...)`); returns OUT."""
-    from nlpft.runners.lm import LMDataOptions, train_lm
+    from nlpft.lm.options import LMTrainOptions
+    from nlpft.runners.lm import train_lm
 
-    data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
-                         freeze_embeddings=args.freeze_embeddings, min_count=args.min_count,
-                         max_vocab=args.max_vocab, valid_fraction=args.valid_fraction,
-                         test_fraction=args.test_fraction, text_col=args.text_col, streaming=args.streaming)
-    model_options = {k: getattr(args, k) for k in MODEL_KEYS}
-    train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
-    if train_values["epochs"] is None:
-        train_values["epochs"] = 10
-    from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
-
-    return train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                    resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite,
-                    report_to=args.report_to)
+    return train_lm(from_args(LMTrainOptions, args))
 
 
 def run_eval(args: argparse.Namespace) -> int:
