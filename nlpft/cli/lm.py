@@ -6,17 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from nlpft.cli.corpus import CORPUS_HELP, add_corpus_options, add_text_col_option
+from nlpft.cli.corpus import add_corpus_options, add_text_col_option
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_offline_option,
     add_training_options,
-    non_negative_float,
-    non_negative_int,
-    positive_int,
     run_training,
-    seed_int,
 )
 from nlpft.cli.options import add_options, from_args
 
@@ -48,7 +44,14 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from nlpft.lm.options import DATA, MODEL, OPTIMISATION, LMTrainOptions
+    from nlpft.lm.options import (
+        DATA,
+        MODEL,
+        OPTIMISATION,
+        LMEvalOptions,
+        LMGenerateOptions,
+        LMTrainOptions,
+    )
 
     lm, verbs = add_command_group(commands, "lm", help="RNN language model: train, evaluate, generate",
                              description="LSTM/GRU language models.")
@@ -67,20 +70,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                       "RNN LM from `nlpft lm train`, or a transformers checkpoint (GPT-style: "
                                       "perplexity over blocks of --block-size tokens; BERT-style: MLM loss on "
                                       "fixed, seeded 15%% masks, and its exponential).")
-    ev.add_argument("--model", required=True, metavar="MODEL",
-                    help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
-                         "Hugging Face directory or a hub id")
-    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=f"text to score: {CORPUS_HELP}")
+    add_options(ev, LMEvalOptions)
     add_text_col_option(ev)
-    ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
-    ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
-    ev.add_argument("--block-size", type=positive_int, default=None,
-                    help="transformers: tokens per block (default: 512 GPT-style, 128 BERT-style, "
-                         "at most the model's positions)")
-    ev.add_argument("--seed", type=seed_int, default=13, help="transformers, BERT-style: seed of the masks (default: %(default)s)")
-    ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ev.add_argument("--threads", type=positive_int, default=None)
-    ev.add_argument("--json", action="store_true", help="print JSON")
     add_offline_option(ev)
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_eval, _parser=ev)
@@ -88,14 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen = verbs.add_parser("generate", help="sample text",
                            description="Sample text from an RNN LM (`nlpft lm train`) or a GPT-style "
                                        "transformers checkpoint (e.g. from `nlpft pretrain --arch gpt2`).")
-    gen.add_argument("--model", required=True, metavar="MODEL",
-                     help="an `nlpft lm train` or `nlpft pretrain` directory, or a GPT-style checkpoint")
-    gen.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
-    gen.add_argument("--max-tokens", type=non_negative_int, default=50, help="default: %(default)s")
-    gen.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 = greedy (default: %(default)s)")
-    gen.add_argument("--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens")
-    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
-    gen.add_argument("--seed", type=seed_int, default=None, help="random seed for reproducible samples")
+    add_options(gen, LMGenerateOptions)
     add_offline_option(gen)
     gen.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     gen.set_defaults(_handler=run_generate, _parser=gen)
@@ -115,18 +99,20 @@ def train_from_args(args: argparse.Namespace) -> Path:
 
 def run_eval(args: argparse.Namespace) -> int:
     from nlpft.lm.files import is_rnn_lm_dir
+    from nlpft.lm.options import LMEvalOptions
 
-    if is_rnn_lm_dir(args.model):
+    opts = from_args(LMEvalOptions, args)
+    if is_rnn_lm_dir(opts.model):
         from nlpft.runners.lm import eval_lm
 
-        result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
-                         precision=args.precision, threads=args.threads, text_col=args.text_col)
+        result = eval_lm(opts.model, opts.corpus, batch_size=opts.batch_size, bptt=opts.bptt,
+                         precision=opts.precision, threads=opts.threads, text_col=opts.text_col)
     else:
         from nlpft.runners.hf_lm import eval_hf_lm
 
-        result = eval_hf_lm(args.model, args.corpus, batch_size=args.batch_size, block_size=args.block_size,
-                            precision=args.precision, threads=args.threads, seed=args.seed, text_col=args.text_col)
-    if args.json:
+        result = eval_hf_lm(opts.model, opts.corpus, batch_size=opts.batch_size, block_size=opts.block_size,
+                            precision=opts.precision, threads=opts.threads, seed=opts.seed, text_col=opts.text_col)
+    if opts.json:
         print(json.dumps(result, indent=2))
         return 0
     lines = []
@@ -143,20 +129,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from nlpft.lm.files import is_rnn_lm_dir
+    from nlpft.lm.options import LMGenerateOptions
 
-    options = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
-                   top_p=args.top_p, seed=args.seed)
-    if args.max_tokens < 0:
-        from nlpft.errors import UserInputError
-
-        raise UserInputError("--max-tokens must be 0 or more")
-    if is_rnn_lm_dir(args.model):
+    opts = from_args(LMGenerateOptions, args)
+    sampling = {"max_tokens": opts.max_tokens, "temperature": opts.temperature, "top_k": opts.top_k,
+                "top_p": opts.top_p, "seed": opts.seed}
+    if is_rnn_lm_dir(opts.model):
         from nlpft.runners.lm import generate_lm
 
-        text = generate_lm(args.model, args.prompt, **options)
-        print((args.prompt + " " if args.prompt else "") + text)
+        text = generate_lm(opts.model, opts.prompt, **sampling)
+        print((opts.prompt + " " if opts.prompt else "") + text)
     else:
         from nlpft.runners.hf_lm import generate_hf
 
-        print(args.prompt + generate_hf(args.model, args.prompt, **options))
+        print(opts.prompt + generate_hf(opts.model, opts.prompt, **sampling))
     return 0

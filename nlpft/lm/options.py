@@ -1,4 +1,4 @@
-"""The options of `nlpft lm train`, each declared once.
+"""The options of `nlpft lm train | eval | generate`, each declared once.
 
 Each field generates its command-line flag and config-file key (`nlpft.cli.options`);
 `validate` checks a value given in Python as the command line checks its flag. The runner
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nlpft.data.corpus import check_stream_is_bounded
+from nlpft.data.registry import CORPUS_HELP
 from nlpft.errors import UserInputError, check_threads
 from nlpft.options import (
     check_options,
@@ -114,3 +115,33 @@ class LMTrainOptions:
         check_stream_is_bounded(self.streaming, self.max_steps)
         check_threads(self.threads)
         check_report_to(self.report_to)
+
+
+@dataclass(frozen=True)
+class LMEvalOptions:
+    model: str = option(help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a Hugging "
+                             "Face directory or a hub id", metavar="MODEL", required=True)
+    corpus: Sequence[str] = option(help=f"text to score: {CORPUS_HELP}", nargs="+", metavar="PATH", required=True)
+    text_col: str = option("text", shared=True)
+    batch_size: int = option(10, "default: %(default)s", type=positive_int)
+    bptt: int = option(35, "RNN LM: tokens per window (default: %(default)s)", type=positive_int)
+    block_size: int | None = option(None, "transformers: tokens per block (default: 512 GPT-style, 128 BERT-style, "
+                                          "at most the model's positions)", type=positive_int)
+    seed: int = option(13, "transformers, BERT-style: seed of the masks (default: %(default)s)", type=seed_int)
+    precision: str = option("fp32", choices=["fp32", "bf16"])
+    threads: int | None = option(None, type=positive_int)
+    json: bool = option(False, "print JSON")
+    offline: bool = option(False, shared=True)
+
+
+@dataclass(frozen=True)
+class LMGenerateOptions:
+    model: str = option(help="an `nlpft lm train` or `nlpft pretrain` directory, or a GPT-style checkpoint",
+                        metavar="MODEL", required=True)
+    prompt: str = option("", "text to continue (default: start of a line)")
+    max_tokens: int = option(50, "default: %(default)s", type=non_negative_int)
+    temperature: float = option(1.0, "0 = greedy (default: %(default)s)", type=non_negative_float)
+    top_k: int | None = option(None, "sample among the k likeliest tokens", type=positive_int)
+    top_p: float | None = option(None, "nucleus sampling: smallest set with this mass", type=float)
+    seed: int | None = option(None, "random seed for reproducible samples", type=seed_int)
+    offline: bool = option(False, shared=True)
