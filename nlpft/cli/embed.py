@@ -12,7 +12,6 @@ from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_training_options,
-    positive_int,
     run_training,
 )
 from nlpft.cli.options import add_options, from_args
@@ -47,7 +46,11 @@ examples:
 
 def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.embeddings.config import FASTTEXT, GLOVE, VOCABULARY, WORD2VEC
-    from nlpft.embeddings.options import EmbedTrainOptions
+    from nlpft.embeddings.options import (
+        EmbedEvalOptions,
+        EmbedNeighborsOptions,
+        EmbedTrainOptions,
+    )
 
     embed, verbs = add_command_group(commands, "embed", help="static word vectors: train, evaluate, query",
                                 description="Static word vectors: Word2Vec, fastText and GloVe.")
@@ -67,25 +70,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev = verbs.add_parser("eval", help="analogy and word-similarity scores",
                           description="Evaluate vectors on Google analogies, WordSim-353 and SimLex-999 "
                                       "(from gensim's installed test data) and on your own files of the same formats.")
-    ev.add_argument("--vectors", required=True, metavar="PATH",
-                    help="a directory written by `nlpft embed train`, or a word2vec text/binary or GloVe file")
-    ev.add_argument("--analogies", nargs="*", metavar="FILE", default=None,
-                    help="analogy files in questions-words.txt format (default: Google analogies)")
-    ev.add_argument("--similarity", nargs="*", metavar="FILE", default=None,
-                    help="word-pair files: word1 word2 score, tab-separated (default: WordSim-353, SimLex-999)")
-    ev.add_argument("--restrict-vocab", type=positive_int, default=300_000,
-                    help="only the most frequent N words answer analogies (default: %(default)s)")
-    ev.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    add_options(ev, EmbedEvalOptions)
     add_common_options(ev, out_required=False)
     ev.set_defaults(_handler=run_eval, _parser=ev)
 
     nb = verbs.add_parser("neighbors", help="nearest neighbours of words",
                           description="Nearest neighbours by cosine similarity; `--analogy a b c` gives b - a + c.")
-    nb.add_argument("--vectors", required=True, metavar="PATH", help="vectors directory or file")
-    nb.add_argument("words", nargs="*", help="words to look up")
-    nb.add_argument("--topn", type=positive_int, default=10, help="neighbours per word (default: %(default)s)")
-    nb.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="a is to b as c is to ?")
-    nb.add_argument("--json", action="store_true", help="print JSON")
+    add_options(nb, EmbedNeighborsOptions)
     nb.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     nb.set_defaults(_handler=run_neighbors, _parser=nb)
 
@@ -105,25 +96,27 @@ def train_from_args(args: argparse.Namespace) -> Path:
 
 def run_eval(args: argparse.Namespace) -> int:
     from nlpft.embeddings.evaluation import evaluate, format_table
+    from nlpft.embeddings.options import EmbedEvalOptions
     from nlpft.embeddings.vectors_io import load_vectors
 
+    opts = from_args(EmbedEvalOptions, args)
     output = None
-    if args.out:
+    if opts.out:
         from nlpft.runners.output import RunOutput, write_json
 
-        output = RunOutput(args.out, overwrite=args.overwrite, command="embed eval",
-                           inputs=[args.vectors, *(args.analogies or []), *(args.similarity or [])])
-    kv = load_vectors(args.vectors)
-    results = evaluate(kv, analogy_files=args.analogies, similarity_files=args.similarity,
-                       restrict_vocab=args.restrict_vocab)
-    if args.json:
+        output = RunOutput(opts.out, overwrite=opts.overwrite, command="embed eval",
+                           inputs=[opts.vectors, *(opts.analogies or []), *(opts.similarity or [])])
+    kv = load_vectors(opts.vectors)
+    results = evaluate(kv, analogy_files=opts.analogies, similarity_files=opts.similarity,
+                       restrict_vocab=opts.restrict_vocab)
+    if opts.json:
         print(json.dumps(results, indent=2))
     else:
         print(format_table(results))
     if output is not None:
         work = output.open()
         with output.cleaned_up_on_error():
-            write_json(work / "eval.json", {"vectors": str(args.vectors), "results": results})
+            write_json(work / "eval.json", {"vectors": str(opts.vectors), "results": results})
             (work / "eval.txt").write_text(format_table(results) + "\n")
             output.publish()
         print(f"wrote {output.final}/eval.json", file=sys.stderr)
@@ -132,17 +125,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_neighbors(args: argparse.Namespace) -> int:
     from nlpft.embeddings.evaluation import analogy, nearest_neighbors
+    from nlpft.embeddings.options import EmbedNeighborsOptions
     from nlpft.embeddings.vectors_io import load_vectors
     from nlpft.errors import UserInputError
 
-    if not args.words and not args.analogy:
+    opts = from_args(EmbedNeighborsOptions, args)
+    if not opts.words and not opts.analogy:
         raise UserInputError("give one or more words, or --analogy A B C")
-    kv = load_vectors(args.vectors)
-    results = nearest_neighbors(kv, args.words, topn=args.topn) if args.words else {}
-    if args.analogy:
-        a, b, c = args.analogy
-        results[f"{a}:{b}::{c}:?"] = analogy(kv, a, b, c, topn=args.topn)
-    if args.json:
+    kv = load_vectors(opts.vectors)
+    results = nearest_neighbors(kv, opts.words, topn=opts.topn) if opts.words else {}
+    if opts.analogy:
+        a, b, c = opts.analogy
+        results[f"{a}:{b}::{c}:?"] = analogy(kv, a, b, c, topn=opts.topn)
+    if opts.json:
         print(json.dumps({k: [[w, float(s)] for w, s in v] for k, v in results.items()}, indent=2))
         return 0
     for query, neighbours in results.items():
