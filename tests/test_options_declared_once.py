@@ -1,8 +1,9 @@
-"""Options are declared once: every option of a training command is a field of its options
-dataclass, which generates the flag (`nlpft.cli.options.add_options`), unless the field is
-marked shared and one of the shared helpers of `nlpft.cli.main` / `nlpft.cli.corpus` adds
-it. So the config-file keys (and the Python API's keywords) are the field names, and an
-options object built in Python holds what the command line would parse."""
+"""Options are declared once: every option of a training command (and of the other verbs of
+embed, lm and corpus) is a field of its options dataclass, which generates the flag
+(`nlpft.cli.options.add_options`), unless the field is marked shared and one of the shared
+helpers of `nlpft.cli.main` / `nlpft.cli.corpus` adds it. So the config-file keys (and the
+Python API's keywords) are the field names, and an options object built in Python holds
+what the command line would parse."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from nlpft.cli.main import (
     option_names,
 )
 from nlpft.cli.options import add_options
-from nlpft.embeddings.options import EmbedTrainOptions
+from nlpft.data.options import CorpusListOptions, CorpusStatsOptions
+from nlpft.embeddings.options import (
+    EmbedEvalOptions,
+    EmbedNeighborsOptions,
+    EmbedTrainOptions,
+)
 from nlpft.errors import UserInputError
 from nlpft.finetune import plugin_options
 from nlpft.finetune.options import FinetuneOptions
-from nlpft.lm.options import LMTrainOptions
-from nlpft.options import choices_of, flag_of, option_settings
+from nlpft.lm.options import LMEvalOptions, LMGenerateOptions, LMTrainOptions
+from nlpft.options import check_options, choices_of, flag_of, option_settings
 from nlpft.pretrained.options import PretrainOptions
 
 TRAINING_COMMANDS = {
@@ -33,6 +39,15 @@ TRAINING_COMMANDS = {
     "embed train": EmbedTrainOptions,
     "lm train": LMTrainOptions,
     "pretrain": PretrainOptions,
+}
+COMMANDS = {
+    **TRAINING_COMMANDS,
+    "embed eval": EmbedEvalOptions,
+    "embed neighbors": EmbedNeighborsOptions,
+    "lm eval": LMEvalOptions,
+    "lm generate": LMGenerateOptions,
+    "corpus list": CorpusListOptions,
+    "corpus stats": CorpusStatsOptions,
 }
 # what argparse compares when it parses: two actions alike in these are the same option
 ACTION_SETTINGS = ("option_strings", "dest", "nargs", "const", "default", "type", "choices", "required", "help",
@@ -81,27 +96,30 @@ def _generated(cls) -> dict[str, argparse.Action]:
     return {a.dest: a for a in scratch._actions if a.dest != "help"}
 
 
-@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_flag_is_one_field_and_every_field_one_flag(command):
-    options, fields = _options(command), _option_fields(TRAINING_COMMANDS[command])
+    options, fields = _options(command), _option_fields(COMMANDS[command])
     plugins = _plugin_fields(command)
     assert not set(fields) & set(plugins)
     assert sorted(options) == sorted({**fields, **plugins}), "flags without a field, or fields without a flag"
     for name, field in {**fields, **plugins}.items():
-        assert flag_of(field) in options[name].option_strings, f"{command}: field {name} is not {flag_of(field)}"
+        if option_settings(field)["positional"]:
+            assert options[name].option_strings == [], f"{command}: {name} is not positional"
+        else:
+            assert flag_of(field) in options[name].option_strings, f"{command}: field {name} is not {flag_of(field)}"
 
 
-@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_config_keys_are_the_field_names(command):
-    cls = TRAINING_COMMANDS[command]
+    cls = COMMANDS[command]
     assert set(option_names(_command_parser(command))) == set(_option_fields(cls)) | set(_plugin_fields(command))
 
 
-@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_no_flag_is_declared_by_hand(command):
     """A field's flag is the one `add_options` generates from it, or, for a shared field,
     one a shared helper adds; nothing else adds a flag."""
-    cls = TRAINING_COMMANDS[command]
+    cls = COMMANDS[command]
     options, generated, shared_dests = _options(command), _generated(cls), _shared_dests()
     for name, field in _option_fields(cls).items():
         if option_settings(field)["shared"]:
@@ -112,13 +130,13 @@ def test_no_flag_is_declared_by_hand(command):
                 f"{command}: {flag_of(field)} is not the flag its field generates ({setting} differs)")
 
 
-@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_shared_fields_match_the_flags_the_helpers_add(command):
     """A shared field's default, type and choices are its flag's, so an options object built
     in Python holds what the command line parses and `check_options` checks a value as
     argparse checks the flag."""
     options = _options(command)
-    for name, field in _option_fields(TRAINING_COMMANDS[command]).items():
+    for name, field in _option_fields(COMMANDS[command]).items():
         settings, action = option_settings(field), options[name]
         default = None if field.default is dataclasses.MISSING else field.default
         assert action.default == default, f"{command}: {flag_of(field)} defaults to {action.default!r}"
@@ -142,4 +160,16 @@ def test_shared_fields_match_the_flags_the_helpers_add(command):
 def test_validate_words_a_bad_value_as_the_command_line_does(options, message):
     with pytest.raises(UserInputError) as caught:
         options.validate()
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (EmbedNeighborsOptions(vectors="v", analogy=["king", "man"]), "--analogy takes 3 values, not 2"),
+    (CorpusStatsOptions(corpus="austen.txt"), "PATH takes a list of values, not 'austen.txt'"),
+    (CorpusStatsOptions(corpus=[]), "PATH takes one or more values, not 0"),
+    (LMGenerateOptions(model="m", top_k=0), "--top-k must be at least 1, not 0"),
+])
+def test_options_that_take_several_values_are_checked_item_by_item(options, message):
+    with pytest.raises(UserInputError) as caught:
+        check_options(options)
     assert message in str(caught.value)
