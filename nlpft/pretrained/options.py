@@ -21,6 +21,7 @@ from nlpft.options import (
     positive_int,
     seed_int,
 )
+from nlpft.pretrained.presets import ARCHS, OBJECTIVES, SIZES, check_objective
 from nlpft.training.reporting import REPORT_TO, check_report_to
 
 MODEL_AND_DATA = "model and data"
@@ -35,7 +36,7 @@ class PretrainOptions:
     out: str = option(shared=True)
     text_col: str = option("text", shared=True)
     streaming: bool = option(False, shared=True)
-    arch: str | None = option(None, "pretrain a fresh model of this architecture", choices=["gpt2", "bert"],
+    arch: str | None = option(None, "pretrain a fresh model of this architecture", choices=ARCHS,
                               exclusive="what", required=False, fingerprinted=True)
     from_model: str | None = option(None, "continue pretraining this checkpoint (alias, directory or hub id)",
                                     flag="--from", metavar="MODEL", exclusive="what", required=False)
@@ -43,11 +44,11 @@ class PretrainOptions:
                                     "it; --model NAME / --from NAME use it)", metavar="NAME")
     offline: bool = option(False, shared=True)
     size: str = option("tiny", "size preset with --arch (default: %(default)s; see above)",
-                       choices=["tiny", "small", "base"], group=MODEL_AND_DATA, fingerprinted=True)
+                       choices=tuple(SIZES), group=MODEL_AND_DATA, fingerprinted=True)
     objective: str | None = option(  # fingerprinted by the runner, as resolved (see its _fingerprint)
         None, "what the model learns (default: its own: clm for gpt2 and GPT-style checkpoints, mlm for bert and "
               "BERT-style ones); mlm+nsp: masked LM plus next-sentence prediction on sentence pairs (BERT only)",
-        choices=["mlm", "mlm+nsp", "clm"], group=MODEL_AND_DATA)
+        choices=OBJECTIVES, group=MODEL_AND_DATA)
     tokenizer: str | None = option(None, "use this Hugging Face tokenizer (a directory or alias) instead of "
                                          "training one", group=MODEL_AND_DATA, metavar="DIR")
     vocab_size: int | None = option(None, "ids of the trained tokenizer (default: by size)", type=positive_int,
@@ -95,15 +96,13 @@ class PretrainOptions:
 
     def validate(self) -> None:
         """Every option's type and choices, then the rules that tie values together (cheap:
-        nothing is read or loaded)."""
+        nothing is read, loaded or imported)."""
         check_options(self)
         check_stream_is_bounded(self.streaming, self.max_steps)
         if (self.arch is None) == (self.from_model is None):
             raise UserInputError("pass either --arch gpt2|bert (pretrain from scratch) or --from MODEL "
                                  "(continue pretraining a checkpoint), not both")
         if self.arch is not None and self.objective is not None:
-            from nlpft.pretrained.pretraining import check_objective
-
             check_objective(self.arch, self.objective)
         rules = [
             (self.arch is not None or self.vocab_size is None,

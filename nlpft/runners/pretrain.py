@@ -23,6 +23,7 @@ from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError
 from nlpft.options import fingerprinted_options
 from nlpft.pretrained.options import PretrainOptions
+from nlpft.pretrained.presets import OBJECTIVE, SIZES, TOKENIZER_KIND
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
 
@@ -62,7 +63,9 @@ def pretrain(opts: PretrainOptions) -> Path:
     objective = _objective(opts, source)
     import torch
 
-    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+    from nlpft.training.hf import (
+        transformers_quiet,  # slow to import: before the partial directory exists
+    )
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -82,7 +85,7 @@ def _objective(opts: PretrainOptions, source) -> str:
     from nlpft.pretrained import pretraining
 
     if source is None:
-        return opts.objective or pretraining.OBJECTIVE[opts.arch]
+        return opts.objective or OBJECTIVE[opts.arch]
     from nlpft.pretrained.loading import detect_family
 
     return pretraining.checkpoint_objective(source.model_type or "?", detect_family(source.config), opts.objective)
@@ -120,7 +123,6 @@ def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):
         return load_tokenizer(source).hf
     if opts.tokenizer:
         return load_tokenizer(opts.tokenizer).hf
-    from nlpft.pretrained.pretraining import TOKENIZER_KIND
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     kind = TOKENIZER_KIND[opts.arch]
@@ -158,7 +160,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, objective: str, work: Pa
     from nlpft.pretrained import pretraining
 
     started = time.perf_counter()
-    preset = pretraining.SIZES[opts.size]
+    preset = SIZES[opts.size]
     data_dir = work / DATA_DIR
     if text.streamed and not (data_dir / "complete").is_file():
         data_dir.mkdir(parents=True, exist_ok=True)  # the tokenizer and the split each pass over the corpus
