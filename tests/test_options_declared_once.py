@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -173,3 +175,19 @@ def test_options_that_take_several_values_are_checked_item_by_item(options, mess
     with pytest.raises(UserInputError) as caught:
         check_options(options)
     assert message in str(caught.value)
+
+
+def test_validating_options_loads_nothing_heavy():
+    """An options object is checked before anything runs (a config file's, a Python call's)
+    without importing torch, transformers or gensim."""
+    script = ("import sys\n"
+              "from nlpft.embeddings.options import EmbedTrainOptions\n"
+              "from nlpft.lm.options import LMTrainOptions\n"
+              "from nlpft.pretrained.options import PretrainOptions\n"
+              "EmbedTrainOptions(corpus=['lee'], out='o', algo='fasttext').resolved()\n"
+              "LMTrainOptions(corpus=['lee'], out='o', max_steps=5, streaming=True).validate()\n"
+              "PretrainOptions(corpus=['lee'], out='o', arch='bert', objective='mlm+nsp', name='mine').validate()\n"
+              "print(sorted(m for m in ('torch', 'transformers', 'gensim', 'datasets') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
