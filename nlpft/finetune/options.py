@@ -101,7 +101,7 @@ class FinetuneOptions:
     test_fraction: float | None = option(None, "share of --train held out for the test when --test is not given "
                                                "(default: 0.1, or enough for 40 rows on a small file, up to 0.2)",
                                          type=float, group=DATA, fingerprinted=True)
-    epochs: float | None = option(None, type=positive_float, shared=True)
+    epochs: int | None = option(None, type=positive_int, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
                                     "transformers, 5e-4 for either under 10M parameters, 1e-4 for --task tag on a "
@@ -149,6 +149,8 @@ class FinetuneOptions:
                                       metavar="JSON")
     resume: bool = option(False, shared=True)
     overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
+    max_memory_gb: float | None = option(None, flag="--max-memory", type=positive_float, shared=True)
+    offline: bool = option(False, shared=True)  # hub ids from the local cache only
     # the options the task and the backbone declare themselves (their `options` dataclasses,
     # see nlpft.finetune.plugin_options): a dict of the values given, or that dataclass;
     # `finetune` resolves each into the selected plug-in's dataclass
