@@ -171,8 +171,25 @@ class FinetuneOptions:
         check_report_to(self.report_to)
 
 
-MODEL_DIR_HELP = "the --out directory of `nlpft finetune`"
+MODEL_DIR_HELP = "the --out directory of `nlpft finetune` (or of `nlpft export`)"
 TRAINED_COLUMN = "default: the column the model was trained on"
+
+
+# predict and evaluate: how the model runs (each dataclass needs fields of its own)
+def _runtime_option():
+    return option("auto", "auto = ONNX Runtime when the model directory holds an export (`nlpft export`), else "
+                          "torch; torch = the safetensors weights; onnx = the exported model.onnx (default: "
+                          "%(default)s)", choices=["auto", "torch", "onnx"])
+
+
+def _precision_option():
+    return option("auto", "torch runtime: auto = bf16 autocast for transformers where the CPU does bf16 natively "
+                          "(AVX-512 BF16/AMX), unless the model was fine-tuned in fp32; else fp32. ONNX Runtime runs "
+                          "the export as written (fp32 or int8) (default: %(default)s)", choices=["auto", "fp32", "bf16"])
+
+
+def _threads_option():
+    return option(None, "CPU threads of torch or ONNX Runtime (default: torch's, all cores)", type=positive_int)
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,9 @@ class PredictOptions:
     text_col: str | None = option(None, TRAINED_COLUMN)
     text_pair_col: str | None = option(None, f"pair models: {TRAINED_COLUMN}")
     batch_size: int = option(32, "default: %(default)s", type=positive_int)
+    runtime: str = _runtime_option()
+    precision: str = _precision_option()
+    threads: int | None = _threads_option()
 
 
 @dataclass(frozen=True)
@@ -207,3 +227,6 @@ class EvaluateOptions:
     normalize_labels: bool = option(False, "merge labels that differ only in case into the model's spelling "
                                            "(automatic when the model was fine-tuned with --normalize-labels)")
     json: bool = option(False, "print JSON")
+    runtime: str = _runtime_option()
+    precision: str = _precision_option()
+    threads: int | None = _threads_option()
