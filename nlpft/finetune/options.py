@@ -230,3 +230,29 @@ class EvaluateOptions:
     runtime: str = _runtime_option()
     precision: str = _precision_option()
     threads: int | None = _threads_option()
+
+
+ONNX_OPSET = 18  # the lowest opset the torch.onnx (dynamo) exporter writes natively
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: str = option(help="the --out directory of `nlpft finetune` with a transformer backbone (hf-encoder, "
+                             "hf-decoder)", metavar="DIR", required=True)
+    out: str = option(shared=True)
+    overwrite: bool = option(False, shared=True)
+    format: str = option("onnx", "default: %(default)s", choices=["onnx"])
+    quantize: str = option("none", "int8 = ONNX Runtime dynamic quantization of the weights (a smaller file, faster "
+                                   "than the fp32 export; refused below 99%% agreement with the original) (default: "
+                                   "%(default)s)", choices=["none", "int8"])
+    check: str | None = option(None, "texts to compare the export with the original on (.csv, .tsv, .jsonl with the "
+                                     "model's text column; taggers: .txt or a tagged file) (default: the model's "
+                                     "own test predictions)", metavar="FILE")
+    opset: int = option(ONNX_OPSET, "ONNX opset (default: %(default)s)", type=positive_int)
+    threads: int | None = _threads_option()
+
+    def validate(self) -> None:
+        check_options(self)
+        if self.opset < ONNX_OPSET:
+            raise UserInputError(f"--opset must be at least {ONNX_OPSET} (the exporter writes opset "
+                                 f"{ONNX_OPSET} and later), not {self.opset}")
