@@ -19,8 +19,12 @@ import pytest
 
 from nlpft.cli.main import main
 from tests.conftest import save_tiny_bert
-from tests.test_finetune import FAST, data_csv, make_rows, tiny_bert, tiny_gpt, write_csv  # noqa: F401 (fixtures)
+from tests import test_finetune
+from tests.test_finetune import FAST, make_rows, write_csv
 from tests.test_tagging import make_sentences, write_conll
+
+# the fine-tuning tests' module-scoped data and tiny models, shared rather than rebuilt
+data_csv, tiny_bert, tiny_gpt = test_finetune.data_csv, test_finetune.tiny_bert, test_finetune.tiny_gpt
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
