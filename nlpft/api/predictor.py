@@ -75,7 +75,7 @@ class Predictor:
         """A Prediction per text (one for a single text). `text_pairs`: the second texts, for
         a model trained on text pairs. Texts longer than the model's limit are cut."""
         from nlpft.api.state import process_state_kept
-        from nlpft.runners.predict import rows_from_texts
+        from nlpft.finetune.inference import rows_from_texts
 
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)

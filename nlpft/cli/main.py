@@ -307,6 +307,7 @@ def build_parser() -> ArgumentParser:
     from nlpft.cli import lm as lm_cli
     from nlpft.cli import models as models_cli
     from nlpft.cli import pretrain as pretrain_cli
+    from nlpft.cli import serve as serve_cli
 
     parser = ArgumentParser(
         prog="nlpft",
@@ -323,6 +324,7 @@ def build_parser() -> ArgumentParser:
     pretrain_cli.register(commands)
     finetune_cli.register(commands)
     export_cli.register(commands)
+    serve_cli.register(commands)
     return parser
 
 

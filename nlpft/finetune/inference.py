@@ -167,3 +167,15 @@ def check_meta(meta: object, path: Path) -> None:
         if not backbone_class(meta["backbone"]).exports_onnx:
             raise bad(f"field 'onnx' on a {meta['backbone']} model, which nlpft never exports")
         check_onnx_meta(meta["onnx"], bad)
+
+
+def rows_from_texts(loaded, texts: list[str], text_pairs: list[str | None], numbered: bool = False) -> list:
+    """The rows `loaded`'s task makes of texts given directly (predict --text, the Python
+    API, `nlpft serve`); `numbered`: an error names the text's position (texts[3]: ...)."""
+    rows = []
+    for position, (text, text_pair) in enumerate(zip(texts, text_pairs, strict=True)):
+        try:
+            rows += loaded.task.rows_from_text(text, text_pair, str(loaded.model_dir))
+        except UserInputError as exc:
+            raise (UserInputError(f"texts[{position}]: {exc}") if numbered else exc) from None
+    return rows

@@ -258,3 +258,57 @@ class ExportOptions:
         if self.opset < ONNX_OPSET:
             raise UserInputError(f"--opset must be at least {ONNX_OPSET} (the exporter writes opset "
                                  f"{ONNX_OPSET} and later), not {self.opset}")
+
+
+SERVER = "server"
+BATCHING = "micro-batching"
+LIMITS = "limits (a request over one gets a JSON error naming the field and the limit)"
+PORT_LIMIT = 65535
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: str = option(help=MODEL_DIR_HELP, metavar="DIR", required=True)
+    runtime: str = _runtime_option()
+    precision: str = _precision_option()
+    host: str = option("127.0.0.1", "address to listen on (default: %(default)s, this machine only); 0.0.0.0 "
+                                    "listens on every interface: anyone who reaches the machine can then call the "
+                                    "model, so put an authenticating proxy in front", group=SERVER)
+    port: int = option(8000, "default: %(default)s; 0 picks a free port, named in the line printed when ready",
+                       type=non_negative_int, group=SERVER)
+    workers: int = option(1, "server processes sharing the port, each loading its own copy of the model: memory "
+                             "grows with N (default: %(default)s; one process already overlaps the HTTP work with "
+                             "the model's)", type=positive_int, group=SERVER, metavar="N")
+    threads: int | None = option(None, "torch threads per process (default: all cores; with --workers N, about "
+                                       "cores/N keeps the processes from competing)", type=positive_int,
+                                 group=SERVER)
+    max_connections: int = option(256, "open connections at most; a request beyond them gets 503 at once "
+                                       "(default: %(default)s)", type=positive_int, group=SERVER, metavar="N")
+    max_batch: int = option(32, "texts of concurrent requests gathered into one model call (default: %(default)s); "
+                                "1 turns micro-batching off (one request per call); a request is never split, so "
+                                "one with more texts runs alone", type=positive_int, group=BATCHING, metavar="N")
+    max_wait_ms: float = option(5.0, "how long the first request of a batch waits for others to join it, in "
+                                     "milliseconds (default: %(default)s); 0 takes only what is already waiting",
+                                type=non_negative_float, group=BATCHING, metavar="MS")
+    batch_size: int = option(32, "texts per forward pass within one model call: bounds the model's memory "
+                                 "(default: %(default)s)", type=positive_int, group=BATCHING)
+    max_queue: int = option(1024, "texts waiting for the model at most; a request that would pass it gets 503 "
+                                  "with Retry-After: 1 instead of a queue that grows without bound (default: "
+                                  "%(default)s)", type=positive_int, group=LIMITS, metavar="N")
+    max_texts: int = option(256, "texts per request (default: %(default)s)", type=positive_int, group=LIMITS,
+                            metavar="N")
+    max_chars: int = option(20000, "characters per text and per text_pair (default: %(default)s)",
+                            type=positive_int, group=LIMITS, metavar="N")
+    max_body_bytes: int = option(2 * 1024 * 1024, "request body size, checked against Content-Length before "
+                                                  "reading and counted while reading, so a huge body is refused "
+                                                  "unread (default: %(default)s)", type=positive_int,
+                                 group=LIMITS, metavar="BYTES")
+
+    def validate(self) -> None:
+        check_options(self)
+        if self.port > PORT_LIMIT:
+            raise UserInputError(f"--port must be from 0 to {PORT_LIMIT}, not {self.port}")
+        if self.max_queue < self.max_texts:
+            raise UserInputError(f"--max-queue {self.max_queue} is below --max-texts {self.max_texts}: a full "
+                                 "request could never be queued; raise --max-queue or lower --max-texts")
+        check_threads(self.threads)

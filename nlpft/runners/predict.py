@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from nlpft.errors import UserInputError
+from nlpft.finetune.inference import rows_from_texts
 from nlpft.finetune.options import EvaluateOptions, PredictOptions
 from nlpft.options import check_options
 from nlpft.runners.output import RunOutput, place_errors_reported, write_json
@@ -67,18 +68,6 @@ def run_predict(opts: PredictOptions) -> dict:
     return {"rows": rows, "scores": scores, "decided": task.decide(scores), "names": task.label_names,
             "task": task.name, "lines": task.describe_row(rows[0], scores[0]) if opts.text is not None else [],
             "skipped": skipped, "truncated": truncated, "max_length": loaded.meta.get("max_length")}
-
-
-def rows_from_texts(loaded, texts: list[str], text_pairs: list[str | None], numbered: bool = False) -> list:
-    """The rows `loaded`'s task makes of texts given directly (predict --text, the Python
-    API); `numbered`: an error names the text's position (texts[3]: ...)."""
-    rows = []
-    for position, (text, text_pair) in enumerate(zip(texts, text_pairs, strict=True)):
-        try:
-            rows += loaded.task.rows_from_text(text, text_pair, str(loaded.model_dir))
-        except UserInputError as exc:
-            raise (UserInputError(f"texts[{position}]: {exc}") if numbered else exc) from None
-    return rows
 
 
 def _check_predictions_file(out: Path, input_path: str | None) -> None:
