@@ -255,6 +255,25 @@ def test_every_backbone_serves_what_the_python_api_predicts(backbone, data_csv, 
         assert served["scores"] == pytest.approx(expected.scores, abs=1e-5)
 
 
+def test_an_onnx_export_is_served_by_onnx_runtime_unless_runtime_says_torch(data_csv, tiny_bert,  # noqa: F811
+                                                                            tmp_path):
+    """`nlpft export`'s directory serves like any model: ONNX Runtime underneath by default,
+    its safetensors weights with runtime torch, the same labels either way."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = nlpft.finetune(train=str(data_csv), model=str(tiny_bert), out=str(tmp_path / "clf"), quiet=True,
+                           max_steps=4, batch_size=8, threads=1, method="standard", max_length=32).path
+    assert main(["export", "--model", str(model), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    answers = {}
+    for runtime in ("auto", "torch"):
+        with LiveServer(tmp_path / "onnx", runtime=runtime, precision="fp32") as server:
+            answers[runtime] = server.wait_ready().client.post("/predict", json=GOOD).json()["predictions"]
+            assert server.client.get("/model").json()["runtime"] == {"auto": "onnx", "torch": "torch"}[runtime]
+    for onnx, torch_answer in zip(answers["auto"], answers["torch"], strict=True):
+        assert onnx["label"] == torch_answer["label"]
+        assert onnx["scores"] == pytest.approx(torch_answer["scores"], abs=1e-4)
+
+
 def chunks(total: int, size: int = 1 << 16) -> list[bytes]:
     """`total` bytes as a list of chunks: httpx streams it without a Content-Length."""
     return [b"x" * min(size, total - start) for start in range(0, total, size)]

@@ -242,6 +242,7 @@ def create_app(opts: ServeOptions, loaded=None, *, url: str = "",
         the micro-batching so far."""
         stats = dataclasses.asdict(batcher.stats)
         return {"model": opts.model, "status": served.status, "task": served.task, "backbone": served.backbone,
+                "runtime": served.loaded.runtime, "precision": served.loaded.precision,
                 "labels": served.loaded.task.label_names, "text_pairs": served.takes_pairs,
                 "max_length": served.loaded.meta.get("max_length"), "metrics": served.training_metrics(),
                 "limits": {name: getattr(opts, name) for name in
@@ -253,7 +254,8 @@ def create_app(opts: ServeOptions, loaded=None, *, url: str = "",
 
 
 def ready_line(served: ServedModel, url: str) -> str:
-    line = f"serving {served.opts.model} ({served.task}, {served.backbone}) on {url}  (docs: /docs)"
+    how = {"onnx": ", ONNX Runtime"}.get(served.loaded.runtime, ", bf16" if served.loaded.precision == "bf16" else "")
+    line = f"serving {served.opts.model} ({served.task}, {served.backbone}{how}) on {url}  (docs: /docs)"
     return line + (f"  [worker {os.getpid()}]" if served.opts.workers > 1 else "")
 
 
