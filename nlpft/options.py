@@ -30,7 +30,8 @@ OPTION = "nlpft_option"
 def option(default=dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            type: Callable | None = None, choices: Sequence | Callable[[], Sequence] | None = None,
            group: str | None = None, metavar: str | None = None, exclusive: str | None = None,
-           shared: bool = False, fingerprinted: bool = False, required: bool = False):
+           nargs: str | int | None = None, positional: bool = False, shared: bool = False,
+           fingerprinted: bool = False, required: bool | None = None):
     """A dataclass field that is also a command-line option.
 
     help          the --help text (argparse's %(default)s works); a callable is asked at
@@ -39,15 +40,20 @@ def option(default=dataclasses.MISSING, help: str = "", *, flag: str | None = No
                   is a switch that turns it off (give it a flag such as --no-group-by-length)
     type          converts and range-checks the text of a flag (the types in this module)
     choices       the allowed values, or a callable returning them (a registry's names)
-    group         the --help section; exclusive: a required one-of group's name
+    group         the --help section
+    exclusive     the name of a one-of group: exactly one of its flags must be given, or at
+                  most one where its fields say required=False
+    nargs         how many values the flag takes, as argparse counts them ("+", "*", or a
+                  number); the field holds a list of them
+    positional    given by position, not by a flag (named by its metavar in messages)
     shared        the flag is added by the CLI's shared helpers (--out, --seed, --epochs, ...),
                   not from this field; the field still receives its value
     fingerprinted the option shapes the data, labels or model: a resumed run must repeat it
-    required      the flag must be given (for a field without a default)
+    required      the flag must be given (for a field without a default); see `exclusive`
     """
     metadata = {OPTION: {"help": help, "flag": flag, "type": type, "choices": choices, "group": group,
-                         "metavar": metavar, "exclusive": exclusive, "shared": shared,
-                         "fingerprinted": fingerprinted, "required": required}}
+                         "metavar": metavar, "exclusive": exclusive, "nargs": nargs, "positional": positional,
+                         "shared": shared, "fingerprinted": fingerprinted, "required": required}}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -57,7 +63,10 @@ def option_settings(field: dataclasses.Field) -> dict | None:
 
 
 def flag_of(field: dataclasses.Field) -> str:
+    """The long flag of `field`; for a positional argument, its metavar (as argparse names it)."""
     settings = option_settings(field) or {}
+    if settings.get("positional"):
+        return settings.get("metavar") or field.name
     return settings.get("flag") or "--" + field.name.replace("_", "-")
 
 
@@ -75,17 +84,33 @@ def check_options(options) -> None:
         if settings is None or value is None:
             continue
         flag = flag_of(field)
-        convert = settings.get("type")
-        if convert is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise UserInputError(f"{flag} must be a single value, not {value!r}")
-            try:
-                convert(value)
-            except argparse.ArgumentTypeError as exc:
-                raise UserInputError(f"{flag} {exc}") from None
-        choices = choices_of(settings)
-        if choices is not None and value not in choices:
-            raise UserInputError(f"{flag}: invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})")
+        for item in _values(flag, settings.get("nargs"), value):
+            _check_value(flag, settings, item)
+
+
+def _values(flag: str, nargs, value) -> list:
+    """The values an option holds: itself, or the items of the list a flag with `nargs` takes."""
+    if nargs is None:
+        return [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise UserInputError(f"{flag} takes a list of values, not {value!r}")
+    if (isinstance(nargs, int) and len(value) != nargs) or (nargs == "+" and not value):
+        raise UserInputError(f"{flag} takes {'one or more' if nargs == '+' else nargs} values, not {len(value)}")
+    return list(value)
+
+
+def _check_value(flag: str, settings: dict, value) -> None:
+    convert = settings.get("type")
+    if convert is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise UserInputError(f"{flag} must be a single value, not {value!r}")
+        try:
+            convert(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UserInputError(f"{flag} {exc}") from None
+    choices = choices_of(settings)
+    if choices is not None and value not in choices:
+        raise UserInputError(f"{flag}: invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})")
 
 
 def fingerprinted_options(options) -> dict:

@@ -121,6 +121,21 @@ def test_offline_flag_on_every_command_that_takes_a_model(command, hub_env, smal
     assert "HF_HUB_OFFLINE" not in os.environ  # the flag holds for its command only
 
 
+@pytest.mark.parametrize("call", ["finetune", "pretrain"])
+def test_offline_keyword_of_the_python_api(call, hub_env, small_inputs, tmp_path):
+    """offline=True holds for a call as --offline for its command: the Hub is never asked."""
+    import nlpft as api
+
+    runs = {"finetune": lambda: api.finetune(model=TINY, train=str(small_inputs["train"]), out=str(tmp_path / "ft"),
+                                             offline=True),
+            "pretrain": lambda: api.pretrain(from_model=TINY, corpus=str(small_inputs["texts"]),
+                                             out=str(tmp_path / "pt"), offline=True)}
+    with pytest.raises(UserInputError, match=f"{TINY}: not a local directory, and not in the Hugging Face cache"):
+        runs[call]()
+    assert hub_env.hub.requests == []
+    assert "HF_HUB_OFFLINE" not in os.environ
+
+
 # -- refusals: one line naming the repo and the fix ------------------------------------------------
 
 def test_a_pickle_only_repo_is_refused_from_its_listing_before_any_download(hub_env, capsys):

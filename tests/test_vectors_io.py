@@ -106,7 +106,6 @@ TEXT_CASES = {
     "header_float": ("2 3.5\na 1 2 3\n", r"line 1: .*two positive integers"),
     "header_one_token": ("42\na 1 2 3\n", r"line 1: "),
     "truncated": ("3 2\na 1 2\nb 3 4\n", r"line 4: .*after 2 vectors .*promises 3.*truncated"),
-    "too_many_rows": ("1 2\na 1 2\nb 3 4\n", r"line 3: .*beyond"),
     "short_row": ("3 3\na 1 2 3\nb 1 2\nc 1 2 3\n", r"line 3: expected .*3 values, found 2"),
     "long_row_glove": ("a 1 2\nb 1 2\nc 1 2 3\n", r"line 3: expected .*2 values, found 3"),
     "word_only": ("2 2\na 1 2\nb\n", r"line 3: .*found 0"),
@@ -173,10 +172,43 @@ def test_binary_nan_and_duplicate(tmp_path):
         load_vectors(write(tmp_path, "dup.bin", dup))
 
 
-def test_binary_extra_data(tmp_path):
-    data = binary_file([(b"a", [1, 2]), (b"b", [3, 4])], header="1 2")
-    with pytest.raises(UserInputError, match=r"byte offset \d+: data continues after the 1 vectors"):
-        load_vectors(write(tmp_path, "v.bin", data))
+def test_binary_data_past_the_header_is_ignored_as_gensim_ignores_it(tmp_path, capsys):
+    path = write(tmp_path, "v.bin", binary_file([(b"a", [1, 2]), (b"b", [3, 4])], header="1 2"))
+    kv = load_vectors(path)
+    assert list(kv.index_to_key) == list(KeyedVectors.load_word2vec_format(path, binary=True).index_to_key) == ["a"]
+    assert f"{path}: ignored 11 bytes from byte offset 15, after the 1 vectors" in capsys.readouterr().err
+
+
+# the three layouts GloVe's C tools and the Stanford downloads come in, each read as gensim reads it
+GLOVE_C_WITH_HEADER = "2 3\nthe 0.1 0.2 0.3\ncat -0.4 0.5 0.6\n<unk> -0.15 0.35 0.45\n"  # -write-header 1
+GLOVE_C_WITHOUT_HEADER = "the 0.1 0.2 0.3\ncat -0.4 0.5 0.6\n<unk> -0.15 0.35 0.45\n"
+STANFORD_GLOVE = "the 0.418 0.24968 -0.41242\n, 0.013441 0.23682 -0.16899\n. 0.15164 0.30177 -0.16763\n"
+
+
+def test_glove_c_header_that_leaves_out_its_unk_row(tmp_path, capsys):
+    path = write(tmp_path, "vectors.txt", GLOVE_C_WITH_HEADER)
+    kv = load_vectors(path)
+    reference = KeyedVectors.load_word2vec_format(path)
+    assert list(kv.index_to_key) == list(reference.index_to_key) == ["the", "cat"]
+    np.testing.assert_array_equal(kv.vectors, reference.vectors)
+    assert f"{path}: ignored 1 row after the 2 vectors the header on line 1 promises" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content", [("vectors.txt", GLOVE_C_WITHOUT_HEADER),
+                                           ("glove.6B.3d.txt", STANFORD_GLOVE)])
+def test_headerless_glove_layouts(tmp_path, capsys, name, content):
+    path = write(tmp_path, name, content)
+    kv = load_vectors(path)
+    reference = KeyedVectors.load_word2vec_format(path, no_header=True)
+    assert list(kv.index_to_key) == list(reference.index_to_key) and len(kv) == 3
+    np.testing.assert_array_equal(kv.vectors, reference.vectors)
+    assert capsys.readouterr().err == ""
+
+
+def test_rows_past_the_header_are_not_parsed(tmp_path):
+    """gensim stops at the header's count: a malformed row after it does not fail the file."""
+    kv = load_vectors(write(tmp_path, "v.txt", "1 2\na 1 2\nthis row is not a vector\n"))
+    assert list(kv.index_to_key) == ["a"]
 
 
 def test_missing_path(tmp_path):

@@ -13,8 +13,9 @@ command's options under their config-file names (the long flag without its dashe
 file is read (`nlpft.cli.main.apply_option_values`): each value passes its flag's type and
 choices, a list for an option that takes several, True/False for a switch. The keywords
 are taken from the command's parser, which the option dataclasses generate (finetune:
-`FinetuneOptions` and the plug-ins' own), so an option added to a command is a keyword
-here with no edit. An unknown keyword names the closest known one.
+`FinetuneOptions` and the plug-ins' own; `EmbedTrainOptions`, `LMTrainOptions`,
+`PretrainOptions`), so an option added to a command is a keyword here with no edit. An
+unknown keyword names the closest known one.
 
 Bad input raises `nlpft.UserInputError`, never SystemExit. A call leaves the process as it
 found it (`nlpft.api.state`: torch threads, random states, loggers, signal handlers,

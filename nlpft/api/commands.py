@@ -45,8 +45,10 @@ def pretrain(**options) -> RunResult:
 
 def _run(command: tuple[str, ...], options: dict, run_from_args, uses_torch: bool) -> Path:
     """Parse `options` as `command`'s, then run it as the command line does, under its
-    --max-memory cap, leaving the process's state as it was; returns OUT."""
+    --max-memory cap (and, with offline=True, with the Hub's cache only), leaving the
+    process's state as it was; returns OUT."""
     from nlpft.api.state import process_state_kept
+    from nlpft.cli.main import hub_offline_while
     from nlpft.errors import Interrupted
     from nlpft.training.allocator import keep_freed_memory
     from nlpft.training.memory import MemoryCap
@@ -58,7 +60,7 @@ def _run(command: tuple[str, ...], options: dict, run_from_args, uses_torch: boo
     with process_state_kept(import_torch_first=uses_torch):
         args = parse_options(command, options)
         try:
-            with MemoryCap(args.max_memory_gb):
+            with hub_offline_while(getattr(args, "offline", False)), MemoryCap(args.max_memory_gb):
                 return Path(run_from_args(args))
         except Interrupted as exc:
             raise KeyboardInterrupt(f"stopped by {exc}: checkpoint written; call again with resume=True "

@@ -32,23 +32,27 @@ class Prediction:
     entities: list | None = None
 
 
-def load(path: str | Path) -> Predictor:
-    """The --out directory of `nlpft finetune` (any task, any backbone), ready to predict."""
-    return Predictor.load(path)
+def load(path: str | Path, runtime: str = "auto", precision: str = "auto", threads: int | None = None) -> Predictor:
+    """The --out directory of `nlpft finetune` or `nlpft export` (any task, any backbone),
+    ready to predict; `runtime`, `precision` and `threads` as `nlpft predict` takes them."""
+    return Predictor.load(path, runtime=runtime, precision=precision, threads=threads)
 
 
 class Predictor:
     """A fine-tuned model (the --out directory of `nlpft finetune`); the weights load on the
     first prediction and stay loaded."""
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, run_options: dict | None = None):
         self._loaded = loaded
+        self._run_options = run_options or {}  # runtime, precision, threads as given to `load`
 
     @classmethod
-    def load(cls, path: str | Path) -> Predictor:
+    def load(cls, path: str | Path, runtime: str = "auto", precision: str = "auto",
+             threads: int | None = None) -> Predictor:
         from nlpft.finetune.inference import load_for_inference
 
-        return cls(load_for_inference(path))
+        run_options = {"runtime": runtime, "precision": precision, "threads": threads}
+        return cls(load_for_inference(path, **run_options), run_options)
 
     @property
     def path(self) -> Path:
@@ -93,7 +97,8 @@ class Predictor:
 
     def evaluate(self, input: str | Path, **options) -> dict:
         """Metrics on a labeled file, as `nlpft evaluate --model DIR --input FILE` gives them
-        (its options as keywords: text_col, label_col, batch_size, normalize_labels, out, ...);
+        (its options as keywords: text_col, label_col, batch_size, normalize_labels, out,
+        runtime, ...; runtime, precision and threads default to those given to `load`);
         "headline" sums them up in a line."""
         from nlpft.api.commands import parse_options
         from nlpft.api.state import process_state_kept
@@ -102,11 +107,14 @@ class Predictor:
         from nlpft.runners.predict import run_evaluate
 
         with process_state_kept():
-            args = parse_options(("evaluate",), {**options, "model": str(self.path), "input": str(input)},
-                                 caller="Predictor.evaluate()")
+            args = parse_options(("evaluate",), {**self._run_options, **options, "model": str(self.path),
+                                                 "input": str(input)}, caller="Predictor.evaluate()")
+            opts = from_args(EvaluateOptions, args)
+            if any(getattr(opts, name) != value for name, value in self._run_options.items()):
+                return run_evaluate(opts)  # another runtime or precision: loaded for this call
             # evaluate may merge label spellings on the task it is given: not on this one's
             loaded = dataclasses.replace(self._loaded, task=copy.copy(self._loaded.task))
-            result = run_evaluate(from_args(EvaluateOptions, args), loaded)
+            result = run_evaluate(opts, loaded)
         if loaded.prepared is not None:
             self._loaded.prepared = loaded.prepared  # the weights it loaded, kept for the next call
         return result

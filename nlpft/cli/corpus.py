@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from nlpft.cli.main import add_command_group, non_negative_int
-
-
-CORPUS_HELP = ("text file(s), .gz/.bz2/.xz, directories of text files, names from `nlpft corpus list`, or "
-               "datasets: hf:NAME[:CONFIG][@SPLIT] (the Hub or its local cache), .parquet files, save_to_disk "
-               "directories (one row = one document, from --text-col)")
+from nlpft.cli.main import add_command_group
+from nlpft.cli.options import add_options, from_args
+from nlpft.data.registry import CORPUS_HELP
 
 
 def add_text_col_option(parser: argparse.ArgumentParser) -> None:
@@ -28,37 +25,37 @@ def add_corpus_options(parser: argparse.ArgumentParser, streaming_help: str) -> 
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.data.options import CorpusListOptions, CorpusStatsOptions
+
     corpus, verbs = add_command_group(commands, "corpus", help="known corpora and corpus statistics",
                                  description="Corpora nlpft knows by name, and counts for any corpus.")
 
     ls = verbs.add_parser("list", help="corpora nlpft knows, and which are on this machine")
-    ls.add_argument("--verify", action="store_true", help="check each available file's SHA-256")
-    ls.add_argument("--json", action="store_true", help="print JSON")
+    add_options(ls, CorpusListOptions)
     ls.set_defaults(_handler=run_list, _parser=ls)
 
     st = verbs.add_parser("stats", help="lines, tokens, types of a corpus",
                           description="Count lines, tokens and word types with nlpft's word tokenizer.")
-    st.add_argument("corpus", nargs="+", metavar="PATH", help=CORPUS_HELP)
     add_text_col_option(st)
-    st.add_argument("--min-count", type=non_negative_int, default=5, help="also report types seen at least this often (default: %(default)s)")
-    st.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
-    st.add_argument("--json", action="store_true", help="print JSON")
+    add_options(st, CorpusStatsOptions)
     st.set_defaults(_handler=run_stats, _parser=st)
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from nlpft.data.options import CorpusListOptions
     from nlpft.data.registry import load_registry
 
+    opts = from_args(CorpusListOptions, args)
     rows = []
     for entry in load_registry().values():
         path = entry.path()
         row = {"name": entry.name, "available": path is not None, "path": str(path) if path else None,
                "description": entry.description, "source": entry.source, "licence": entry.licence,
                "sha256": entry.sha256, "obtain": entry.obtain}
-        if args.verify and path is not None:
+        if opts.verify and path is not None:
             row["checksum_ok"] = entry.verify()
         rows.append(row)
-    if args.json:
+    if opts.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
@@ -76,12 +73,14 @@ def run_stats(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
+    from nlpft.data.options import CorpusStatsOptions
     from nlpft.data.registry import resolve_corpus
     from nlpft.tokenization import WordTokenizer
 
-    corpus = resolve_corpus(args.corpus, text_col=args.text_col)
+    opts = from_args(CorpusStatsOptions, args)
+    corpus = resolve_corpus(opts.corpus, text_col=opts.text_col)
     corpus.validate()
-    tokenizer = WordTokenizer.untrained(lowercase=args.lowercase)
+    tokenizer = WordTokenizer.untrained(lowercase=opts.lowercase)
     counts: Counter = Counter()
     lines = tokens = 0
     started = time.perf_counter()
@@ -91,7 +90,7 @@ def run_stats(args: argparse.Namespace) -> int:
         tokens += len(words)
         counts.update(words)
     elapsed = time.perf_counter() - started
-    frequent = sum(1 for c in counts.values() if c >= args.min_count)
+    frequent = sum(1 for c in counts.values() if c >= opts.min_count)
     stats = {
         "corpus": corpus.name,
         "files": len(corpus.files()),
@@ -99,11 +98,11 @@ def run_stats(args: argparse.Namespace) -> int:
         "lines": lines,
         "tokens": tokens,
         "types": len(counts),
-        f"types_min_count_{args.min_count}": frequent,
+        f"types_min_count_{opts.min_count}": frequent,
         "tokens_per_s": tokens / max(elapsed, 1e-9),
         "most_common": counts.most_common(10),
     }
-    if args.json:
+    if opts.json:
         print(json.dumps(stats, indent=2))
         return 0
     for key, value in stats.items():

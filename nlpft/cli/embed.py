@@ -12,12 +12,9 @@ from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_training_options,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
     run_training,
 )
+from nlpft.cli.options import add_options, from_args
 
 TRAIN_DESCRIPTION = """\
 Train static word vectors from a corpus.
@@ -48,73 +45,38 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.embeddings.config import FASTTEXT, GLOVE, VOCABULARY, WORD2VEC
+    from nlpft.embeddings.options import (
+        EmbedEvalOptions,
+        EmbedNeighborsOptions,
+        EmbedTrainOptions,
+    )
+
     embed, verbs = add_command_group(commands, "embed", help="static word vectors: train, evaluate, query",
                                 description="Static word vectors: Word2Vec, fastText and GloVe.")
 
     train = verbs.add_parser("train", help="train vectors from a corpus", description=TRAIN_DESCRIPTION,
                              epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--algo", choices=["word2vec", "fasttext", "glove"], default="word2vec",
-                       help="algorithm (default: %(default)s)")
+    add_options(train, EmbedTrainOptions)
     add_corpus_options(train, "the stream is read once, into the token file training passes over (with "
                               "word2vec/fastText, --max-steps bounds how much of it is read)")
     add_common_options(train)
     add_training_options(train, "default: 5 for word2vec/fastText, 15 for GloVe", max_memory_default=8.0,
                          max_memory_help="; also refuses to start when the estimated vector tables exceed it",
                          reports_training=False)
-    g = train.add_argument_group("vocabulary and context")
-    g.add_argument("--dim", type=positive_int, default=100, help="vector dimensions (default: %(default)s)")
-    g.add_argument("--window", type=positive_int, default=None,
-                   help="context words on each side (default: 5 for word2vec/fastText, 15 for GloVe)")
-    g.add_argument("--min-count", type=positive_int, default=5, help="drop words seen fewer times (default: %(default)s)")
-    g.add_argument("--max-vocab", type=positive_int, default=None, help="keep at most this many most frequent words")
-    g.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case")
-    g.add_argument("--threads", type=positive_int, default=2, help="worker threads (default: %(default)s; use 1 with "
-                   "--seed for bit-identical reruns)")
-    w = train.add_argument_group("word2vec and fastText")
-    w.add_argument("--architecture", choices=["skipgram", "cbow"], default="skipgram",
-                   help="predict context from word (skipgram) or word from context (cbow) (default: %(default)s)")
-    w.add_argument("--loss", choices=["negative", "hierarchical"], default="negative",
-                   help="negative sampling or hierarchical softmax (default: %(default)s)")
-    w.add_argument("--negative", type=non_negative_int, default=5, help="negative samples per word (default: %(default)s)")
-    w.add_argument("--sample", type=non_negative_float, default=1e-3,
-                   help="down-sampling threshold for frequent words; 0 turns it off (default: %(default)s)")
-    w.add_argument("--alpha", type=positive_float, default=None,
-                   help="initial learning rate, decayed linearly (default: 0.025 skipgram, 0.05 cbow)")
-    w.add_argument("--min-alpha", type=non_negative_float, default=1e-4, help="final learning rate (default: %(default)s)")
-    f = train.add_argument_group("fastText")
-    f.add_argument("--min-n", type=positive_int, default=3, help="shortest character n-gram (default: %(default)s)")
-    f.add_argument("--max-n", type=positive_int, default=6, help="longest character n-gram (default: %(default)s)")
-    f.add_argument("--buckets", type=positive_int, default=2_000_000,
-                   help="hash buckets for n-gram vectors; memory is buckets x dim x 8 bytes (default: %(default)s)")
-    gl = train.add_argument_group("GloVe")
-    gl.add_argument("--x-max", type=positive_float, default=10.0, help="count at which a pair's weight saturates (default: %(default)s)")
-    gl.add_argument("--weight-power", type=positive_float, default=0.75, help="exponent of the weighting function (default: %(default)s)")
-    gl.add_argument("--glove-lr", type=positive_float, default=0.05, help="AdaGrad learning rate (default: %(default)s)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    add_options(train, EmbedTrainOptions, groups=(VOCABULARY, WORD2VEC, FASTTEXT, GLOVE))
     train.set_defaults(_handler=run_train, _parser=train)
 
     ev = verbs.add_parser("eval", help="analogy and word-similarity scores",
                           description="Evaluate vectors on Google analogies, WordSim-353 and SimLex-999 "
                                       "(from gensim's installed test data) and on your own files of the same formats.")
-    ev.add_argument("--vectors", required=True, metavar="PATH",
-                    help="a directory written by `nlpft embed train`, or a word2vec text/binary or GloVe file")
-    ev.add_argument("--analogies", nargs="*", metavar="FILE", default=None,
-                    help="analogy files in questions-words.txt format (default: Google analogies)")
-    ev.add_argument("--similarity", nargs="*", metavar="FILE", default=None,
-                    help="word-pair files: word1 word2 score, tab-separated (default: WordSim-353, SimLex-999)")
-    ev.add_argument("--restrict-vocab", type=positive_int, default=300_000,
-                    help="only the most frequent N words answer analogies (default: %(default)s)")
-    ev.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    add_options(ev, EmbedEvalOptions)
     add_common_options(ev, out_required=False)
     ev.set_defaults(_handler=run_eval, _parser=ev)
 
     nb = verbs.add_parser("neighbors", help="nearest neighbours of words",
                           description="Nearest neighbours by cosine similarity; `--analogy a b c` gives b - a + c.")
-    nb.add_argument("--vectors", required=True, metavar="PATH", help="vectors directory or file")
-    nb.add_argument("words", nargs="*", help="words to look up")
-    nb.add_argument("--topn", type=positive_int, default=10, help="neighbours per word (default: %(default)s)")
-    nb.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="a is to b as c is to ?")
-    nb.add_argument("--json", action="store_true", help="print JSON")
+    add_options(nb, EmbedNeighborsOptions)
     nb.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     nb.set_defaults(_handler=run_neighbors, _parser=nb)
 
@@ -125,38 +87,36 @@ def run_train(args: argparse.Namespace) -> int:
 
 def train_from_args(args: argparse.Namespace) -> Path:
     """The run of `nlpft embed train` (and of `nlpft.embed.train(...)`); returns OUT."""
-    from nlpft.embeddings.config import EmbeddingConfig
+    from nlpft.embeddings.options import EmbedTrainOptions
+    from nlpft.runners.embed import train_embeddings
 
-    names = EmbeddingConfig.field_names()
-    config = EmbeddingConfig(**{k: v for k, v in vars(args).items() if k in names})
-    config.validate()
-    from nlpft.runners.embed import train_embeddings  # imports gensim: after run_training's signal handlers
-
-    return train_embeddings(config, args.corpus, args.out, resume=args.resume, quiet=args.quiet,
-                            overwrite=args.overwrite, text_col=args.text_col, streaming=args.streaming)
+    # the runner imports gensim: here, after run_training's signal handlers are in place
+    return train_embeddings(from_args(EmbedTrainOptions, args))
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from nlpft.embeddings.evaluation import evaluate, format_table
+    from nlpft.embeddings.options import EmbedEvalOptions
     from nlpft.embeddings.vectors_io import load_vectors
 
+    opts = from_args(EmbedEvalOptions, args)
     output = None
-    if args.out:
+    if opts.out:
         from nlpft.runners.output import RunOutput, write_json
 
-        output = RunOutput(args.out, overwrite=args.overwrite, command="embed eval",
-                           inputs=[args.vectors, *(args.analogies or []), *(args.similarity or [])])
-    kv = load_vectors(args.vectors)
-    results = evaluate(kv, analogy_files=args.analogies, similarity_files=args.similarity,
-                       restrict_vocab=args.restrict_vocab)
-    if args.json:
+        output = RunOutput(opts.out, overwrite=opts.overwrite, command="embed eval",
+                           inputs=[opts.vectors, *(opts.analogies or []), *(opts.similarity or [])])
+    kv = load_vectors(opts.vectors)
+    results = evaluate(kv, analogy_files=opts.analogies, similarity_files=opts.similarity,
+                       restrict_vocab=opts.restrict_vocab)
+    if opts.json:
         print(json.dumps(results, indent=2))
     else:
         print(format_table(results))
     if output is not None:
         work = output.open()
         with output.cleaned_up_on_error():
-            write_json(work / "eval.json", {"vectors": str(args.vectors), "results": results})
+            write_json(work / "eval.json", {"vectors": str(opts.vectors), "results": results})
             (work / "eval.txt").write_text(format_table(results) + "\n")
             output.publish()
         print(f"wrote {output.final}/eval.json", file=sys.stderr)
@@ -165,17 +125,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_neighbors(args: argparse.Namespace) -> int:
     from nlpft.embeddings.evaluation import analogy, nearest_neighbors
+    from nlpft.embeddings.options import EmbedNeighborsOptions
     from nlpft.embeddings.vectors_io import load_vectors
     from nlpft.errors import UserInputError
 
-    if not args.words and not args.analogy:
+    opts = from_args(EmbedNeighborsOptions, args)
+    if not opts.words and not opts.analogy:
         raise UserInputError("give one or more words, or --analogy A B C")
-    kv = load_vectors(args.vectors)
-    results = nearest_neighbors(kv, args.words, topn=args.topn) if args.words else {}
-    if args.analogy:
-        a, b, c = args.analogy
-        results[f"{a}:{b}::{c}:?"] = analogy(kv, a, b, c, topn=args.topn)
-    if args.json:
+    kv = load_vectors(opts.vectors)
+    results = nearest_neighbors(kv, opts.words, topn=opts.topn) if opts.words else {}
+    if opts.analogy:
+        a, b, c = opts.analogy
+        results[f"{a}:{b}::{c}:?"] = analogy(kv, a, b, c, topn=opts.topn)
+    if opts.json:
         print(json.dumps({k: [[w, float(s)] for w, s in v] for k, v in results.items()}, indent=2))
         return 0
     for query, neighbours in results.items():

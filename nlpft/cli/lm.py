@@ -6,19 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from nlpft.cli.corpus import CORPUS_HELP, add_corpus_options, add_text_col_option
+from nlpft.cli.corpus import add_corpus_options, add_text_col_option
 from nlpft.cli.main import (
     add_command_group,
     add_common_options,
     add_offline_option,
     add_training_options,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
     run_training,
-    seed_int,
 )
+from nlpft.cli.options import add_options, from_args
 
 TRAIN_DESCRIPTION = """\
 Train an LSTM/GRU language model on a corpus.
@@ -48,6 +44,15 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from nlpft.lm.options import (
+        DATA,
+        MODEL,
+        OPTIMISATION,
+        LMEvalOptions,
+        LMGenerateOptions,
+        LMTrainOptions,
+    )
+
     lm, verbs = add_command_group(commands, "lm", help="RNN language model: train, evaluate, generate",
                              description="LSTM/GRU language models.")
 
@@ -57,43 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "under OUT.partial while the run lasts)")
     add_common_options(train)
     add_training_options(train, "default: 10; early stopping may end sooner")
-    d = train.add_argument_group("vocabulary and data")
-    d.add_argument("--tokenizer", metavar="FILE", help="use this tokenizer.json (e.g. runs/w2v/tokenizer.json)")
-    d.add_argument("--init-vectors", metavar="PATH",
-                   help="initialise the embedding from static vectors (an `nlpft embed train` directory or a "
-                        "word2vec file); with a directory its tokenizer is used unless --tokenizer is given")
-    d.add_argument("--freeze-embeddings", action="store_true", help="keep the initial embedding fixed")
-    d.add_argument("--min-count", type=positive_int, default=2, help="words seen fewer times become [UNK] (default: %(default)s)")
-    d.add_argument("--max-vocab", type=positive_int, default=50_000, help="vocabulary cap (default: %(default)s)")
-    d.add_argument("--valid-fraction", type=float, default=0.05, help="held-out share (default: %(default)s)")
-    d.add_argument("--test-fraction", type=float, default=0.05, help="test share (default: %(default)s)")
-    m = train.add_argument_group("model")
-    m.add_argument("--arch", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default: %(default)s)")
-    m.add_argument("--embedding-dim", type=positive_int, default=None, help="default: 200, or the --init-vectors size")
-    m.add_argument("--hidden-dim", type=positive_int, default=200, help="default: %(default)s")
-    m.add_argument("--layers", dest="num_layers", type=positive_int, default=2, help="default: %(default)s")
-    m.add_argument("--no-tie", dest="tie_weights", action="store_false",
-                   help="separate decoder weights (tying shares them with the embedding; a projection is "
-                        "added when hidden and embedding sizes differ)")
-    m.add_argument("--embedding-dropout", type=float, default=0.1, help="drop whole words (default: %(default)s)")
-    m.add_argument("--input-dropout", type=float, default=0.3, help="locked dropout on inputs (default: %(default)s)")
-    m.add_argument("--hidden-dropout", type=float, default=0.25, help="locked dropout between layers (default: %(default)s)")
-    m.add_argument("--output-dropout", type=float, default=0.4, help="locked dropout on outputs (default: %(default)s)")
-    m.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on hidden-to-hidden weights (default: %(default)s)")
-    o = train.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=positive_int, default=20, help="parallel streams (default: %(default)s)")
-    o.add_argument("--bptt", type=positive_int, default=35, help="tokens per truncated-BPTT window (default: %(default)s)")
-    o.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="default: %(default)s")
-    o.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: 2e-3 AdamW, 20 SGD)")
-    o.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="default: %(default)s")
-    o.add_argument("--clip", type=non_negative_float, default=0.25, help="gradient norm clip; 0 turns it off (default: %(default)s)")
-    o.add_argument("--lr-decay", type=float, default=0.25, help="learning-rate factor on a plateau (default: %(default)s)")
-    o.add_argument("--patience", type=non_negative_int, default=2, help="evaluations without improvement before stopping (default: %(default)s)")
-    o.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: %(default)s)")
-    o.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocast runs the matrix work in bfloat16 (default: %(default)s)")
-    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
-    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_options(train, LMTrainOptions, groups=(DATA, MODEL, OPTIMISATION))
     train.set_defaults(_handler=run_train, _parser=train)
 
     ev = verbs.add_parser("eval", help="perplexity on held-out text",
@@ -101,20 +70,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                       "RNN LM from `nlpft lm train`, or a transformers checkpoint (GPT-style: "
                                       "perplexity over blocks of --block-size tokens; BERT-style: MLM loss on "
                                       "fixed, seeded 15%% masks, and its exponential).")
-    ev.add_argument("--model", required=True, metavar="MODEL",
-                    help="the --out directory of `nlpft lm train` or `nlpft pretrain`, a model alias, a "
-                         "Hugging Face directory or a hub id")
-    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=f"text to score: {CORPUS_HELP}")
+    add_options(ev, LMEvalOptions)
     add_text_col_option(ev)
-    ev.add_argument("--batch-size", type=positive_int, default=10, help="default: %(default)s")
-    ev.add_argument("--bptt", type=positive_int, default=35, help="RNN LM: tokens per window (default: %(default)s)")
-    ev.add_argument("--block-size", type=positive_int, default=None,
-                    help="transformers: tokens per block (default: 512 GPT-style, 128 BERT-style, "
-                         "at most the model's positions)")
-    ev.add_argument("--seed", type=seed_int, default=13, help="transformers, BERT-style: seed of the masks (default: %(default)s)")
-    ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ev.add_argument("--threads", type=positive_int, default=None)
-    ev.add_argument("--json", action="store_true", help="print JSON")
     add_offline_option(ev)
     ev.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     ev.set_defaults(_handler=run_eval, _parser=ev)
@@ -122,23 +79,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen = verbs.add_parser("generate", help="sample text",
                            description="Sample text from an RNN LM (`nlpft lm train`) or a GPT-style "
                                        "transformers checkpoint (e.g. from `nlpft pretrain --arch gpt2`).")
-    gen.add_argument("--model", required=True, metavar="MODEL",
-                     help="an `nlpft lm train` or `nlpft pretrain` directory, or a GPT-style checkpoint")
-    gen.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
-    gen.add_argument("--max-tokens", type=non_negative_int, default=50, help="default: %(default)s")
-    gen.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 = greedy (default: %(default)s)")
-    gen.add_argument("--top-k", type=positive_int, default=None, help="sample among the k likeliest tokens")
-    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
-    gen.add_argument("--seed", type=seed_int, default=None, help="random seed for reproducible samples")
+    add_options(gen, LMGenerateOptions)
     add_offline_option(gen)
     gen.add_argument("--config", metavar="FILE", help="YAML or JSON file of options")
     gen.set_defaults(_handler=run_generate, _parser=gen)
-
-
-MODEL_KEYS = ("arch", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "embedding_dropout",
-              "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")
-TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "weight_decay", "clip", "lr_decay",
-              "patience", "checkpoint_every", "precision", "seed")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -147,37 +91,28 @@ def run_train(args: argparse.Namespace) -> int:
 
 def train_from_args(args: argparse.Namespace) -> Path:
     """The run of `nlpft lm train` (and of `nlpft.lm.train(...)`); returns OUT."""
-    from nlpft.runners.lm import LMDataOptions, train_lm
+    from nlpft.lm.options import LMTrainOptions
+    from nlpft.runners.lm import train_lm
 
-    data = LMDataOptions(corpus=args.corpus, tokenizer=args.tokenizer, init_vectors=args.init_vectors,
-                         freeze_embeddings=args.freeze_embeddings, min_count=args.min_count,
-                         max_vocab=args.max_vocab, valid_fraction=args.valid_fraction,
-                         test_fraction=args.test_fraction, text_col=args.text_col, streaming=args.streaming)
-    model_options = {k: getattr(args, k) for k in MODEL_KEYS}
-    train_values = {k: getattr(args, k) for k in TRAIN_KEYS}
-    if train_values["epochs"] is None:
-        train_values["epochs"] = 10
-    from nlpft.lm.trainer import LMTrainConfig  # imports torch: after run_training's signal handlers
-
-    return train_lm(data, model_options, LMTrainConfig(**train_values), args.out,
-                    resume=args.resume, threads=args.threads, quiet=args.quiet, overwrite=args.overwrite,
-                    report_to=args.report_to)
+    return train_lm(from_args(LMTrainOptions, args))
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from nlpft.lm.files import is_rnn_lm_dir
+    from nlpft.lm.options import LMEvalOptions
 
-    if is_rnn_lm_dir(args.model):
+    opts = from_args(LMEvalOptions, args)
+    if is_rnn_lm_dir(opts.model):
         from nlpft.runners.lm import eval_lm
 
-        result = eval_lm(args.model, args.corpus, batch_size=args.batch_size, bptt=args.bptt,
-                         precision=args.precision, threads=args.threads, text_col=args.text_col)
+        result = eval_lm(opts.model, opts.corpus, batch_size=opts.batch_size, bptt=opts.bptt,
+                         precision=opts.precision, threads=opts.threads, text_col=opts.text_col)
     else:
         from nlpft.runners.hf_lm import eval_hf_lm
 
-        result = eval_hf_lm(args.model, args.corpus, batch_size=args.batch_size, block_size=args.block_size,
-                            precision=args.precision, threads=args.threads, seed=args.seed, text_col=args.text_col)
-    if args.json:
+        result = eval_hf_lm(opts.model, opts.corpus, batch_size=opts.batch_size, block_size=opts.block_size,
+                            precision=opts.precision, threads=opts.threads, seed=opts.seed, text_col=opts.text_col)
+    if opts.json:
         print(json.dumps(result, indent=2))
         return 0
     lines = []
@@ -194,20 +129,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from nlpft.lm.files import is_rnn_lm_dir
+    from nlpft.lm.options import LMGenerateOptions
 
-    options = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
-                   top_p=args.top_p, seed=args.seed)
-    if args.max_tokens < 0:
-        from nlpft.errors import UserInputError
-
-        raise UserInputError("--max-tokens must be 0 or more")
-    if is_rnn_lm_dir(args.model):
+    opts = from_args(LMGenerateOptions, args)
+    sampling = {"max_tokens": opts.max_tokens, "temperature": opts.temperature, "top_k": opts.top_k,
+                "top_p": opts.top_p, "seed": opts.seed}
+    if is_rnn_lm_dir(opts.model):
         from nlpft.runners.lm import generate_lm
 
-        text = generate_lm(args.model, args.prompt, **options)
-        print((args.prompt + " " if args.prompt else "") + text)
+        text = generate_lm(opts.model, opts.prompt, **sampling)
+        print((opts.prompt + " " if opts.prompt else "") + text)
     else:
         from nlpft.runners.hf_lm import generate_hf
 
-        print(args.prompt + generate_hf(args.model, args.prompt, **options))
+        print(opts.prompt + generate_hf(opts.model, opts.prompt, **sampling))
     return 0

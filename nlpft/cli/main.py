@@ -302,6 +302,7 @@ def apply_option_values(sub: argparse.ArgumentParser, values: dict, source: str)
 def build_parser() -> ArgumentParser:
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
+    from nlpft.cli import export as export_cli
     from nlpft.cli import finetune as finetune_cli
     from nlpft.cli import lm as lm_cli
     from nlpft.cli import models as models_cli
@@ -321,6 +322,7 @@ def build_parser() -> ArgumentParser:
     models_cli.register(commands)
     pretrain_cli.register(commands)
     finetune_cli.register(commands)
+    export_cli.register(commands)
     return parser
 
 

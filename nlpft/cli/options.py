@@ -29,9 +29,14 @@ def add_options(parser: argparse.ArgumentParser, cls, groups: tuple = (UNGROUPED
             target = parser if group is UNGROUPED else _section(parser, sections, group)
             if settings["exclusive"]:
                 if settings["exclusive"] not in exclusive:
-                    exclusive[settings["exclusive"]] = target.add_mutually_exclusive_group(required=True)
+                    exclusive[settings["exclusive"]] = target.add_mutually_exclusive_group(
+                        required=settings["required"] is not False)
                 target = exclusive[settings["exclusive"]]
-            target.add_argument(flag_of(field), **_argument(field, settings))
+            argument = _argument(field, settings)
+            if settings["positional"]:  # argparse names a positional argument by its dest
+                target.add_argument(argument.pop("dest"), **argument)
+            else:
+                target.add_argument(flag_of(field), **argument)
 
 
 def add_given_only_options(parser: argparse.ArgumentParser, title: str, fields) -> None:
@@ -68,12 +73,12 @@ def _argument(field: dataclasses.Field, settings: dict) -> dict:
         argument["action"] = "store_false" if default else "store_true"
         return argument
     argument["default"] = default
-    for key in ("type", "metavar"):
+    for key in ("type", "metavar", "nargs"):
         if settings[key] is not None:
             argument[key] = settings[key]
     if settings["choices"] is not None:
         argument["choices"] = list(choices_of(settings))
-    if settings["required"] and not settings["exclusive"]:
+    if settings["required"] and not settings["exclusive"] and not settings["positional"]:
         argument["required"] = True
     return argument
 

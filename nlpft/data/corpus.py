@@ -74,6 +74,14 @@ def _first_bad_line(path: Path) -> tuple[int, str]:
     return 0, "unknown position"
 
 
+def check_stream_is_bounded(streaming: bool, max_steps: int | None) -> None:
+    """A run that passes over its corpus more than once keeps the part of a stream it needs
+    on disk (`TextCorpus.fetch_streams`), and --max-steps is what says how much that is."""
+    if streaming and max_steps is None:
+        raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
+                             "steps to train (and so how much of the stream to read)")
+
+
 class TextCorpus:
     """Lines of text from files, directories of files and dataset columns (`DatasetLines`).
 

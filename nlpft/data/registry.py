@@ -73,6 +73,12 @@ def load_registry() -> dict[str, CorpusEntry]:
     return {name: CorpusEntry(name=name, **fields) for name, fields in json.loads(text).items()}
 
 
+#: what `resolve_corpus` takes, for the --help of the commands that read a corpus
+CORPUS_HELP = ("text file(s), .gz/.bz2/.xz, directories of text files, names from `nlpft corpus list`, or "
+               "datasets: hf:NAME[:CONFIG][@SPLIT] (the Hub or its local cache), .parquet files, save_to_disk "
+               "directories (one row = one document, from --text-col)")
+
+
 def resolve_corpus(specs: str | list[str], text_col: str = "text", streaming: bool = False) -> TextCorpus:
     """A `TextCorpus` for paths, registry names (paths win when both exist) and dataset
     sources (hf:NAME[:CONFIG][@SPLIT], Parquet files, save_to_disk directories), whose

@@ -1,4 +1,5 @@
-"""Every option of `nlpft embed train`, and their translation into gensim's switches.
+"""The options static vectors are trained with (flags of `nlpft embed train`, each declared
+once), and their translation into gensim's switches.
 
 gensim speaks in 0/1 flags (`sg`, `hs`, `negative=0`, `cbow_mean`); nlpft speaks in words
 (`architecture="skipgram"`, `loss="hierarchical"`). `gensim_kwargs` is the one place
@@ -7,81 +8,108 @@ where one becomes the other.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import dataclasses
+from dataclasses import dataclass, fields
 
-from nlpft.errors import UserInputError, check_seed
+from nlpft.errors import UserInputError
+from nlpft.options import (
+    check_options,
+    non_negative_float,
+    non_negative_int,
+    option,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 ALGORITHMS = ("word2vec", "fasttext", "glove")
 ARCHITECTURES = ("skipgram", "cbow")
 LOSSES = ("negative", "hierarchical")
 
+# the --help sections of `nlpft embed train`
+VOCABULARY = "vocabulary and context"
+WORD2VEC = "word2vec and fastText"
+FASTTEXT = "fastText"
+GLOVE = "GloVe"
 
-@dataclass
+
+@dataclass(frozen=True)
 class EmbeddingConfig:
-    algo: str = "word2vec"
-    # shared
-    dim: int = 100
-    window: int | None = None  # 5 for word2vec/fastText, 15 for GloVe (the C default)
-    min_count: int = 5
-    max_vocab: int | None = None
-    epochs: int | None = None  # 5 for word2vec/fastText, 15 for GloVe
-    threads: int = 2
-    seed: int = 1
-    lowercase: bool = True
-    max_memory_gb: float = 8.0
-    max_steps: int | None = None
-    # word2vec / fastText
-    architecture: str = "skipgram"
-    loss: str = "negative"
-    negative: int = 5
-    sample: float = 1e-3
-    alpha: float | None = None
-    min_alpha: float = 1e-4
-    # fastText
-    min_n: int = 3
-    max_n: int = 6
-    buckets: int = 2_000_000
-    # GloVe
-    x_max: float = 10.0
-    weight_power: float = 0.75
-    glove_lr: float = 0.05
+    """The options the vectors are trained with (saved as config.json); each is a flag of
+    `nlpft embed train` (see `nlpft.options.option`), which adds the corpus and the output
+    (`nlpft.embeddings.options.EmbedTrainOptions`). Fingerprinted: all but --epochs,
+    --max-steps, --threads and --max-memory, which a resumed run may change."""
 
-    def resolved(self) -> "EmbeddingConfig":
-        """A copy with the per-algorithm defaults filled in, validated."""
+    algo: str = option("word2vec", "algorithm (default: %(default)s)", choices=ALGORITHMS, fingerprinted=True)
+    # every algorithm
+    dim: int = option(100, "vector dimensions (default: %(default)s)", type=positive_int, group=VOCABULARY,
+                      fingerprinted=True)
+    window: int | None = option(  # None: 5 for word2vec/fastText, 15 for GloVe (the C default)
+        None, "context words on each side (default: 5 for word2vec/fastText, 15 for GloVe)", type=positive_int,
+        group=VOCABULARY, fingerprinted=True)
+    min_count: int = option(5, "drop words seen fewer times (default: %(default)s)", type=positive_int,
+                            group=VOCABULARY, fingerprinted=True)
+    max_vocab: int | None = option(None, "keep at most this many most frequent words", type=positive_int,
+                                   group=VOCABULARY, fingerprinted=True)
+    lowercase: bool = option(True, "keep case", flag="--no-lowercase", group=VOCABULARY, fingerprinted=True)
+    threads: int = option(2, "worker threads (default: %(default)s; use 1 with --seed for bit-identical reruns)",
+                          type=positive_int, group=VOCABULARY)
+    epochs: int | None = option(None, type=positive_int, shared=True)  # None: 5 for word2vec/fastText, 15 for GloVe
+    seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
+    max_memory_gb: float = option(8.0, flag="--max-memory", type=positive_float, shared=True)
+    max_steps: int | None = option(None, type=positive_int, shared=True)
+    # word2vec / fastText
+    architecture: str = option("skipgram", "predict context from word (skipgram) or word from context (cbow) "
+                                           "(default: %(default)s)", choices=ARCHITECTURES, group=WORD2VEC,
+                               fingerprinted=True)
+    loss: str = option("negative", "negative sampling or hierarchical softmax (default: %(default)s)",
+                       choices=LOSSES, group=WORD2VEC, fingerprinted=True)
+    negative: int = option(5, "negative samples per word (default: %(default)s)", type=non_negative_int,
+                           group=WORD2VEC, fingerprinted=True)
+    sample: float = option(1e-3, "down-sampling threshold for frequent words; 0 turns it off (default: "
+                                 "%(default)s)", type=non_negative_float, group=WORD2VEC, fingerprinted=True)
+    alpha: float | None = option(None, "initial learning rate, decayed linearly (default: 0.025 skipgram, 0.05 "
+                                       "cbow)", type=positive_float, group=WORD2VEC, fingerprinted=True)
+    min_alpha: float = option(1e-4, "final learning rate (default: %(default)s)", type=non_negative_float,
+                              group=WORD2VEC, fingerprinted=True)
+    # fastText
+    min_n: int = option(3, "shortest character n-gram (default: %(default)s)", type=positive_int, group=FASTTEXT,
+                        fingerprinted=True)
+    max_n: int = option(6, "longest character n-gram (default: %(default)s)", type=positive_int, group=FASTTEXT,
+                        fingerprinted=True)
+    buckets: int = option(2_000_000, "hash buckets for n-gram vectors; memory is buckets x dim x 8 bytes "
+                                     "(default: %(default)s)", type=positive_int, group=FASTTEXT, fingerprinted=True)
+    # GloVe
+    x_max: float = option(10.0, "count at which a pair's weight saturates (default: %(default)s)",
+                          type=positive_float, group=GLOVE, fingerprinted=True)
+    weight_power: float = option(0.75, "exponent of the weighting function (default: %(default)s)",
+                                 type=positive_float, group=GLOVE, fingerprinted=True)
+    glove_lr: float = option(0.05, "AdaGrad learning rate (default: %(default)s)", type=positive_float, group=GLOVE,
+                             fingerprinted=True)
+
+    def resolved(self) -> EmbeddingConfig:
+        """A copy (of the same class) with the per-algorithm defaults filled in, validated."""
         glove = self.algo == "glove"
-        values = self.to_dict()
-        if values["window"] is None:
-            values["window"] = 15 if glove else 5
-        if values["epochs"] is None:
-            values["epochs"] = 15 if glove else 5
-        if values["alpha"] is None and not glove:
-            values["alpha"] = 0.025 if self.architecture == "skipgram" else 0.05
-        config = EmbeddingConfig(**values)
+        defaults = {"window": 15 if glove else 5, "epochs": 15 if glove else 5}
+        if not glove:
+            defaults["alpha"] = self.learning_rate
+        config = dataclasses.replace(self, **{name: value for name, value in defaults.items()
+                                              if getattr(self, name) is None})
         config.validate()
         return config
 
     def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise UserInputError(msg)
-
-        need(self.algo in ALGORITHMS, f"--algo must be one of {', '.join(ALGORITHMS)}, not {self.algo!r}")
-        need(self.architecture in ARCHITECTURES, f"--architecture must be skipgram or cbow, not {self.architecture!r}")
-        need(self.loss in LOSSES, f"--loss must be negative or hierarchical, not {self.loss!r}")
-        need(self.dim > 0, "--dim must be a positive number of dimensions")
-        need(self.window is None or self.window > 0, "--window must be at least 1")
-        need(self.min_count >= 1, "--min-count must be at least 1")
-        need(self.max_vocab is None or self.max_vocab > 0, "--max-vocab must be positive")
-        need(self.epochs is None or self.epochs > 0, "--epochs must be at least 1")
-        need(self.threads > 0, "--threads must be at least 1")
-        need(self.max_memory_gb > 0, "--max-memory must be positive (GiB)")
-        need(self.max_steps is None or self.max_steps > 0, "--max-steps must be positive")
-        need(self.negative > 0 or self.loss != "negative", "--negative must be at least 1 with --loss negative")
-        need(0 <= self.sample < 1, "--sample must be in [0, 1)")
-        need(1 <= self.min_n <= self.max_n, "--min-n must be at least 1 and at most --max-n")
-        need(self.buckets > 0, "--buckets must be positive")
-        need(self.x_max > 0 and self.weight_power > 0, "--x-max and --weight-power must be positive")
-        check_seed(self.seed)
+        """Every option's type and choices (as the command line checks them), then the
+        rules that tie values together."""
+        check_options(self)
+        rules = [
+            (self.negative > 0 or self.loss != "negative", "--negative must be at least 1 with --loss negative"),
+            (self.sample < 1, "--sample must be in [0, 1)"),
+            (self.min_n <= self.max_n, "--min-n must be at least 1 and at most --max-n"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UserInputError(message)
 
     @property
     def learning_rate(self) -> float:
@@ -91,11 +119,9 @@ class EmbeddingConfig:
         return 0.025 if self.architecture == "skipgram" else 0.05
 
     def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def field_names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
+        """The vectors' training options, without the command's corpus and output (which
+        `EmbedTrainOptions` adds), as config.json records them."""
+        return {field.name: getattr(self, field.name) for field in fields(EmbeddingConfig)}
 
 
 def gensim_kwargs(config: EmbeddingConfig) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import mmap
 import re
+import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
@@ -61,8 +62,11 @@ def load_vectors(path: str | Path, *, allow_pickle: bool = False) -> KeyedVector
 
     `path` may be a directory holding `vectors.bin`, `vectors.txt` or `vectors.glove.txt`
     (tried in that order), a word2vec text or binary file (header "V D"), or a GloVe text
-    file (no header; detected from the first line). Malformed files raise
-    `UserInputError` with the line number or byte offset of the first problem.
+    file (no header; detected from the first line: the Stanford glove.*.txt files and
+    GloVe C's vectors.txt). Rows past a header's vocabulary size are ignored with a line
+    on stderr, as gensim ignores them: GloVe C's `-write-header 1` counts the vocabulary
+    but then appends an <unk> row. Malformed files raise `UserInputError` with the line
+    number or byte offset of the first problem.
 
     Pickled gensim models (`.model`, `.kv`, or any file starting with the pickle opcode
     0x80) are refused unless `allow_pickle=True`, and even then only `.model`/`.kv`
@@ -215,12 +219,16 @@ def _read_text(path: Path, start: int, first_line_no: int, dim: int, count: int 
     line_of_row = array("q")
     blocks = []
     line_no = first_line_no - 1
+    beyond_header = 0  # rows after the `count` the header promises: read by nobody
     with open(path, "rb") as f:
         f.seek(start)
         while lines := f.readlines(_CHUNK_BYTES):
             numbers = []
             for raw in lines:
                 line_no += 1
+                if count is not None and len(words) == count:
+                    beyond_header += bool(raw.strip())
+                    continue
                 parts = raw.split(None, 1)
                 if not parts:
                     continue  # blank lines carry nothing; tolerate them
@@ -231,7 +239,10 @@ def _read_text(path: Path, start: int, first_line_no: int, dim: int, count: int 
                 line_of_row.append(line_no)
             if numbers:
                 blocks.append(_parse_numbers(numbers, dim, path, line_of_row[-len(numbers):]))
-    _check_count(path, count, len(words), line_of_row, line_no)
+    _check_count(path, count, len(words), line_no)
+    if beyond_header:
+        _note_ignored(path, f"{beyond_header} row{'s' * (beyond_header > 1)} after the {count} vectors the header "
+                            f"on line 1 promises (GloVe's -write-header 1 appends an <unk> row it does not count)")
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
     return words, vectors, lambda row: f"{path}: line {line_of_row[row]}"
 
@@ -287,8 +298,9 @@ def _row_error(path: Path, line_no: int, dim: int, found: int) -> UserInputError
     )
 
 
-def _check_count(path: Path, count: int | None, rows: int, line_of_row: Sequence[int], last_line: int):
-    """The header's vocabulary size must match the rows the file really holds."""
+def _check_count(path: Path, count: int | None, rows: int, last_line: int):
+    """A header's vocabulary size must not promise more rows than the file holds (rows past
+    it are ignored, as gensim ignores them: see `_note_ignored`)."""
     if count is None:
         if rows == 0:
             raise UserInputError(f"{path}: line 1: file holds no vectors.")
@@ -298,11 +310,11 @@ def _check_count(path: Path, count: int | None, rows: int, line_of_row: Sequence
             f"{path}: line {last_line + 1}: file ends after {rows} vectors but the header on line 1 promises "
             f"{count}; the file is probably truncated: re-download or re-export it."
         )
-    if rows > count:
-        raise UserInputError(
-            f"{path}: line {line_of_row[count]}: row {count + 1} is beyond the {count} vectors the header on "
-            "line 1 promises; fix the header's vocabulary size."
-        )
+
+
+def _note_ignored(path: Path, what: str) -> None:
+    """Data past the rows a header counts is left out, as gensim's loader leaves it, and said."""
+    print(f"{path}: ignored {what}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- binary
@@ -361,13 +373,12 @@ def _binary_word(mm: mmap.mmap, pos: int, row: int, count: int, path: Path) -> t
 
 
 def _check_binary_tail(mm: mmap.mmap, pos: int, count: int, path: Path):
-    """Only whitespace may follow the last row the header announced."""
-    tail = mm[pos:pos + 64]
-    if tail.strip():
-        raise UserInputError(
-            f"{path}: byte offset {pos}: data continues after the {count} vectors the header promises; "
-            "fix the header's vocabulary size."
-        )
+    """Data after the last row the header announced is ignored (as gensim does), and said."""
+    while pos < len(mm) and mm[pos] in b" \n\r":
+        pos += 1
+    if pos < len(mm):
+        _note_ignored(path, f"{len(mm) - pos:,} bytes from byte offset {pos}, after the {count} vectors the "
+                            "header promises")
 
 
 # ------------------------------------------------------------------------- checks

@@ -101,7 +101,7 @@ class FinetuneOptions:
     test_fraction: float | None = option(None, "share of --train held out for the test when --test is not given "
                                                "(default: 0.1, or enough for 40 rows on a small file, up to 0.2)",
                                          type=float, group=DATA, fingerprinted=True)
-    epochs: float | None = option(None, type=positive_float, shared=True)
+    epochs: int | None = option(None, type=positive_int, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
                                     "transformers, 5e-4 for either under 10M parameters, 1e-4 for --task tag on a "
@@ -149,6 +149,8 @@ class FinetuneOptions:
                                       metavar="JSON")
     resume: bool = option(False, shared=True)
     overwrite: bool = option(False, shared=True)  # replace an earlier nlpft output in `out`
+    max_memory_gb: float | None = option(None, flag="--max-memory", type=positive_float, shared=True)
+    offline: bool = option(False, shared=True)  # hub ids from the local cache only
     # the options the task and the backbone declare themselves (their `options` dataclasses,
     # see nlpft.finetune.plugin_options): a dict of the values given, or that dataclass;
     # `finetune` resolves each into the selected plug-in's dataclass
@@ -171,8 +173,25 @@ class FinetuneOptions:
         check_report_to(self.report_to)
 
 
-MODEL_DIR_HELP = "the --out directory of `nlpft finetune`"
+MODEL_DIR_HELP = "the --out directory of `nlpft finetune` (or of `nlpft export`)"
 TRAINED_COLUMN = "default: the column the model was trained on"
+
+
+# predict and evaluate: how the model runs (each dataclass needs fields of its own)
+def _runtime_option():
+    return option("auto", "auto = ONNX Runtime when the model directory holds an export (`nlpft export`), else "
+                          "torch; torch = the safetensors weights; onnx = the exported model.onnx (default: "
+                          "%(default)s)", choices=["auto", "torch", "onnx"])
+
+
+def _precision_option():
+    return option("auto", "torch runtime: auto = bf16 autocast for transformers where the CPU does bf16 natively "
+                          "(AVX-512 BF16/AMX), unless the model was fine-tuned in fp32; else fp32. ONNX Runtime runs "
+                          "the export as written (fp32 or int8) (default: %(default)s)", choices=["auto", "fp32", "bf16"])
+
+
+def _threads_option():
+    return option(None, "CPU threads of torch or ONNX Runtime (default: torch's, all cores)", type=positive_int)
 
 
 @dataclass(frozen=True)
@@ -192,6 +211,9 @@ class PredictOptions:
     text_col: str | None = option(None, TRAINED_COLUMN)
     text_pair_col: str | None = option(None, f"pair models: {TRAINED_COLUMN}")
     batch_size: int = option(32, "default: %(default)s", type=positive_int)
+    runtime: str = _runtime_option()
+    precision: str = _precision_option()
+    threads: int | None = _threads_option()
 
 
 @dataclass(frozen=True)
@@ -207,3 +229,32 @@ class EvaluateOptions:
     normalize_labels: bool = option(False, "merge labels that differ only in case into the model's spelling "
                                            "(automatic when the model was fine-tuned with --normalize-labels)")
     json: bool = option(False, "print JSON")
+    runtime: str = _runtime_option()
+    precision: str = _precision_option()
+    threads: int | None = _threads_option()
+
+
+ONNX_OPSET = 18  # the lowest opset the torch.onnx (dynamo) exporter writes natively
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: str = option(help="the --out directory of `nlpft finetune` with a transformer backbone (hf-encoder, "
+                             "hf-decoder)", metavar="DIR", required=True)
+    out: str = option(shared=True)
+    overwrite: bool = option(False, shared=True)
+    format: str = option("onnx", "default: %(default)s", choices=["onnx"])
+    quantize: str = option("none", "int8 = ONNX Runtime dynamic quantization of the weights (a smaller file, faster "
+                                   "than the fp32 export; refused below 99%% agreement with the original) (default: "
+                                   "%(default)s)", choices=["none", "int8"])
+    check: str | None = option(None, "texts to compare the export with the original on (.csv, .tsv, .jsonl with the "
+                                     "model's text column; taggers: .txt or a tagged file) (default: the model's "
+                                     "own test predictions)", metavar="FILE")
+    opset: int = option(ONNX_OPSET, "ONNX opset (default: %(default)s)", type=positive_int)
+    threads: int | None = _threads_option()
+
+    def validate(self) -> None:
+        check_options(self)
+        if self.opset < ONNX_OPSET:
+            raise UserInputError(f"--opset must be at least {ONNX_OPSET} (the exporter writes opset "
+                                 f"{ONNX_OPSET} and later), not {self.opset}")

@@ -1,4 +1,5 @@
-"""Pretraining transformers from text: size presets, packed blocks, masking, model building.
+"""Pretraining transformers from text: packed blocks, masking, model building (the size
+presets and what each architecture learns: `nlpft.pretrained.presets`).
 
 GPT-style models learn causal LM (predict every next token); BERT-style models learn
 masked LM (15% of tokens chosen, of those 80% -> [MASK], 10% -> a random token, 10% kept).
@@ -23,58 +24,14 @@ measured on exactly the same masked positions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from nlpft.data.token_ids import DTYPE
 from nlpft.errors import UserInputError
-
-ARCHS = ("gpt2", "bert")
-#: each architecture's own objective, and all it can learn (mlm+nsp: BERT's masked LM plus
-#: next-sentence prediction, `sentence_pairs`)
-OBJECTIVE = {"gpt2": "clm", "bert": "mlm"}
-ARCH_OBJECTIVES = {"gpt2": ("clm",), "bert": ("mlm", "mlm+nsp")}
-TOKENIZER_KIND = {"gpt2": "byte-bpe", "bert": "wordpiece"}
-
-
-@dataclass(frozen=True)
-class SizePreset:
-    """Model shape for one size name; the same numbers for both architectures."""
-
-    hidden: int
-    layers: int
-    heads: int
-    block_size: int
-    vocab_size: int  # of the tokenizer nlpft trains when none is given
-
-    @property
-    def intermediate(self) -> int:
-        return 4 * self.hidden
-
-
-#: "tiny" trains to readable text on 2 CPU cores in minutes; "small" in about an hour;
-#: "base" is the GPT-2 / BERT-base shape, for machines with accelerators.
-SIZES: dict[str, SizePreset] = {
-    "tiny": SizePreset(hidden=128, layers=4, heads=4, block_size=128, vocab_size=8192),
-    "small": SizePreset(hidden=256, layers=6, heads=8, block_size=256, vocab_size=16384),
-    "base": SizePreset(hidden=768, layers=12, heads=12, block_size=512, vocab_size=30522),
-}
-
-
-def check_arch_and_size(arch: str, size: str) -> SizePreset:
-    if arch not in ARCHS:
-        raise UserInputError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
-    if size not in SIZES:
-        raise UserInputError(f"unknown --size {size!r}; choose one of {', '.join(SIZES)}")
-    return SIZES[size]
-
-
-def check_objective(arch: str, objective: str) -> None:
-    if objective not in ARCH_OBJECTIVES[arch]:
-        raise UserInputError(f"--objective {objective} does not apply to --arch {arch}, which learns "
-                             f"{' or '.join(ARCH_OBJECTIVES[arch])}; drop --objective or change --arch")
+from nlpft.pretrained.presets import SizePreset
 
 
 def checkpoint_objective(model_type: str, family: str, requested: str | None) -> str:

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.data.registry import resolve_corpus
 from nlpft.embeddings.config import EmbeddingConfig, estimate_memory_bytes
+from nlpft.embeddings.options import EmbedTrainOptions
 from nlpft.embeddings.prepare import iter_token_ids, tokenize_to_file
 from nlpft.errors import ResourceLimitError, UserInputError
+from nlpft.options import fingerprinted_options
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.tokenization import WordTokenizer, select_vocabulary
 from nlpft.training.divergence import check_weights
@@ -52,40 +54,35 @@ def _vocabulary_or_error(counts, config: EmbeddingConfig, corpus_name: str) -> l
     return vocabulary
 
 
-def train_embeddings(config: EmbeddingConfig, corpus: str | list[str], out: str | Path,
-                     resume: bool = False, quiet: bool = False, overwrite: bool = False,
-                     text_col: str = "text", streaming: bool = False) -> Path:
-    """Train static vectors and publish them in `out`; returns the output directory.
-    An earlier nlpft output in `out` is replaced only with `overwrite` (see RunOutput).
+def train_embeddings(opts: EmbedTrainOptions) -> Path:
+    """Train static vectors and publish them in `opts.out`; returns the output directory.
+    An earlier nlpft output there is replaced only with `overwrite` (see RunOutput).
     `text_col` is the column read from dataset sources; `streaming` streams hf: and Parquet
     ones: the corpus is read once (into the token file gensim and GloVe pass over), so a
     stream needs no --max-steps (for word2vec/fastText it bounds how much is read)."""
-    config = config.resolved()
-    text = resolve_corpus(corpus, text_col=text_col, streaming=streaming)
-    output = RunOutput(out, resume=resume, overwrite=overwrite, command="embed train", inputs=text.local_paths())
+    config = opts.resolved()
+    text = resolve_corpus(config.corpus, text_col=config.text_col, streaming=config.streaming)
+    output = RunOutput(config.out, resume=config.resume, overwrite=config.overwrite, command="embed train",
+                       inputs=text.local_paths())
     text.validate()
-    if not quiet:
+    if not config.quiet:
         for note in text.notes():
             print(note, file=sys.stderr)
-    if resume and not output.has_checkpoint():
+    if config.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
     with output.cleaned_up_on_error():
-        record_or_check(work, _fingerprint(config, text), resuming=resume)
-        return _train_into(config, text, work, output, resume and output.has_checkpoint(), quiet)
+        record_or_check(work, _fingerprint(config, text), resuming=config.resume)
+        return _train_into(config, text, work, output, config.resume and output.has_checkpoint(), config.quiet)
 
 
-#: options that may change when a run is resumed
-_RESUMABLE_CHANGES = ("epochs", "threads", "max_memory_gb", "max_steps")
+def _fingerprint(config: EmbedTrainOptions, text) -> dict:
+    """The corpus and the options marked fingerprinted, with the algorithm's defaults filled
+    in (--epochs, --max-steps, --threads and --max-memory may change on resume)."""
+    return fingerprint({"--corpus": text.inputs()}, {**fingerprinted_options(config), **text.reading_options()})
 
 
-def _fingerprint(config: EmbeddingConfig, text) -> dict:
-    options = {f"--{name.replace('_', '-')}": value for name, value in config.to_dict().items()
-               if name not in _RESUMABLE_CHANGES}
-    return fingerprint({"--corpus": text.inputs()}, {**options, **text.reading_options()})
-
-
-def _train_into(config: EmbeddingConfig, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:
+def _train_into(config: EmbedTrainOptions, text, work: Path, output: RunOutput, resume: bool, quiet: bool) -> Path:
     started = time.perf_counter()
     max_tokens = None
     if config.max_steps is not None and config.algo != "glove":

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +23,12 @@ import numpy as np
 from nlpft.data.fingerprint import fingerprint, record_or_check
 from nlpft.errors import UserInputError, check_threads
 from nlpft.lm.files import load_model_dir
+from nlpft.lm.options import LMTrainOptions
+from nlpft.options import fingerprinted_options
 from nlpft.runners.output import peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
-from nlpft.training.reporting import check_report_to
 
 LN2 = math.log(2)
-
-
-@dataclass
-class LMDataOptions:
-    corpus: list[str]
-    tokenizer: str | None = None
-    init_vectors: str | None = None
-    freeze_embeddings: bool = False
-    min_count: int = 2
-    max_vocab: int | None = 50_000
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.05
-    text_col: str = "text"  # the column read from dataset sources
-    streaming: bool = False  # stream hf: and Parquet sources (needs --max-steps)
 
 
 def _distributed() -> tuple[int, int]:
@@ -63,36 +50,31 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _check_paths(data: LMDataOptions, max_steps: int | None) -> None:
+def _check_paths(opts: LMTrainOptions) -> None:
     """Cheap checks before anything heavy is loaded."""
-    if data.streaming and max_steps is None:
-        raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
-                             "steps to train (and so how much of the stream to read)")
-    if data.tokenizer and not Path(data.tokenizer).exists():
-        raise UserInputError(f"{data.tokenizer}: tokenizer file not found; pass a tokenizer.json written by nlpft")
-    if data.init_vectors and not Path(data.init_vectors).exists():
+    if opts.tokenizer and not Path(opts.tokenizer).exists():
+        raise UserInputError(f"{opts.tokenizer}: tokenizer file not found; pass a tokenizer.json written by nlpft")
+    if opts.init_vectors and not Path(opts.init_vectors).exists():
         raise UserInputError(
-            f"{data.init_vectors}: not found; pass a directory written by `nlpft embed train` "
+            f"{opts.init_vectors}: not found; pass a directory written by `nlpft embed train` "
             "or a word2vec text/binary file")
-    if not 0 < data.valid_fraction < 0.5 or not 0 < data.test_fraction < 0.5:
-        raise UserInputError("--valid-fraction and --test-fraction must be between 0 and 0.5")
 
 
-def _load_tokenizer(data: LMDataOptions, text, quiet: bool):
+def _load_tokenizer(opts: LMTrainOptions, text, quiet: bool):
     from nlpft.lm.data import build_lm_tokenizer, ensure_eos
     from nlpft.tokenization import WordTokenizer
 
-    source = data.tokenizer
-    if source is None and data.init_vectors and (Path(data.init_vectors) / "tokenizer.json").is_file():
+    source = opts.tokenizer
+    if source is None and opts.init_vectors and (Path(opts.init_vectors) / "tokenizer.json").is_file():
         # the vectors' own vocabulary: every LM word then has a trained vector
-        source = str(Path(data.init_vectors) / "tokenizer.json")
+        source = str(Path(opts.init_vectors) / "tokenizer.json")
     if source is not None:
         tokenizer = WordTokenizer.load(source)
         origin = source
     else:
         set_phase("counting the corpus words")
-        tokenizer = build_lm_tokenizer(text, min_count=data.min_count, max_vocab=data.max_vocab)
-        origin = f"trained on the corpus (min count {data.min_count}, max vocab {data.max_vocab})"
+        tokenizer = build_lm_tokenizer(text, min_count=opts.min_count, max_vocab=opts.max_vocab)
+        origin = f"trained on the corpus (min count {opts.min_count}, max vocab {opts.max_vocab})"
     ensure_eos(tokenizer)
     if not quiet:
         print(f"tokenizer: {tokenizer.vocab_size:,} ids, {origin}", file=sys.stderr)
@@ -152,69 +134,83 @@ def _eval_rows(ids, batch_size: int, name: str, corpus_name: str):
     return batchify(ids, rows)
 
 
-def train_lm(data: LMDataOptions, model_options: dict, train_config, out: str | Path,
-             resume: bool = False, threads: int | None = None, quiet: bool = False,
-             overwrite: bool = False, report_to: str = "none") -> Path:
-    """`report_to` "tensorboard": the training curves into OUT/runs/ (`nlpft.training.reporting`)."""
+def train_lm(opts: LMTrainOptions) -> Path:
+    """Train, evaluate and publish an RNN LM in `opts.out`; returns the output directory.
+    `report_to` "tensorboard": the training curves into OUT/runs/ (`nlpft.training.reporting`)."""
     import torch
 
     from nlpft.data.registry import resolve_corpus
     from nlpft.lm.model import RNNLMConfig
     from nlpft.runners.output import RunOutput
 
+    opts.validate()
+    train_config = _train_config(opts)
     train_config.validate()
-    check_threads(threads)
-    check_report_to(report_to)
-    model_shape = RNNLMConfig(vocab_size=8, **{k: v for k, v in model_options.items() if v is not None})
+    model_options = _model_options(opts)
+    model_shape = RNNLMConfig(vocab_size=8, **model_options)
     model_shape.validate()
-    _check_paths(data, train_config.max_steps)
-    text = resolve_corpus(data.corpus, text_col=data.text_col, streaming=data.streaming)
-    output = RunOutput(out, resume=resume, overwrite=overwrite, command="lm train",  # only rank 0 opens it
-                       inputs=[*text.local_paths(), data.tokenizer, data.init_vectors])
+    _check_paths(opts)
+    text = resolve_corpus(opts.corpus, text_col=opts.text_col, streaming=opts.streaming)
+    output = RunOutput(opts.out, resume=opts.resume, overwrite=opts.overwrite,  # only rank 0 opens it
+                       command="lm train", inputs=[*text.local_paths(), opts.tokenizer, opts.init_vectors])
     text.validate()
-    if not quiet and int(os.environ.get("RANK", "0")) == 0:
+    if not opts.quiet and int(os.environ.get("RANK", "0")) == 0:
         for note in text.notes():
             print(note, file=sys.stderr)
-    if threads:
-        torch.set_num_threads(threads)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     rank, world = _distributed()
 
     if rank == 0:
-        if resume and not output.has_checkpoint():
+        if opts.resume and not output.has_checkpoint():
             print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
         output.open()
     _barrier(world)
     work = output.partial
     try:
         with output.cleaned_up_on_error(owner=rank == 0):
-            record_or_check(work, _fingerprint(data, model_shape, train_config, text), resuming=resume,
-                            record=rank == 0)
-            return _train_into(data, model_options, train_config, text, work, output, resume, quiet, rank, world,
-                               report_to)
+            record_or_check(work, _fingerprint(opts, text), resuming=opts.resume, record=rank == 0)
+            return _train_into(opts, model_options, train_config, text, work, output, rank, world)
     finally:
         if world > 1:
             torch.distributed.destroy_process_group()
 
 
-def _fingerprint(data: LMDataOptions, model_shape, train_config, text) -> dict:
-    """Inputs and the options that shape the data, the model and the batches (not --epochs,
-    --max-steps, --lr or --threads, which a resumed run may change)."""
-    shape = {name: value for name, value in model_shape.to_dict().items() if name not in ("vocab_size", "pad_id")}
-    shape.update({name: getattr(data, name) for name in
-                  ("min_count", "max_vocab", "valid_fraction", "test_fraction", "freeze_embeddings")})
-    shape.update({name: getattr(train_config, name)
-                  for name in ("batch_size", "bptt", "optimizer", "precision", "seed")})
-    options = {f"--{name.replace('_', '-')}": value for name, value in shape.items()}
-    return fingerprint({"--corpus": text.inputs(), "--tokenizer": data.tokenizer,
-                        "--init-vectors": data.init_vectors}, {**options, **text.reading_options()})
+def _train_config(opts: LMTrainOptions):
+    """The trainer's settings: the options of the same names; one left at None (--epochs)
+    takes the trainer's default."""
+    from nlpft.lm.trainer import LMTrainConfig
+
+    return LMTrainConfig(**_given_fields(opts, LMTrainConfig))
 
 
-def _words_to_read(data: LMDataOptions, train_config, world: int) -> int:
+def _model_options(opts: LMTrainOptions) -> dict:
+    """The model's settings given as options (the fields of `RNNLMConfig` of the same names);
+    one left at None (--embedding-dim) takes the model's default, or the vectors' size."""
+    from nlpft.lm.model import RNNLMConfig
+
+    return _given_fields(opts, RNNLMConfig)
+
+
+def _given_fields(opts: LMTrainOptions, config_class) -> dict:
+    """{name: value} of the options that are also fields of `config_class`, except None."""
+    return {f.name: getattr(opts, f.name) for f in fields(config_class)
+            if hasattr(opts, f.name) and getattr(opts, f.name) is not None}
+
+
+def _fingerprint(opts: LMTrainOptions, text) -> dict:
+    """Inputs and the options that shape the data, the model and the batches (those marked
+    fingerprinted: not --epochs, --max-steps, --lr or --threads, which a resumed run may change)."""
+    return fingerprint({"--corpus": text.inputs(), "--tokenizer": opts.tokenizer,
+                        "--init-vectors": opts.init_vectors}, {**fingerprinted_options(opts), **text.reading_options()})
+
+
+def _words_to_read(opts: LMTrainOptions, train_config, world: int) -> int:
     """How much of a streamed corpus --max-steps trains on: its tokens (batch rows x BPTT
     window per step), plus the held-out share. Counted in words, of which the tokenizer
     makes at least as many tokens."""
     train_tokens = train_config.max_steps * train_config.batch_size * world * train_config.bptt
-    return math.ceil(train_tokens / (1 - data.valid_fraction - data.test_fraction))
+    return math.ceil(train_tokens / (1 - opts.valid_fraction - opts.test_fraction))
 
 
 def _barrier(world: int) -> None:
@@ -224,8 +220,8 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _train_into(data: LMDataOptions, model_options: dict, train_config, text, work: Path, output,
-                resume: bool, quiet: bool, rank: int, world: int, report_to: str) -> Path:
+def _train_into(opts: LMTrainOptions, model_options: dict, train_config, text, work: Path, output,
+                rank: int, world: int) -> Path:
     import torch
 
     from nlpft.embeddings.vectors_io import vectors_for_vocabulary
@@ -235,23 +231,22 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
 
     started = time.perf_counter()
     kv = None
-    if data.init_vectors:
+    if opts.init_vectors:
         from nlpft.embeddings.vectors_io import load_vectors, vectors_for_vocabulary
 
-        kv = load_vectors(data.init_vectors)
+        kv = load_vectors(opts.init_vectors)
         requested = model_options.get("embedding_dim")
         if requested is None:
             model_options = {**model_options, "embedding_dim": kv.vector_size}
         elif requested != kv.vector_size:
             raise UserInputError(
-                f"{data.init_vectors}: vectors have {kv.vector_size} dimensions but --embedding-dim is "
+                f"{opts.init_vectors}: vectors have {kv.vector_size} dimensions but --embedding-dim is "
                 f"{requested}; drop --embedding-dim or pass matching vectors")
-    model_options = {k: v for k, v in model_options.items() if v is not None}
 
     data_dir = work / "data"
     tokenizer_file = data_dir / "tokenizer.json"
     if rank == 0:
-        if resume and (data_dir / "complete").is_file():
+        if opts.resume and (data_dir / "complete").is_file():
             from nlpft.tokenization import WordTokenizer
 
             tokenizer = WordTokenizer.load(tokenizer_file)
@@ -260,11 +255,11 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
             if text.streamed:  # the tokenizer and the split each pass over the corpus: keep what they need
                 from nlpft.data.token_ids import SPLIT_MIN_LINES
 
-                text.fetch_streams(data_dir, _words_to_read(data, train_config, world), min_lines=SPLIT_MIN_LINES)
-            tokenizer = _load_tokenizer(data, text, quiet)
+                text.fetch_streams(data_dir, _words_to_read(opts, train_config, world), min_lines=SPLIT_MIN_LINES)
+            tokenizer = _load_tokenizer(opts, text, opts.quiet)
             set_phase("encoding the corpus")
-            encode_corpus(text, tokenizer, data_dir, valid_fraction=data.valid_fraction,
-                          test_fraction=data.test_fraction, seed=train_config.seed)
+            encode_corpus(text, tokenizer, data_dir, valid_fraction=opts.valid_fraction,
+                          test_fraction=opts.test_fraction, seed=train_config.seed)
             tokenizer.save(tokenizer_file)
             (data_dir / "complete").write_text("")
     _barrier(world)
@@ -282,8 +277,8 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
     coverage = None
     if kv is not None:
         matrix, coverage = vectors_for_vocabulary(kv, tokenizer, model.embedding.weight.detach().numpy())
-        model.load_embeddings(matrix, freeze=data.freeze_embeddings)
-        if not quiet and rank == 0:
+        model.load_embeddings(matrix, freeze=opts.freeze_embeddings)
+        if not opts.quiet and rank == 0:
             print(f"init vectors: {coverage['found']:,}/{coverage['words']:,} words of the LM vocabulary found "
                   f"({coverage['coverage']:.1%}); missing rows {coverage['missing_rows']}"
                   + (f"; e.g. {', '.join(coverage['missing_examples'][:5])}" if coverage["missing"] else ""),
@@ -300,8 +295,8 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
 
         wrapped = DistributedDataParallel(model)
     per_epoch = train_rows.numel()
-    on_step, on_evaluate = _progress_callbacks(per_epoch, quiet, rank)
-    curves = LMReportScalars(work, processes=world) if report_to == "tensorboard" and rank == 0 else None
+    on_step, on_evaluate = _progress_callbacks(per_epoch, opts.quiet, rank)
+    curves = LMReportScalars(work, processes=world) if opts.report_to == "tensorboard" and rank == 0 else None
     if curves is not None:
         on_step, on_evaluate = _both(on_step, curves.on_step), _both(on_evaluate, curves.on_evaluate)
     trainer = LMTrainer(wrapped, train_config, train_rows, valid_rows,
@@ -310,7 +305,7 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
     train_started = time.perf_counter()
     set_phase("training")
     try:
-        state = trainer.fit(resume=resume)
+        state = trainer.fit(resume=opts.resume)
     finally:
         if curves is not None:
             curves.close()
@@ -349,18 +344,26 @@ def _train_into(data: LMDataOptions, model_options: dict, train_config, text, wo
     }
 
     write_json(work / "metrics.json", metrics)
-    write_json(work / "training.json", {"corpus": [str(p) for p in text.paths], **asdict(data),
-                                        "train": asdict(train_config), "model": config.to_dict()})
+    write_json(work / "training.json", _run_record(opts, text, train_config, config))
     import shutil
 
     shutil.rmtree(data_dir, ignore_errors=True)
     (work / "best.safetensors").unlink(missing_ok=True)
     final = output.publish()
-    if not quiet:
+    if not opts.quiet:
         print(f"lm: valid ppl {metrics['valid']['perplexity']:.2f}, test ppl {metrics['test']['perplexity']:.2f} "
               f"({metrics['test']['bits_per_token']:.3f} bits/token) after {state.step} steps -> {final}",
               file=sys.stderr)
     return final
+
+
+def _run_record(opts: LMTrainOptions, text, train_config, config) -> dict:
+    """training.json: the options of the run (the corpus as read), then the trainer's and
+    the model's settings as resolved, in place of the options they were built from."""
+    resolved = {f.name for f in fields(train_config)} | {f.name for f in fields(config)}
+    options = {name: value for name, value in asdict(opts).items() if name not in resolved}
+    return {**options, "corpus": [str(p) for p in text.paths], "train": asdict(train_config),
+            "model": config.to_dict()}
 
 
 def eval_lm(model_dir: str, corpus: list[str], batch_size: int = 10, bptt: int = 35,

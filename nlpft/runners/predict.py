@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 from nlpft.errors import UserInputError
@@ -16,18 +17,30 @@ from nlpft.runners.output import RunOutput, place_errors_reported, write_json
 
 def predict(model_dir: str, input_path: str | None, text: str | None, out: str | None,
             text_col: str | None = None, batch_size: int = 32, text_pair: str | None = None,
-            text_pair_col: str | None = None) -> dict:
+            text_pair_col: str | None = None, runtime: str = "auto", precision: str = "auto",
+            threads: int | None = None) -> dict:
     return run_predict(PredictOptions(model=model_dir, input=input_path, text=text, out=out, text_col=text_col,
-                                      batch_size=batch_size, text_pair=text_pair, text_pair_col=text_pair_col))
+                                      batch_size=batch_size, text_pair=text_pair, text_pair_col=text_pair_col,
+                                      runtime=runtime, precision=precision, threads=threads))
+
+
+def load_model(opts: PredictOptions | EvaluateOptions):
+    """The model of `opts.model`, run as --runtime, --precision and --threads say; a
+    --precision bf16 the ONNX runtime cannot honour is reported, not silently dropped."""
+    from nlpft.finetune.inference import load_for_inference
+
+    loaded = load_for_inference(opts.model, runtime=opts.runtime, precision=opts.precision, threads=opts.threads)
+    if loaded.runtime == "onnx" and opts.precision == "bf16":
+        print(f"--precision bf16 applies to the torch runtime; ONNX Runtime runs {opts.model}'s export as written "
+              f"({loaded.meta['onnx'].get('quantization') or 'fp32'})", file=sys.stderr)
+    return loaded
 
 
 def run_predict(opts: PredictOptions) -> dict:
     """{"rows", "scores", "lines" (predict --text: what to print), "skipped", "truncated",
     "max_length", "task"} for the rows of --input or --text; --out gets the predictions."""
-    from nlpft.finetune.inference import load_for_inference
-
     check_options(opts)
-    loaded = load_for_inference(opts.model)
+    loaded = load_model(opts)
     task = loaded.task
     if (opts.input is None) == (opts.text is None):
         raise UserInputError("pass either --input FILE or --text TEXT")
@@ -79,23 +92,23 @@ def _check_predictions_file(out: Path, input_path: str | None) -> None:
 
 def evaluate(model_dir: str, input_path: str, out: str | None = None, text_col: str | None = None,
              label_col: str | None = None, batch_size: int = 32, text_pair_col: str | None = None,
-             normalize_labels: bool = False, overwrite: bool = False) -> dict:
+             normalize_labels: bool = False, overwrite: bool = False, runtime: str = "auto", precision: str = "auto",
+             threads: int | None = None) -> dict:
     """Metrics of `model_dir` on `input_path`. Labels are merged by case as in training when
     the model was trained with normalize_labels, or when `normalize_labels` is given. With
     `out`, also a report directory, written like every nlpft output (an earlier one there
     is replaced only with `overwrite`)."""
     return run_evaluate(EvaluateOptions(model=model_dir, input=input_path, out=out, text_col=text_col,
                                         label_col=label_col, batch_size=batch_size, text_pair_col=text_pair_col,
-                                        normalize_labels=normalize_labels, overwrite=overwrite))
+                                        normalize_labels=normalize_labels, overwrite=overwrite, runtime=runtime,
+                                        precision=precision, threads=threads))
 
 
 def run_evaluate(opts: EvaluateOptions, loaded=None) -> dict:
     """Metrics of the model `opts.model` (already loaded: `loaded`) on `opts.input`."""
-    from nlpft.finetune.inference import load_for_inference
-
     check_options(opts)
     if loaded is None:
-        loaded = load_for_inference(opts.model)
+        loaded = load_model(opts)
     task = loaded.task
     task.normalize_labels = task.normalize_labels or opts.normalize_labels
     output = (RunOutput(opts.out, overwrite=opts.overwrite, command="evaluate", inputs=[opts.model, opts.input])

@@ -11,106 +11,30 @@ accuracy) -> publish OUT as a plain Hugging Face model directory.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from nlpft.data.fingerprint import fingerprint, record_or_check
-from nlpft.errors import UserInputError, check_seed, check_threads
+from nlpft.errors import UserInputError
+from nlpft.options import fingerprinted_options
+from nlpft.pretrained.options import PretrainOptions
+from nlpft.pretrained.presets import OBJECTIVE, SIZES, TOKENIZER_KIND
 from nlpft.runners.output import RunOutput, peak_rss_bytes, write_json
 from nlpft.training.memory import set_phase
-from nlpft.training.reporting import check_report_to
+
+__all__ = ["PretrainOptions", "pretrain"]
 
 DATA_DIR = "data"
 TOKENIZER_DIR = "tokenizer"
 
 
-@dataclass
-class PretrainOptions:
-    corpus: list[str]
-    out: str
-    arch: str | None = None  # from scratch: "gpt2" | "bert"
-    from_model: str | None = None  # continued pretraining
-    objective: str | None = None  # "clm" | "mlm" | "mlm+nsp"; None: the model's own
-    size: str = "tiny"
-    tokenizer: str | None = None
-    vocab_size: int | None = None
-    block_size: int | None = None
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.05
-    mlm_probability: float = 0.15
-    freeze_base: bool = False
-    epochs: float | None = None
-    max_steps: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float | None = None
-    warmup: float = 0.05
-    weight_decay: float = 0.01
-    scheduler: str = "cosine"
-    eval_every: int = 200
-    checkpoint_every: int = 200
-    max_eval_blocks: int = 200
-    precision: str = "auto"  # auto: bf16 where the hardware does it natively
-    seed: int = 1
-    threads: int | None = None
-    quiet: bool = False
-    report_to: str = "none"  # "tensorboard": training curves in OUT/runs/ (nlpft.training.reporting)
-    resume: bool = False
-    overwrite: bool = False  # replace an earlier nlpft output in `out`
-    name: str | None = None  # remember the output under this model name
-    text_col: str = "text"  # the column read from dataset sources
-    streaming: bool = False  # stream hf: and Parquet sources (needs max_steps)
-
-
-def _validate(opts: PretrainOptions) -> None:
-    """Cheap checks, before anything heavy is imported or loaded."""
-    from nlpft.pretrained.pretraining import check_arch_and_size, check_objective
-
-    if opts.streaming and opts.max_steps is None:
-        raise UserInputError("--streaming reads a corpus of unknown length, so it needs --max-steps N: how many "
-                             "steps to train (and so how much of the stream to read)")
-    if (opts.arch is None) == (opts.from_model is None):
-        raise UserInputError("pass either --arch gpt2|bert (pretrain from scratch) or --from MODEL "
-                             "(continue pretraining a checkpoint), not both")
-    if opts.arch is not None:
-        check_arch_and_size(opts.arch, opts.size)
-        if opts.objective is not None:
-            check_objective(opts.arch, opts.objective)
-    elif opts.vocab_size is not None:
-        raise UserInputError("--vocab-size applies to a tokenizer trained from scratch; with --from the "
-                             "checkpoint's tokenizer is used")
-    if opts.name:
-        from nlpft.pretrained.aliases import ALIASES, KNOWN_HUB_IDS
-
-        if opts.name in ALIASES or opts.name in KNOWN_HUB_IDS or "/" in opts.name or not opts.name.strip():
-            raise UserInputError(f"--name {opts.name!r} is taken by a built-in name or is not a plain name")
-    if opts.tokenizer and opts.from_model:
-        raise UserInputError("--tokenizer cannot be combined with --from: a checkpoint only works with "
-                             "its own tokenizer")
-    checks = [
-        (opts.batch_size >= 1, "--batch-size must be at least 1"),
-        (opts.grad_accum >= 1, "--grad-accum must be at least 1"),
-        (opts.block_size is None or opts.block_size >= 8, "--block-size must be at least 8"),
-        (opts.vocab_size is None or opts.vocab_size >= 300, "--vocab-size must be at least 300"),
-        (0 < opts.mlm_probability < 1, "--mlm-probability must be between 0 and 1"),
-        (opts.epochs is None or opts.epochs > 0, "--epochs must be positive"),
-        (opts.max_steps is None or opts.max_steps >= 1, "--max-steps must be at least 1"),
-        (opts.lr is None or opts.lr > 0, "--lr must be positive"),
-        (0 <= opts.warmup, "--warmup must be 0 or more (a fraction below 1, or a number of steps)"),
-        (opts.eval_every >= 1 and opts.checkpoint_every >= 1, "--eval-every and --checkpoint-every must be >= 1"),
-        (0 < opts.valid_fraction < 0.5 and 0 < opts.test_fraction < 0.5,
-         "--valid-fraction and --test-fraction must be between 0 and 0.5"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserInputError(message)
-    check_seed(opts.seed)
-    check_threads(opts.threads)
-    check_report_to(opts.report_to)
+def _check_tokenizer(opts: PretrainOptions) -> None:
+    """--tokenizer names a directory or an alias (before anything heavy is loaded)."""
     if opts.tokenizer and not Path(opts.tokenizer).exists():
         from nlpft.pretrained.aliases import ALIASES
 
@@ -122,7 +46,8 @@ def _validate(opts: PretrainOptions) -> None:
 def pretrain(opts: PretrainOptions) -> Path:
     from nlpft.data.registry import resolve_corpus
 
-    _validate(opts)
+    opts.validate()
+    _check_tokenizer(opts)
     text = resolve_corpus(opts.corpus, text_col=opts.text_col, streaming=opts.streaming)
     output = RunOutput(opts.out, resume=opts.resume, overwrite=opts.overwrite, command="pretrain",
                        inputs=[*text.local_paths(), opts.tokenizer, opts.from_model])
@@ -138,13 +63,15 @@ def pretrain(opts: PretrainOptions) -> Path:
     objective = _objective(opts, source)
     import torch
 
-    from nlpft.training.hf import transformers_quiet  # slow to import: before the partial directory exists
+    from nlpft.training.hf import (
+        transformers_quiet,  # slow to import: before the partial directory exists
+    )
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     from nlpft.training.precision import resolve_precision
 
-    opts.precision = resolve_precision(opts.precision)
+    opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision))
     if opts.resume and not output.has_checkpoint():
         print(f"no checkpoint under {output.partial}: starting from scratch", file=sys.stderr)
     work = output.open()
@@ -158,20 +85,17 @@ def _objective(opts: PretrainOptions, source) -> str:
     from nlpft.pretrained import pretraining
 
     if source is None:
-        return opts.objective or pretraining.OBJECTIVE[opts.arch]
+        return opts.objective or OBJECTIVE[opts.arch]
     from nlpft.pretrained.loading import detect_family
 
     return pretraining.checkpoint_objective(source.model_type or "?", detect_family(source.config), opts.objective)
 
 
-#: options that shape the data and the model; the rest (--epochs, --max-steps, --lr, the
-#: schedule, --threads, ...) may change when a run is resumed
-_SHAPING_OPTIONS = ("arch", "size", "vocab_size", "block_size", "valid_fraction", "test_fraction",
-                    "mlm_probability", "freeze_base", "batch_size", "grad_accum", "precision", "seed")
-
-
 def _fingerprint(opts: PretrainOptions, text, objective: str) -> dict:
-    options = {f"--{name.replace('_', '-')}": getattr(opts, name) for name in _SHAPING_OPTIONS}
+    """Inputs and the options that shape the data and the model (those marked fingerprinted;
+    the rest, --epochs, --max-steps, --lr, the schedule, --threads, ..., may change when a
+    run is resumed)."""
+    options = fingerprinted_options(opts)
     # None for the model's own objective, so runs started before --objective existed still resume
     options["--objective"] = objective if objective == "mlm+nsp" else None
     return fingerprint({"--corpus": text.inputs(), "--tokenizer": opts.tokenizer, "--from": opts.from_model},
@@ -199,7 +123,6 @@ def _tokenizer(opts: PretrainOptions, text, source, preset, data_dir: Path):
         return load_tokenizer(source).hf
     if opts.tokenizer:
         return load_tokenizer(opts.tokenizer).hf
-    from nlpft.pretrained.pretraining import TOKENIZER_KIND
     from nlpft.tokenization.subword import train_subword_tokenizer
 
     kind = TOKENIZER_KIND[opts.arch]
@@ -237,7 +160,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, objective: str, work: Pa
     from nlpft.pretrained import pretraining
 
     started = time.perf_counter()
-    preset = pretraining.SIZES[opts.size]
+    preset = SIZES[opts.size]
     data_dir = work / DATA_DIR
     if text.streamed and not (data_dir / "complete").is_file():
         data_dir.mkdir(parents=True, exist_ok=True)  # the tokenizer and the split each pass over the corpus

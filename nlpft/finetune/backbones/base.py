@@ -8,8 +8,9 @@ detect        `detect(spec)`: does this --model value name this backbone? Plug-i
               asked in registration order; `fallback` ones (Hugging Face: any alias, hub id
               or model directory) after every other
 defaults      `default_epochs`, `default_lr(parameters)`, `uses_precision` (whether
-              --precision applies), `word_level` (report [UNK] rates), `every_rank` (train
-              in every torchrun process)
+              --precision applies), `bf16_inference` (whether predict's --precision auto may
+              autocast to bf16), `word_level` (report [UNK] rates), `every_rank` (train in
+              every torchrun process)
 search        `search_parameters` (what `finetune --search` tunes, listed in --help) and
               `search_space(opts)`, the space for one run (the default: those parameters)
 checks        `check(opts, task)`: a task whose head it cannot build (`heads`, `supports`)
@@ -22,6 +23,9 @@ training      `prepare(opts)` -> `Prepared` (tokenizer, pad id, max length, fram
               that trains itself (TF-IDF + scikit-learn) overrides it
 inference     `load(model_dir, meta, task)` -> `Prepared` with `model` set, `logits(prepared, task,
               rows, batch_size)`: the base batches the task's encoding through the model
+export        `exports_onnx`: `nlpft export --format onnx` can write its models as a graph of
+              the logits, and `load_inputs(model_dir, meta, task)` gives the `Prepared` without
+              the torch model, for ONNX Runtime to stand in (`nlpft.finetune.onnx_runtime`)
 
 options       `options`: a frozen dataclass of the options only this backbone takes (BERT-style
               encoders: --pooling), declared with `nlpft.options.option`; registering adds
@@ -69,8 +73,10 @@ class Backbone:
     fallback: ClassVar[bool] = False
     default_epochs: ClassVar[float] = 3.0
     uses_precision: ClassVar[bool] = True
+    bf16_inference: ClassVar[bool] = False
     word_level: ClassVar[bool] = False
     every_rank: ClassVar[bool] = True
+    exports_onnx: ClassVar[bool] = False
     heads: ClassVar[tuple] = ("sequence-classification",)  # the task heads (`Task.head`) it can build
     options: ClassVar[type | None] = None  # the dataclass of this backbone's own options (see plugin_options)
     owner: ClassVar[str | None] = None  # who owns those options, in --help and errors, e.g. "BERT-style encoders"
@@ -157,6 +163,11 @@ class Backbone:
     def load(self, model_dir: Path, meta: dict, task) -> Prepared:
         raise NotImplementedError
 
+    def load_inputs(self, model_dir: Path, meta: dict, task) -> Prepared:
+        """`load` without the model: what turns rows into its inputs (backbones that
+        `exports_onnx`)."""
+        raise NotImplementedError
+
     def logits(self, prepared: Prepared, task, rows: list, batch_size: int) -> tuple[np.ndarray, int]:
         """(logits, how many texts were cut at the length limit) for `rows`."""
         import numpy as np
@@ -164,7 +175,8 @@ class Backbone:
 
         from nlpft.training.weights import model_tensors, refuse_non_finite
 
-        refuse_non_finite(model_tensors(prepared.model), self.spec)
+        if isinstance(prepared.model, torch.nn.Module):  # an ONNX export was checked when it was written
+            refuse_non_finite(model_tensors(prepared.model), self.spec)
         dataset, encoded = task.encode(prepared, rows, with_targets=False)
         collate = task.collator(prepared.pad_id)
         order = np.argsort(dataset.lengths(), kind="stable")  # similar lengths together

@@ -36,6 +36,8 @@ def resolved_family(spec: str) -> str:
 class HFBackbone(Backbone):
     family: ClassVar[str]
     fallback = True
+    bf16_inference = True  # trained under bf16 autocast where native: scored the same way
+    exports_onnx = True
     heads = ("sequence-classification",)
     usual_lr: ClassVar[float]
 
@@ -99,19 +101,26 @@ class HFBackbone(Backbone):
 
     # -- inference --------------------------------------------------------------------------
     def load(self, model_dir: Path, meta: dict, task) -> Prepared:
+        from nlpft.training.hf import transformers_quiet
+
+        prepared = self.load_inputs(model_dir, meta, task)
+        with transformers_quiet():
+            prepared.model = self.load_model(model_dir, meta, task)
+        return prepared
+
+    def load_inputs(self, model_dir: Path, meta: dict, task) -> Prepared:
+        """The tokenizer, pad id, length limit and framing ids saved in `model_dir`."""
         from nlpft.pretrained.loading import load_tokenizer
         from nlpft.training.hf import transformers_quiet
 
         with transformers_quiet():
             tokenizer = load_tokenizer(str(model_dir))
-            model = self.load_model(model_dir, meta, task)
         if tokenizer.hf.pad_token_id is None:
             tokenizer.hf.pad_token = tokenizer.hf.eos_token
         framing = meta.get("text_framing") or {}
         return Prepared(tokenizer=tokenizer, pad_id=tokenizer.hf.pad_token_id,
                         max_length=min(int(meta.get("max_length") or 512), tokenizer.max_length),
-                        prefix_ids=tuple(framing.get("prefix_ids", ())), suffix_ids=tuple(framing.get("suffix_ids", ())),
-                        model=model)
+                        prefix_ids=tuple(framing.get("prefix_ids", ())), suffix_ids=tuple(framing.get("suffix_ids", ())))
 
     def load_model(self, model_dir: Path, meta: dict, task):
         from nlpft.pretrained.loading import load_model

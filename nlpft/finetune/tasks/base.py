@@ -15,7 +15,8 @@ model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`
              pooled per row), `per_document` (the same for validation during training),
              `default_lr` (from the backbone's), `word_model` / `load_word_model` (its
              head over a word-level backbone),
-             `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF)
+             `finish_model` / `reload_model` (layers over a transformer's head, e.g. a CRF),
+             `export_obstacle` (what keeps `nlpft export` from writing the model as a graph)
 decisions    `scores` (probabilities or values), `decide`, `tune` (on validation rows)
 metrics      `eval_metrics` (during training), `selection_metric` / `greater_is_better`
              (keep-best and early stopping), `metrics`, `confidence_intervals` (small
@@ -164,6 +165,11 @@ class Task:
     def reload_model(self, model, model_dir: Path):
         """`finish_model`'s layers back around `model`, loaded from `model_dir`."""
         return model
+
+    def export_obstacle(self) -> str | None:
+        """Why this task's model is not a plain function from token ids to logits, which
+        `nlpft export --format onnx` writes as a graph (e.g. a CRF's decoding), or None."""
+        return None
 
     def collect_logits(self, per_row: list, dataset) -> np.ndarray:
         """One array of the model's outputs from one per row (as batched, so per-token outputs

@@ -340,6 +340,11 @@ class TagTask(Task):
 
         return TokenClassifierCRF.around(model, model_dir)
 
+    def export_obstacle(self) -> str | None:
+        if self.crf:
+            return "its --crf decodes each sentence by Viterbi search, a loop over its words that a graph does not hold"
+        return None
+
     def encode(self, encoder, rows: list, with_targets: bool = True, training: bool = False):
         label_ids = None
         if with_targets:
