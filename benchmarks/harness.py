@@ -51,11 +51,37 @@ def shared_file(name: str) -> Path:
 
 
 def machine() -> str:
-    """CPU, threads, torch and Python versions, for the head of a results file."""
+    """CPU model and the features that decide its speed, threads, torch and Python
+    versions, for the head of a results file (our machines change CPU kind between runs)."""
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    return (f"{cpu_model()} ({', '.join(cpu_features()) or 'no AVX2'}), {torch.get_num_threads()} threads, "
             f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+# /proc/cpuinfo flag -> the name the results give it: what decides fp32 and bf16 speed
+CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX"}
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    flags = set(_cpuinfo_field("flags").split())
+    return [label for flag, label in CPU_FEATURES.items() if flag in flags]
 
 
 def write_labeled_csvs(parts: dict, folder: Path) -> dict[str, Path]:
@@ -69,6 +95,18 @@ def write_labeled_csvs(parts: dict, folder: Path) -> dict[str, Path]:
             writer = csv.writer(fh)
             writer.writerow(["text", "label"])
             writer.writerows([r.text, r.label] for r in rows)
+    return paths
+
+
+def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
+    """One fixed, seeded, stratified 80/10/10 split of the labeled file `src` as
+    FOLDER/{train,valid,test}.csv (and the training texts alone as train.txt, a corpus)."""
+    from nlpft.data.labeled import read_labeled, stratified_split
+
+    rows = list(read_labeled(src))
+    parts = stratified_split(rows, valid_fraction=0.1, test_fraction=0.1, seed=seed)
+    paths = write_labeled_csvs(dict(zip(("train", "valid", "test"), parts, strict=True)), folder)
+    (folder / "train.txt").write_text("\n".join(r.text for r in parts[0]) + "\n", encoding="utf-8")
     return paths
 
 

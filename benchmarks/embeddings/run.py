@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/harness.py
+import harness  # noqa: E402
 
 
 def _cpu_children() -> float:
@@ -208,7 +209,7 @@ def main() -> int:
         "files": [Path(f).name for f in files],
         "tokens": rows[0]["tokens"] if rows else None,
         "settings": f"dim {args.dim}, min count {args.min_count}, {args.threads} threads, other options default",
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "machine": harness.machine(),
         "rows": rows,
         "word2vec_vs_gensim": cmp,
     }

@@ -47,16 +47,6 @@ _say = functools.partial(harness.say, "finetune")
 BACKBONES = ("tfidf", "w2v-austen-kjv", "w2v-bbc", "rnn-random", "rnn-lm", "minilm", "minilm-mean", "gpt2-nlpft")
 
 
-def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
-    from nlpft.data.labeled import read_labeled, stratified_split
-
-    rows = list(read_labeled(src))
-    parts = stratified_split(rows, valid_fraction=0.1, test_fraction=0.1, seed=seed)
-    paths = harness.write_labeled_csvs(dict(zip(("train", "valid", "test"), parts, strict=True)), folder)
-    (folder / "train.txt").write_text("\n".join(r.text for r in parts[0]) + "\n", encoding="utf-8")
-    return paths
-
-
 def prepare(backbone: str, work: Path, split: dict, quick: bool, gpt: str | None, gpt_steps: int) -> str:
     """The --model value for `backbone`, training what it needs first."""
     if backbone in ("tfidf", "minilm", "minilm-mean"):
@@ -201,7 +191,7 @@ def main() -> None:
                "command": " ".join(["python benchmarks/finetune/run.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        split = write_split(_find("bbc_news.csv"), work / "split")
+        split = harness.write_split(_find("bbc_news.csv"), work / "split")
         results["split"] = {name: sum(1 for _ in open(path, encoding="utf-8")) - 1 for name, path in split.items()}
         started = time.perf_counter()
         for backbone in args.backbones:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmarks/harness.py
+import harness  # noqa: E402
 from harness import nlpft as _nlpft  # noqa: E402
 from harness import run as _run  # noqa: E402
 
@@ -204,7 +204,7 @@ def main() -> int:
             bf16 = _bf16_comparison(work / "small", data_dir / "test.npy", args.corpus, tokenizer, work,
                                     args.speed_steps)
             print(f"  {json.dumps(bf16)}", file=sys.stderr, flush=True)
-        report = {"corpus": text.name, "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        report = {"corpus": text.name, "machine": harness.machine(),
                   "splits": splits.lengths(), "vocab_size": splits.vocab_size, "rows": rows, "speed": speed,
                   "bf16": bf16, "settings": {k: v for k, v in vars(args).items() if k != "results"}}
     results = Path(args.results)
