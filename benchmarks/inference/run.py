@@ -21,11 +21,14 @@ For each: examples/s over the whole test set in batches of 32 (the model loaded 
 warmed up first, outside the clock), p50/p99 latency of single-text calls over the first
 --latency-texts texts, and test accuracy against the gold labels.
 
-Load test, in the same run: `nlpft serve` on the int8 export started on a free loopback
-port, --clients concurrent clients (threads with their own HTTP connection) sending
---requests single-text POST /predict requests in all, with micro-batching (the server's
-defaults) and without (--max-batch 1: one request per model call); the server is stopped
-with SIGTERM at the end and its exit code recorded. Throughput, p50/p95/p99 latency and
+Load test, in the same run: `nlpft serve` with the fastest nlpft row of the table (torch
+bf16 on a CPU that does bf16 natively, else whichever measured fastest) started on a free
+loopback port, --clients concurrent clients (threads with their own HTTP connection)
+sending --requests single-text POST /predict requests in all, with micro-batching (the
+server's defaults) and without (--max-batch 1: one request per model call), for two kinds
+of request: whole articles (cut at 256 tokens) and each article's title and first
+sentence (a short request, as most served texts are); the server is stopped with SIGTERM
+at the end and its exit code recorded. Throughput, p50/p95/p99 latency and
 errors (any non-200 answer or failed request). Clients and server share the machine's
 cores, as they would on one host. Each load test stops by itself after --load-timeout s.
 
@@ -224,17 +227,21 @@ def report(results: dict) -> str:
     for name, parity in results["parity"].items():
         lines.append(f"- {name}: {json.dumps(parity)}")
     if results.get("load"):
-        lines += ["", f"`nlpft serve` (ONNX int8) under {results['clients']} concurrent clients, "
-                      f"{results['requests']} single-text requests per test, on loopback:", "",
-                  "| server | requests | req/s | p50 ms | p95 ms | p99 ms | errors | exit code |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for name, load in results["load"].items():
-            lines.append(f"| {name} | {load['requests']} | {load['requests_per_s']:.1f} | {load['p50_ms']:.1f} | "
-                         f"{load['p95_ms']:.1f} | {load['p99_ms']:.1f} | {load['errors']} | {load['exit_code']} |")
-        if {"micro-batching", "one request per call"} <= set(results["load"]):
-            ratio = (results["load"]["micro-batching"]["requests_per_s"]
-                     / results["load"]["one request per call"]["requests_per_s"])
-            lines += ["", f"Micro-batching: {ratio:.2f}× the throughput of one request per model call."]
+        lines += ["", f"`nlpft serve` ({results['served']}, the fastest row above) under {results['clients']} "
+                      f"concurrent clients, {results['requests']} single-text requests per test, on loopback; "
+                      "clients and server share the machine's cores:", "",
+                  "| texts | server | requests | req/s | p50 ms | p95 ms | p99 ms | errors | exit code |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for load in results["load"].values():
+            lines.append(f"| {load['texts']} | {load['mode']} | {load['requests']} | {load['requests_per_s']:.1f} | "
+                         f"{load['p50_ms']:.1f} | {load['p95_ms']:.1f} | {load['p99_ms']:.1f} | {load['errors']} | "
+                         f"{load['exit_code']} |")
+        for kind in dict.fromkeys(load["texts"] for load in results["load"].values()):
+            batched = results["load"].get(f"{kind}, micro-batching")
+            alone = results["load"].get(f"{kind}, one request per call")
+            if batched and alone:
+                lines.append(f"\nMicro-batching, {kind}: {batched['requests_per_s'] / alone['requests_per_s']:.2f}× "
+                             "the throughput of one request per model call.")
     lines += ["", f"Command: `{results['command']}`"]
     return "\n".join(lines)
 
@@ -291,17 +298,27 @@ def main() -> None:
                    "DIR" if previous in ("--model", "--work", "--results") else a
                    for previous, a in zip(["", *sys.argv[1:]], sys.argv[1:]))}
     if not args.skip_load_test:
+        # the server runs what the table found fastest on this CPU (bf16 torch, or an ONNX export)
+        fastest = max((name for name in variants if name != "pipeline"),
+                      key=lambda name: results["rows"][name]["examples_per_s"])
+        served = variants[fastest]
+        results["served"] = fastest
+        serve_options = ["--runtime", served["runtime"], "--precision", served["precision"]]
+        # whole articles (cut at 256 tokens), and short requests: each article's title and first sentence
+        kinds = {"articles": texts, "first sentences": [t.split(". ")[0][:300] for t in texts]}
         results["load"] = {}
-        for name, extra in (("micro-batching", []), ("one request per call", ["--max-batch", "1"])):
-            port = free_port()
-            _say(f"load test: {name}, {args.clients} clients, {args.requests} requests on port {port}")
-            proc, log_fh = start_server(work / "bbc-onnx-int8", port, extra, work / f"serve-{port}.log")
-            try:
-                load = load_test(port, texts, args.clients, args.requests, args.load_timeout)
-            finally:
-                load_exit = stop_server(proc, log_fh)
-            results["load"][name] = {**load, "exit_code": load_exit, "server_options": extra}
-            _say(f"  {load['requests_per_s']:.1f} requests/s, {load['errors']} errors, exit {load_exit}")
+        for kind, kind_texts in kinds.items():
+            for mode, extra in (("micro-batching", []), ("one request per call", ["--max-batch", "1"])):
+                port = free_port()
+                _say(f"load test: {kind}, {mode}, {args.clients} clients, {args.requests} requests on port {port}")
+                proc, log_fh = start_server(served["model"], port, serve_options + extra, work / f"serve-{port}.log")
+                try:
+                    load = load_test(port, kind_texts, args.clients, args.requests, args.load_timeout)
+                finally:
+                    load_exit = stop_server(proc, log_fh)
+                results["load"][f"{kind}, {mode}"] = {**load, "texts": kind, "mode": mode, "exit_code": load_exit,
+                                                      "server_options": serve_options + extra}
+                _say(f"  {load['requests_per_s']:.1f} requests/s, {load['errors']} errors, exit {load_exit}")
     text = report(results)
     harness.write_results(Path(args.results), results, text)
     print(text)
