@@ -120,6 +120,20 @@ def test_export_prints_the_parity_line(bert_clf, tmp_path, capsys):
     assert captured.out.rstrip().endswith("(fp32)")
 
 
+def test_the_export_runs_attention_and_gelu_as_onnx_runtime_fused_operators(bert_onnx):
+    """Each layer's attention is one MultiHeadAttention and its GELU one BiasGelu (ONNX
+    Runtime's operators, in its com.microsoft domain); the residual layer norms stay plain
+    (ONNX Runtime's SkipLayerNormalization kernel is slower than Add + LayerNormalization)."""
+    import onnx
+
+    layers = json.loads((bert_onnx / "config.json").read_text())["num_hidden_layers"]
+    graph = onnx.load(str(bert_onnx / "model.onnx")).graph
+    fused = [node.op_type for node in graph.node if node.domain == "com.microsoft"]
+    assert fused.count("MultiHeadAttention") == layers, fused
+    assert fused.count("BiasGelu") == layers, fused
+    assert "SkipLayerNormalization" not in fused
+
+
 def test_evaluate_on_the_export_gives_the_same_metrics(bert_clf, bert_onnx, data_csv, capsys):
     results = []
     for model in (bert_clf, bert_onnx):
@@ -138,7 +152,7 @@ def test_int8_export_is_smaller_quantized_and_agrees(bert_clf, bert_onnx, new_te
     assert report["quantization"] == "int8" and report["agreement"] >= 0.99
     assert (out / "model.onnx").stat().st_size < 0.75 * (bert_onnx / "model.onnx").stat().st_size
     operators = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators, operators
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "MultiHeadAttention"} <= operators, operators
     assert_same_predictions(predictions(bert_clf, new_texts, tmp_path / "torch.csv"),
                             predictions(out, new_texts, tmp_path / "int8.csv"), tolerance=0.05)
 

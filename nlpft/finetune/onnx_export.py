@@ -7,7 +7,8 @@ Export      `torch.onnx.export(..., dynamo=True)`, the exporter maintained for t
             `LogitsGraph`: input_ids, attention_mask (and token_type_ids for text pairs, as
             the task's collator gives them) -> logits, batch and sequence length dynamic,
             traced on a padded batch so the attention mask is part of the graph. One file
-            (`model.onnx`, weights inside), so one checksum covers everything.
+            (`model.onnx`, weights inside), so one checksum covers everything. Attention
+            and GELU are then fused into ONNX Runtime's operators (`fuse_for_onnx_runtime`).
 int8        ONNX Runtime's dynamic quantization (weights int8, activations quantized per
             batch), after its pre-processing (shape inference, graph optimisation).
 Parity      the original (torch, fp32) and the export score the same texts through the same
@@ -128,8 +129,58 @@ def export_graph(model, example: dict, path: Path, opset: int) -> list[str]:
         program = torch.onnx.export(logits_graph(model), (), kwargs=example, dynamo=True, input_names=names,
                                     output_names=["logits"], opset_version=opset, verbose=False,
                                     dynamic_shapes={name: {0: dims["batch"], 1: dims["seq"]} for name in names})
-    path.write_bytes(program.model_proto.SerializeToString())
+        exported = program.model_proto.SerializeToString()
+        fuse_for_onnx_runtime(program.model)
+        fused = program.model_proto.SerializeToString()
+    path.write_bytes(fused if onnx_runtime_loads(fused) else exported)
     return names
+
+
+def onnx_runtime_loads(model_bytes: bytes) -> bool:
+    """Whether ONNX Runtime builds a session on the graph: the fusions' rewriting can leave
+    a graph it rejects (GPT-2's Conv1D Gemm given a rank-3 input); the plain export is kept then."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # building the session is all it does
+    options.log_severity_level = 4  # a rejection is expected here, not an error to print
+    try:
+        ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime's InvalidGraph, Fail, ...
+        return False
+    return True
+
+
+def fuse_for_onnx_runtime(model) -> dict[str, int]:
+    """Rewrite the exported graph (an onnx_ir Model, in place) with ONNX Runtime's fused
+    operators where onnxscript's patterns match: each layer's attention as one
+    MultiHeadAttention (com.microsoft) and erf GELU after its bias as one BiasGelu. ONNX
+    Runtime's own optimizer does not recognise the dynamo exporter's attention. Returns how
+    many of each were fused (none on a graph the patterns miss, which stays as exported).
+
+    Left out on purpose, measured on MiniLM/BBC News (one thread): `Attention`, which packs
+    the query, key and value projections into one weight, because dynamic quantization
+    leaves it fp32 (it refuses `qkv_hidden_sizes` and would drop the mask); and
+    SkipLayerNormalization, whose CPU kernel took 5x the time of Add + LayerNormalization
+    (`onnx_runtime.UNFUSED`). fp32 went from 12.1 to 14.6 texts/s, int8 from 15.0 to 20.7."""
+    import onnx_ir.passes.common as common_passes
+    from onnxscript.optimizer import optimize
+    from onnxscript.rewriter import rewrite
+    from onnxscript.rewriter.ort_fusions import bias_gelu, erfgelu, mha, mha_bias, sdpa, shape_optimization
+    from onnxscript.rewriter.rules.common import gemm_to_matmul_add_rule
+
+    rewrite(model, [gemm_to_matmul_add_rule])  # as onnxscript's optimize_for_ort starts
+    common_passes.ShapeInferencePass()(model)  # the shapes the attention patterns check
+    optimize(model)
+    shape_optimization.rules.apply_to_model(model)
+    optimize(model)
+    counts = {"erf_gelu": erfgelu.fuse_erfgelu(model),
+              "sdpa": sdpa.fuse_sdpa(model, apply_shape_inference=True),
+              "mha": mha.fuse_mha1(model) + mha.fuse_mha2(model),
+              "mha_bias": mha_bias.fuse_mha_bias(model),
+              "bias_gelu": bias_gelu.fuse_bias_gelu(model)}
+    optimize(model)  # inlines what a later fusion did not take up (an SDPA without MHA), drops dead nodes
+    return counts
 
 
 def quantize_int8(source: Path, target: Path) -> None:

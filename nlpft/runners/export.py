@@ -84,12 +84,14 @@ def _copy_model_files(source: Path, work: Path) -> None:
 def _record(opts: ExportOptions, inputs: list[str], sha256: str, size: int) -> dict:
     """finetune.json's "onnx" object (the parity is added once measured)."""
     import onnxruntime
+    import onnxscript
     import torch
 
     quantized = opts.quantize == "int8"
     return {"file": MODEL_FILE, "sha256": sha256, "bytes": size, "inputs": inputs, "outputs": ["logits"],
             "opset": opts.opset, "quantization": "int8" if quantized else None,
-            "exporter": f"torch.onnx.export (dynamo), torch {torch.__version__}",
+            "exporter": f"torch.onnx.export (dynamo), torch {torch.__version__}; onnxscript {onnxscript.__version__} "
+                        "ONNX Runtime fusions (MultiHeadAttention, BiasGelu)",
             "quantizer": f"onnxruntime {onnxruntime.__version__} quantize_dynamic (QInt8 weights)" if quantized else None,
             "source": str(opts.model)}
 
