@@ -269,7 +269,10 @@ def _keyed(message: str, cls, prefix: str) -> str:
     for f in dataclasses.fields(cls):
         flag = flag_of(f)
         if message.startswith(flag + " ") or message.startswith(flag + ":"):
-            return message.replace(flag, f"{prefix}{f.name}", 1)
+            rest = message[len(flag):].lstrip(": ")
+            # a list item (finetune.seeds[1].) is itself the value of the option
+            where = prefix[:-1] if prefix.endswith("].") else f"{prefix}{f.name}"
+            return f"{where}: {rest}"
     return f"{prefix[:-1]}: {message}"
 
 

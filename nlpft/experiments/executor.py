@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.experiments.plan import Plan, Step, launcher_argv, step_argv
+from nlpft.experiments.plan import Plan, Step, launcher_argv, recorded_input, step_argv
 from nlpft.runners.output import MARKER_FILE, RunOutput, write_json
 
 LOCK_FILE = "experiment.lock"
@@ -159,7 +159,7 @@ def run_plan(plan: Plan, out: Path, jobs: int = 1, keep_going: bool = False, com
     """Run every step of `plan` not done yet, `jobs` at a time, under the experiment lock.
     Returns the summary {"ran": [...], "reused": [...], "failed": {name: log}, "skipped": [...]}."""
     with experiment_locked(out, command):
-        write_json(out / PLAN_FILE, plan.to_json())
+        write_json(out / PLAN_FILE, plan.to_json(out))
         (out / "logs").mkdir(exist_ok=True)
         (out / "steps").mkdir(exist_ok=True)
         summary = _Scheduler(plan, out, jobs, keep_going).run()
@@ -293,7 +293,8 @@ def experiment_status(out: Path) -> list[dict]:
     for step in plan["steps"]:
         entry = state.get(step["name"], {})
         directory = out / "steps" / step["dir"]
-        changed = [path for path, digest in step["inputs"].items() if input_sha256(path) != digest]
+        changed = [path for path, digest in step["inputs"].items()
+                   if input_sha256(recorded_input(path, out)) != digest]
         if changed or any(d in stale for d in step["depends_on"]):
             stale.add(step["name"])
         if step["name"] in stale:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +63,23 @@ class Plan:
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
-    def to_json(self) -> dict:
+    def to_json(self, out: Path) -> dict:
+        """The plan as `status` reads it; input paths relative to `out`, so an experiment
+        moved with its inputs (or OUT next to them) still finds them."""
         return {"name": self.name, "primary": self.primary, "steps": [
             {"name": s.name, "kind": s.kind, "command": " ".join(s.words), "key": s.key, "dir": s.directory_name,
-             "depends_on": s.depends_on, "model": s.model, "seed": s.seed, "inputs": s.inputs}
+             "depends_on": s.depends_on, "model": s.model, "seed": s.seed,
+             "inputs": {_relative(path, out): digest for path, digest in s.inputs.items()}}
             for s in self.steps]}
+
+
+def _relative(path: str, out: Path) -> str:
+    return os.path.relpath(path, out) if os.path.exists(path) else path
+
+
+def recorded_input(path: str, out: Path) -> str:
+    """The input `path` of plan.json as a path from here (see `Plan.to_json`)."""
+    return str(out / path) if not os.path.isabs(path) and os.path.exists(out / path) else path
 
 
 def build_plan(config: ExperimentConfig) -> Plan:
@@ -84,9 +97,12 @@ def build_plan(config: ExperimentConfig) -> Plan:
     for step in steps:
         step.inputs = _input_hashes(step, input_sha256)
         keyed_options = {k: (f"step:{keys[v.step]}" if isinstance(v, StepRef) else v)
-                         for k, v in sorted(step.options.items()) if k not in NOT_IN_KEY}
-        material = {"command": list(step.words), "options": keyed_options, "inputs": step.inputs,
-                    "depends_on": {d: keys[d] for d in step.depends_on}, "nlpft": __version__,
+                         for k, v in sorted(step.options.items())
+                         if k not in NOT_IN_KEY and (k not in INPUT_FIELDS or isinstance(v, StepRef))}
+        # the inputs by content, not by path: a moved experiment keeps its keys
+        contents = {name: [step.inputs[item] for item in _input_items(step, name)] for name in INPUT_FIELDS}
+        material = {"command": list(step.words), "options": keyed_options, "inputs": contents,
+                    "depends_on": [keys[d] for d in step.depends_on], "nlpft": __version__,
                     "launch": dataclasses.asdict(step.launch)}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
         step.key = keys[step.name] = digest[:KEY_LENGTH]
@@ -136,13 +152,12 @@ def _finetune_steps(config: ExperimentConfig) -> list[Step]:
 def _input_hashes(step: Step, input_sha256) -> dict:
     """{path or name: content hash} of the step's inputs (step references excluded: their
     keys stand for them)."""
-    hashes = {}
-    for name in INPUT_FIELDS:
-        value = step.options.get(name)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
-                hashes[item] = input_sha256(item)
-    return hashes
+    return {item: input_sha256(item) for name in INPUT_FIELDS for item in _input_items(step, name)}
+
+
+def _input_items(step: Step, name: str) -> list[str]:
+    value = step.options.get(name)
+    return [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, str)]
 
 
 def step_argv(step: Step, directories: dict, out: Path, threads: int | None, resume: bool) -> list[str]:
