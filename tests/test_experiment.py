@@ -38,7 +38,7 @@ def write_inputs(folder: Path, config: str = CONFIG) -> Path:
     """data.csv (160 labeled rows), corpus.txt (300 lines) and exp.yaml in `folder`."""
     rng = random.Random(0)
     positive, negative = ["great", "lovely", "excellent", "happy"], ["awful", "terrible", "bad", "sad"]
-    filler = "the film was a story about a man and his dog in the city".split()
+    filler = ["the", "film", "was", "a", "story", "about", "a", "man", "and", "his", "dog", "in", "the", "city"]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "data.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -101,8 +101,8 @@ test_metrics.__test__ = False  # a helper, not a test
     (("epochs: 2\n", "epochs: 2\n  lrr: 1\n"), "finetune.lrr: unknown option of finetune (did you mean lr?)"),
     (("seeds: [1]", "seeds: [1, -2]"), "finetune.seeds[1]: must be from 0 to"),
     (("name: tiny", "name: tiny\nrepot: {}"), "repot: unknown top-level key (did you mean report?)"),
-    (("w2v: {embed", "lm1: {lm: {corpus: domain, init_vectors: lm2}}\n  lm2: {lm: {corpus: domain, "
-                     "init_vectors: lm1}}\n  w2v: {embed"), "steps: cycle lm1 -> lm2 -> lm1"),
+    (("w2v: {embed", ("lm1: {lm: {corpus: domain, init_vectors: lm2}}\n  lm2: {lm: {corpus: domain, "
+                      "init_vectors: lm1}}\n  w2v: {embed")), "steps: cycle lm1 -> lm2 -> lm1"),
 ])
 def test_config_errors_name_the_key_path_before_anything_runs(tmp_path, capsys, edit, message):
     config = write_inputs(tmp_path, CONFIG.replace(*edit))
@@ -224,3 +224,34 @@ def test_torchrun_launcher_builds_the_torchrun_command(tmp_path):
     argv = launcher_argv(step, sys.executable) + step_argv(step, {}, tmp_path / "o", threads=1, resume=False)
     assert argv[:7] == ["torchrun", "--nproc-per-node", "2", "--nnodes", "1", "-m", "nlpft"]
     assert argv[7] == "pretrain" and "--arch" in argv and str(tmp_path / "corpus.txt") in argv
+
+
+def test_per_backbone_settings_and_plugin_options_reach_the_command_line(tmp_path):
+    from nlpft.experiments.config import load_experiment
+    from nlpft.experiments.plan import build_plan, step_argv
+
+    config = write_inputs(tmp_path, CONFIG.replace("backbones: [tfidf, w2v]", "backbones: [tfidf, {name: w2v-frozen, "
+                                                   "model: w2v, freeze_embeddings: true, batch_size: 8}]"))
+    plan = build_plan(load_experiment(config))
+    step = plan.step("ft-w2v-frozen-s1")
+    argv = step_argv(step, {"w2v": tmp_path / "vectors"}, tmp_path / "o", threads=1, resume=False)
+    assert "--freeze-embeddings" in argv and argv[argv.index("--batch-size") + 1] == "8"
+    assert argv[argv.index("--model") + 1] == str(tmp_path / "vectors") and step.depends_on == ["w2v"]
+    assert "--freeze-embeddings" not in step_argv(plan.step("ft-tfidf-s1"), {}, tmp_path / "o", 1, False)
+
+
+def test_the_bbc_benchmark_config_plans_every_backbone_and_seed():
+    from nlpft.experiments.config import load_experiment
+    from nlpft.experiments.plan import build_plan
+
+    plan = build_plan(load_experiment(Path(__file__).parents[1] / "benchmarks" / "finetune" / "bbc.yaml"))
+    finetune = [s for s in plan.steps if s.kind == "finetune"]
+    assert len(finetune) == 7 * 3 and {s.seed for s in finetune} == {13, 14, 15}
+    assert plan.step("ft-minilm-mean-s13").options["pooling"] == "mean"
+
+
+def test_jobs_share_the_cores(monkeypatch):
+    from nlpft.experiments import executor
+
+    monkeypatch.setattr(executor, "available_cores", lambda: 2)
+    assert [executor.thread_budget(jobs) for jobs in (1, 2, 3)] == [2, 1, 1]

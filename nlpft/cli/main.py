@@ -44,7 +44,6 @@ from nlpft.options import load_yaml as _load_yaml
 from nlpft.training.reporting import REPORT_TO, REPORT_TO_HELP
 from nlpft.version import __version__
 
-
 EPILOG = """\
 examples:
   nlpft corpus list

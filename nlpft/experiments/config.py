@@ -28,7 +28,6 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nlpft.errors import UserInputError
 from nlpft.options import CONFIG_MAX_BYTES, load_yaml
@@ -71,7 +70,7 @@ class StepSpec:
     name: str
     command: str                 # embed | lm | pretrain
     options: dict                # field name -> value; a step reference is a `StepRef`
-    launch: Launch = Launch()
+    launch: Launch = field(default_factory=Launch)
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,8 @@ class FinetuneSpec:
     seeds: list
     grid: dict                   # option -> list of values
     options: dict                # data + the other finetune keys: FinetuneOptions fields
-    launch: Launch = Launch()
+    launch: Launch = field(default_factory=Launch)
+    backbone_options: list = field(default_factory=list)   # per backbone: options it alone gets
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,13 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         raise UserInputError(f"{file}: experiment file not found; pass an existing YAML file")
     if file.stat().st_size > CONFIG_MAX_BYTES:
         raise UserInputError(f"{file}: too big for an experiment file (the limit is {CONFIG_MAX_BYTES:,} bytes)")
+    import yaml
+
     try:
         data = load_yaml(file.read_text(encoding="utf-8"))
     except UserInputError as exc:
         raise UserInputError(f"{file}: {exc}") from None
-    except Exception as exc:  # yaml's own error types
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{file}: not valid YAML ({exc})") from None
     try:
         return parse_experiment(data, file)
@@ -268,7 +270,7 @@ def _keyed(message: str, cls, prefix: str) -> str:
 
     for f in dataclasses.fields(cls):
         flag = flag_of(f)
-        if message.startswith(flag + " ") or message.startswith(flag + ":"):
+        if message.startswith((flag + " ", flag + ":")):
             rest = message[len(flag):].lstrip(": ")
             # a list item (finetune.seeds[1].) is itself the value of the option
             where = prefix[:-1] if prefix.endswith("].") else f"{prefix}{f.name}"
@@ -300,8 +302,9 @@ def _refuse_cycles(steps: dict) -> None:
 def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpec:
     from nlpft.finetune.options import FinetuneOptions
 
+    plugin_keys = _plugin_option_names()
     known = [n for n in _fields(FinetuneOptions) if n not in (*MANAGED, "model", "seed", "task_options",
-                                                                 "backbone_options")]
+                                                                 "backbone_options")] + plugin_keys
     data = {k.replace("-", "_"): v for k, v in data.items()}
     section = {KEY_ALIASES.get(k, k).replace("-", "_"): v for k, v in section.items()}
     _refuse_unknown(data, known, "data.", "option of", " finetune")
@@ -329,18 +332,62 @@ def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpe
     if overlap:
         raise UserInputError(f"finetune.{overlap[0]}: also in finetune.grid; give it in one place")
     options = {**data, **section}
-    resolved = []
-    for index, backbone in enumerate(backbones):
-        where = f"finetune.backbones[{index}]"
-        if not isinstance(backbone, str):
-            raise UserInputError(f"{where}: {backbone!r} is not a backbone name")
-        resolved.append(StepRef(backbone) if backbone in steps else _literal_model(backbone, where, steps, base))
+    entries = [_backbone(entry, f"finetune.backbones[{i}]", known, steps, base) for i, entry in enumerate(backbones)]
+    labels = [label for label, _, _ in entries]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserInputError(f"finetune.backbones: {repeated[0]!r} appears twice; give one a name: "
+                             "{name: NAME, model: ...}")
     for index, seed in enumerate(seeds):
-        _check_with_dataclass(FinetuneOptions, {**options, "model": "tfidf", "seed": seed}, f"finetune.seeds[{index}].")
+        _check_finetune({**options, "seed": seed}, f"finetune.seeds[{index}].", plugin_keys)
     for key, values in grid.items():
         for index, value in enumerate(values):
-            _check_with_dataclass(FinetuneOptions, {**options, "model": "tfidf", key: value},
-                                  f"finetune.grid.{key}[{index}].")
-    _check_with_dataclass(FinetuneOptions, {**options, "model": "tfidf"}, "finetune.")
-    return FinetuneSpec(backbones=resolved, backbone_labels=list(backbones), seeds=seeds, grid=grid,
-                        options=options, launch=launch)
+            _check_finetune({**options, key: value}, f"finetune.grid.{key}[{index}].", plugin_keys)
+    for index, (_, _, own) in enumerate(entries):
+        _check_finetune({**options, **own}, f"finetune.backbones[{index}].", plugin_keys)
+    return FinetuneSpec(backbones=[model for _, model, _ in entries], backbone_labels=labels, seeds=seeds,
+                        grid=grid, options=options, launch=launch,
+                        backbone_options=[own for _, _, own in entries])
+
+
+def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[str, object, dict]:
+    """(label, model, options of its own) of one backbones entry: a name, or a mapping
+    {name: LABEL, model: MODEL, OPTION: VALUE, ...} for settings this backbone alone gets."""
+    if isinstance(entry, str):
+        label, model, own = entry, entry, {}
+    elif isinstance(entry, dict):
+        own = {str(k).replace("-", "_"): v for k, v in entry.items()}
+        label, model = own.pop("name", None), own.pop("model", None)
+        model = model or label
+        label = label or model
+        if not isinstance(model, str) or not isinstance(label, str):
+            raise UserInputError(f"{where}: a mapping needs model: (a backbone or step) and may have name:")
+        _refuse_unknown(own, known, f"{where}.", "option of", " finetune")
+    else:
+        raise UserInputError(f"{where}: {entry!r} is not a backbone name or a mapping")
+    resolved = StepRef(model) if model in steps else _literal_model(model, where, steps, base)
+    return label, resolved, own
+
+
+def plugin_option_fields() -> list:
+    """The option fields tasks and backbones declare themselves (--pooling, --crf, ...),
+    once their registries are loaded."""
+    from nlpft.finetune.backbones import backbone_names
+    from nlpft.finetune.plugin_options import declared_fields
+    from nlpft.finetune.tasks import task_names
+
+    backbone_names(), task_names()  # registering the plug-ins declares their options
+    return declared_fields()
+
+
+def _plugin_option_names() -> list[str]:
+    return [f.name for f in plugin_option_fields()]
+
+
+def _check_finetune(values: dict, prefix: str, plugin_keys: list) -> None:
+    """FinetuneOptions' own checks; plug-in options are checked by the step that uses
+    them, since which plug-in takes them depends on the backbone."""
+    from nlpft.finetune.options import FinetuneOptions
+
+    core = {k: v for k, v in values.items() if k not in plugin_keys}
+    _check_with_dataclass(FinetuneOptions, {**core, "model": "tfidf"}, prefix)

@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.experiments.plan import Plan, Step, launcher_argv, recorded_input, step_argv
+from nlpft.experiments.plan import (
+    Plan,
+    Step,
+    content_hash,
+    launcher_argv,
+    recorded_input,
+    step_argv,
+)
 from nlpft.runners.output import MARKER_FILE, RunOutput, write_json
 
 LOCK_FILE = "experiment.lock"
@@ -236,7 +243,7 @@ class _Scheduler:
             fh.write(f"\n=== {_now()} {'resuming' if resume else 'running'}: {' '.join(argv)}\n")
             fh.flush()
             process = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=env, preexec_fn=_die_with_parent)
+                                       env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 (no threads here)
         self.running[step.name] = (process, time.monotonic())
         self.state.update(step, status="running", started=_now(), ended=None, seconds=None, exit_code=None,
                           log=str(log), pid=process.pid)
@@ -280,8 +287,6 @@ def experiment_status(out: Path) -> list[dict]:
     """Per step of the last plan run on OUT: done / running / failed / stale / pending, with
     times. Stale: an input file changed since the plan was made (or a step it depends on is
     stale), or only another key's directory exists for the step."""
-    from nlpft.data.fingerprint import input_sha256
-
     try:
         plan = json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -294,7 +299,7 @@ def experiment_status(out: Path) -> list[dict]:
         entry = state.get(step["name"], {})
         directory = out / "steps" / step["dir"]
         changed = [path for path, digest in step["inputs"].items()
-                   if input_sha256(recorded_input(path, out)) != digest]
+                   if content_hash(recorded_input(path, out)) != digest]
         if changed or any(d in stale for d in step["depends_on"]):
             stale.add(step["name"])
         if step["name"] in stale:

@@ -39,7 +39,7 @@ class Step:
     kind: str                       # embed | lm | pretrain | finetune
     words: tuple                    # the nlpft command: ("embed", "train"), ("finetune",), ...
     options: dict                   # field name -> value, a StepRef for another step's output
-    launch: Launch = Launch()
+    launch: Launch = field(default_factory=Launch)
     model: str | None = None        # finetune: the backbone as the config names it
     seed: int | None = None         # finetune: the seed
     key: str = ""
@@ -84,7 +84,6 @@ def recorded_input(path: str, out: Path) -> str:
 
 def build_plan(config: ExperimentConfig) -> Plan:
     """The steps of `config` in dependency order, each with its key."""
-    from nlpft.data.fingerprint import input_sha256
     from nlpft.version import __version__
 
     commands = _command_table()
@@ -95,7 +94,7 @@ def build_plan(config: ExperimentConfig) -> Plan:
         steps += _finetune_steps(config)
     keys: dict[str, str] = {}
     for step in steps:
-        step.inputs = _input_hashes(step, input_sha256)
+        step.inputs = _input_hashes(step)
         keyed_options = {k: (f"step:{keys[v.step]}" if isinstance(v, StepRef) else v)
                          for k, v in sorted(step.options.items())
                          if k not in NOT_IN_KEY and (k not in INPUT_FIELDS or isinstance(v, StepRef))}
@@ -137,22 +136,36 @@ def _finetune_steps(config: ExperimentConfig) -> list[Step]:
     grid_keys = list(spec.grid)
     points = [dict(zip(grid_keys, values)) for values in itertools.product(*(spec.grid[k] for k in grid_keys))]
     steps = []
-    for backbone, label in zip(spec.backbones, spec.backbone_labels):
+    for backbone, label, own in zip(spec.backbones, spec.backbone_labels, spec.backbone_options):
         for point in points:
             for seed in spec.seeds:
                 point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in point.items())
                 steps.append(Step(name=f"ft-{_safe(Path(label).name)}{point_name}-s{seed}", kind="finetune",
-                                  words=("finetune",), options={**spec.options, **point, "model": backbone,
+                                  words=("finetune",), options={**spec.options, **own, **point, "model": backbone,
                                                                 "seed": seed},
                                   launch=spec.launch, model=label + point_name.replace("-", " ", 1).rstrip(),
                                   seed=seed))
     return steps
 
 
-def _input_hashes(step: Step, input_sha256) -> dict:
+def _input_hashes(step: Step) -> dict:
     """{path or name: content hash} of the step's inputs (step references excluded: their
     keys stand for them)."""
-    return {item: input_sha256(item) for name in INPUT_FIELDS for item in _input_items(step, name)}
+    return {item: content_hash(item) for name in INPUT_FIELDS for item in _input_items(step, name)}
+
+
+def content_hash(item: str) -> str | None:
+    """The content hash of an input: a file's or directory's (`input_sha256`); for a name
+    of `nlpft corpus list` (austen, bbc-news, ...) the sha256 its registry entry records;
+    for any other name (tfidf, minilm, hf:NAME) the name itself."""
+    from nlpft.data.fingerprint import input_sha256
+    from nlpft.data.registry import load_registry
+
+    if not os.path.exists(item):
+        entry = load_registry().get(item)
+        if entry is not None:
+            return entry.sha256
+    return input_sha256(item)
 
 
 def _input_items(step: Step, name: str) -> list[str]:
@@ -164,8 +177,7 @@ def step_argv(step: Step, directories: dict, out: Path, threads: int | None, res
     """The nlpft command line of `step` (without the launcher): its options as flags, each
     step reference replaced by that step's directory, `--out`, a thread budget where the
     config sets none, and `--resume` when resuming."""
-    cls = _options_class(step)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = _option_fields(step)
     argv = list(step.words)
     for name, value in step.options.items():
         if isinstance(value, StepRef):
@@ -187,12 +199,15 @@ def launcher_argv(step: Step, python: str) -> list[str]:
     return [python, "-m", "nlpft"]
 
 
-def _options_class(step: Step):
+def _option_fields(step: Step) -> dict:
+    """{name: dataclass field} of the options the step's command takes (for finetune, with
+    those its plug-ins declare)."""
     if step.kind == "finetune":
+        from nlpft.experiments.config import plugin_option_fields
         from nlpft.finetune.options import FinetuneOptions
 
-        return FinetuneOptions
-    return _command_table()[step.kind][1]
+        return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]}
+    return {f.name: f for f in dataclasses.fields(_command_table()[step.kind][1])}
 
 
 def _flag_values(option_field: dataclasses.Field, value) -> list[str]:
