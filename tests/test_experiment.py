@@ -255,3 +255,32 @@ def test_jobs_share_the_cores(monkeypatch):
 
     monkeypatch.setattr(executor, "available_cores", lambda: 2)
     assert [executor.thread_budget(jobs) for jobs in (1, 2, 3)] == [2, 1, 1]
+
+
+def test_the_report_gets_every_finetune_run_and_upstream_step(tmp_path, monkeypatch):
+    """Where nlpft.report is installed, a finished experiment hands it its runs."""
+    import types
+    from dataclasses import dataclass
+
+    from nlpft.experiments import _build_report
+    from nlpft.experiments.config import load_experiment
+    from nlpft.experiments.plan import build_plan
+
+    @dataclass(frozen=True)
+    class Ref:
+        path: Path
+        model: str = ""
+        seed: int | None = None
+        name: str = ""
+        kind: str = ""
+
+    calls = []
+    report = types.SimpleNamespace(RunRef=Ref, UpstreamRef=Ref,
+                                   build_report=lambda runs, out, primary=None, upstream=(): calls.append(
+                                       (runs, out, primary, upstream)) or out / "report.html")
+    monkeypatch.setitem(sys.modules, "nlpft.report", report)
+    _build_report(build_plan(load_experiment(write_inputs(tmp_path))), tmp_path / "out")
+    [(runs, out, primary, upstream)] = calls
+    assert [(r.model, r.seed) for r in runs] == [("tfidf", 1), ("w2v", 1)]
+    assert out == tmp_path / "out" / "report" and primary == "macro_f1"
+    assert [(u.name, u.kind) for u in upstream] == [("w2v", "embed")]

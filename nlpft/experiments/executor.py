@@ -184,6 +184,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _sigterm_interrupts():
+    """SIGTERM stops the experiment as Ctrl-C does: the running steps are asked to stop
+    (saving their checkpoints) instead of being killed with it. Returns the old handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 class _Scheduler:
     def __init__(self, plan: Plan, out: Path, jobs: int, keep_going: bool):
         self.plan, self.out, self.jobs, self.keep_going = plan, out, jobs, keep_going
@@ -202,6 +216,7 @@ class _Scheduler:
                     self.state.update(step, status="done")
             else:
                 pending.append(step)
+        previous = _sigterm_interrupts()
         try:
             while pending or self.running:
                 self._start_ready(pending)
@@ -210,6 +225,9 @@ class _Scheduler:
         except BaseException:
             self._stop_all()
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         return self.summary
 
     def _blocked(self, step: Step) -> bool:
