@@ -126,7 +126,11 @@ def test_second_run_reruns_nothing_within_10_seconds(copy, capsys):
     assert code == 0
     assert time.monotonic() - started < 10
     assert summary["ran"] == [] and set(summary["reused"]) == STEPS
-    assert set(statuses(copy / "out").values()) == {"done"}
+    capsys.readouterr()
+    assert main(["experiment", "status", str(copy / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[:2][0] for line in lines) == sorted(STEPS)
+    assert all(line.split()[1] == "done" and line.endswith(" s") for line in lines)
 
 
 def test_changing_one_finetune_option_reruns_exactly_the_finetune_runs(copy):
@@ -284,3 +288,54 @@ def test_the_report_gets_every_finetune_run_and_upstream_step(tmp_path, monkeypa
     assert [(r.model, r.seed) for r in runs] == [("tfidf", 1), ("w2v", 1)]
     assert out == tmp_path / "out" / "report" and primary == "macro_f1"
     assert [(u.name, u.kind) for u in upstream] == [("w2v", "embed")]
+
+
+# a stand-in step: says it started, waits (up to 60 s) until every step of the test has,
+# then publishes its output as nlpft does (a .partial directory renamed into place)
+CONCURRENT_STEP = """
+import json, pathlib, sys, time
+out = pathlib.Path(sys.argv[1])
+started = out.parent / ("started-" + out.name.rsplit("-", 1)[0])
+started.write_text(sys.argv[2])
+deadline = time.monotonic() + 60
+while len(list(out.parent.glob("started-*"))) < int(sys.argv[3]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+partial = out.with_name(out.name + ".partial")
+partial.mkdir()
+(partial / ".nlpft-output.json").write_text("{}")
+partial.rename(out)
+"""
+
+
+def test_jobs_run_independent_steps_side_by_side_with_a_thread_budget(tmp_path, monkeypatch):
+    from nlpft.experiments import executor
+
+    config = write_inputs(tmp_path, "corpora: {domain: [corpus.txt]}\nsteps:\n"
+                                    "  one: {embed: {corpus: domain}}\n  two: {embed: {corpus: domain, dim: 9}}\n")
+    monkeypatch.setattr(executor, "available_cores", lambda: 4)
+    monkeypatch.setattr(executor, "launcher_argv", lambda step, python: [python, "-c", CONCURRENT_STEP])
+    monkeypatch.setattr(executor, "step_argv", lambda step, directories, out, threads, resume: [
+        str(out), str(threads), "2"])
+    started = time.monotonic()
+    code, summary = run(config, tmp_path / "out", "--jobs", "2")
+    assert code == 0 and sorted(summary["ran"]) == ["one", "two"]
+    assert time.monotonic() - started < 50  # neither step waited out its 60 s: they ran together
+    assert [p.read_text() for p in sorted((tmp_path / "out" / "steps").glob("started-*"))] == ["2", "2"]
+
+
+def test_a_step_with_a_checkpoint_is_resumed(copy, capsys):
+    from nlpft.experiments.config import load_experiment
+    from nlpft.experiments.executor import step_directory
+    from nlpft.experiments.plan import build_plan, step_argv
+
+    plan = build_plan(load_experiment(copy / "exp.yaml"))
+    step = plan.step("ft-tfidf-s1")
+    directory = step_directory(copy / "out", step)
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.move(directory, partial)
+    (partial / "checkpoint").mkdir()
+    (partial / "checkpoint" / "state.json").write_text("{}")
+    assert main(["experiment", "run", str(copy / "exp.yaml"), "--out", str(copy / "out"), "--dry-run"]) == 0
+    assert "ft-tfidf-s1" in (line := next(x for x in capsys.readouterr().out.splitlines() if "ft-tfidf-s1" in x))
+    assert "will resume" in line
+    assert step_argv(step, {}, directory, 1, resume=True)[-1] == "--resume"
