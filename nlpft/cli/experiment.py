@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(run, ExperimentOptions)
     run.set_defaults(_handler=run_experiment_command, _parser=run)
-    status = verbs.add_parser("status", help="per step: done, running, failed, stale or pending",
+    status = verbs.add_parser("status", help="per step: done, running, failed, interrupted, stale or pending",
                               description="The state of each step of the last `experiment run` on DIR.")
     add_options(status, ExperimentStatusOptions)
     status.set_defaults(_handler=status_command, _parser=status)

@@ -36,7 +36,9 @@ TOP_LEVEL = ("name", "data", "corpora", "steps", "finetune", "report")
 # options the experiment decides for every step: where it writes and whether it resumes
 MANAGED = ("out", "resume", "overwrite")
 # options whose value may name another step (its output directory becomes the value)
-STEP_REFERENCES = {"lm": ("init_vectors", "tokenizer"), "pretrain": ("from_model", "tokenizer"), "embed": ()}
+STEP_REFERENCES = {"lm": ("init_vectors",), "pretrain": ("from_model", "tokenizer"), "embed": ()}
+# options naming a file or directory: relative to the YAML file like every other path
+PATH_OPTIONS = ("tokenizer",)
 # YAML spellings of fields whose flag is not the field's name
 KEY_ALIASES = {"from": "from_model", "max_memory": "max_memory_gb"}
 LAUNCH_KEYS = ("launcher", "nproc_per_node", "nnodes")
@@ -208,6 +210,8 @@ def _step(name: str, spec, corpora: dict, all_steps: dict, base: Path) -> StepSp
             resolved[key] = StepRef(value)
         elif key in STEP_REFERENCES[command] and isinstance(value, str):
             resolved[key] = _literal_model(value, f"{prefix}{key}", all_steps, base)
+        elif key in PATH_OPTIONS and isinstance(value, str):
+            resolved[key] = _local(value, base)
         else:
             resolved[key] = value
     _check_with_dataclass(cls, resolved, prefix)

@@ -16,6 +16,7 @@ end times, exit code, log) let `nlpft experiment status OUT` work from OUT alone
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -174,14 +175,31 @@ def run_plan(plan: Plan, out: Path, jobs: int = 1, keep_going: bool = False, com
     return summary
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the experiment process dies (Linux), so a
-    killed experiment leaves no step running on."""
+PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl():
+    """libc's prctl, looked up in the parent (the child between fork and exec should only
+    call it), or None off Linux."""
     import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent_setup():
+    """A preexec function making the child receive SIGKILL when the experiment process
+    dies (Linux), so a killed experiment leaves no step running on."""
+    prctl = _prctl()
+
+    def die_with_parent() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return die_with_parent
 
 
 def _sigterm_interrupts():
@@ -261,7 +279,7 @@ class _Scheduler:
             fh.write(f"\n=== {_now()} {'resuming' if resume else 'running'}: {' '.join(argv)}\n")
             fh.flush()
             process = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 (no threads here)
+                                       env=env, preexec_fn=_die_with_parent_setup())  # noqa: PLW1509 (no threads here)
         self.running[step.name] = (process, time.monotonic())
         self.state.update(step, status="running", started=_now(), ended=None, seconds=None, exit_code=None,
                           log=str(log), pid=process.pid)
