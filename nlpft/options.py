@@ -120,6 +120,26 @@ def fingerprinted_options(options) -> dict:
             if (option_settings(f) or {}).get("fingerprinted")}
 
 
+# a config file is a handful of options: anything bigger is a mistake (or an attack)
+CONFIG_MAX_BYTES = 1 << 20
+
+
+def load_yaml(text: str):
+    """YAML without aliases: `*name` can repeat a value exponentially often (the "billion
+    laughs"), and options never need one."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise UserInputError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in config "
+                                     "files; write the value out")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)  # safe: a SafeLoader subclass builds plain data only
+
+
 # -- argparse types that check ranges: one place, the same wording everywhere ------------
 def _integer(text) -> int:
     if isinstance(text, int) and not isinstance(text, bool):

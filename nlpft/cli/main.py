@@ -31,6 +31,7 @@ from pathlib import Path
 
 from nlpft.errors import UserInputError
 from nlpft.options import (  # noqa: F401  (the CLI modules take the range-checked types from here)
+    CONFIG_MAX_BYTES,
     NUMBER_TYPES,
     WHOLE_NUMBER_TYPES,
     non_negative_float,
@@ -39,11 +40,9 @@ from nlpft.options import (  # noqa: F401  (the CLI modules take the range-check
     positive_int,
     seed_int,
 )
+from nlpft.options import load_yaml as _load_yaml
 from nlpft.training.reporting import REPORT_TO, REPORT_TO_HELP
 from nlpft.version import __version__
-
-# a config file is a handful of options: anything bigger is a mistake (or an attack)
-CONFIG_MAX_BYTES = 1 << 20
 
 EPILOG = """\
 examples:
@@ -176,22 +175,6 @@ def load_config_file(path: str) -> dict:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _load_yaml(text: str):
-    """YAML without aliases: `*name` can repeat a value exponentially often (the "billion
-    laughs"), and options never need one."""
-    import yaml
-
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent, index):
-            if self.check_event(yaml.AliasEvent):
-                mark = self.peek_event().start_mark
-                raise UserInputError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in config "
-                                     "files; write the value out")
-            return super().compose_node(parent, index)
-
-    return yaml.load(text, Loader=NoAliasLoader)  # safe: a SafeLoader subclass builds plain data only
-
-
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
 
@@ -302,6 +285,7 @@ def apply_option_values(sub: argparse.ArgumentParser, values: dict, source: str)
 def build_parser() -> ArgumentParser:
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
+    from nlpft.cli import experiment as experiment_cli
     from nlpft.cli import export as export_cli
     from nlpft.cli import finetune as finetune_cli
     from nlpft.cli import lm as lm_cli
@@ -324,6 +308,7 @@ def build_parser() -> ArgumentParser:
     pretrain_cli.register(commands)
     finetune_cli.register(commands)
     export_cli.register(commands)
+    experiment_cli.register(commands)
     serve_cli.register(commands)
     return parser
 

@@ -1,0 +1,226 @@
+"""The plan of an experiment: its steps in dependency order, each with a content key.
+
+A step's key is the sha256 of its command, its options (less those that only say where
+and how it writes: out, resume, overwrite, quiet, threads), the content hashes of its input
+files (`nlpft.data.fingerprint.input_sha256`: corpora, data files, vectors, models), the
+keys of the steps it depends on, and the nlpft version; 12 hex digits of it name the
+step's directory, `OUT/steps/<name>-<key>/`. A finished directory with the step's key is
+its result: changing one step changes its key and the keys of everything downstream of
+it, and nothing else.
+
+Fine-tuning runs are steps too: one per backbone x grid point x seed, named
+`ft-<backbone>[-<grid point>]-s<seed>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table
+from nlpft.options import flag_of, option_settings
+
+KEY_LENGTH = 12
+# options that say where and how a step writes, not what it computes
+NOT_IN_KEY = ("out", "resume", "overwrite", "quiet", "threads")
+# options whose value is an input read from disk (or a name standing for one)
+INPUT_FIELDS = ("corpus", "train", "valid", "test", "init_vectors", "tokenizer", "from_model", "model")
+
+
+@dataclass
+class Step:
+    name: str
+    kind: str                       # embed | lm | pretrain | finetune
+    words: tuple                    # the nlpft command: ("embed", "train"), ("finetune",), ...
+    options: dict                   # field name -> value, a StepRef for another step's output
+    launch: Launch = field(default_factory=Launch)
+    model: str | None = None        # finetune: the backbone as the config names it
+    seed: int | None = None         # finetune: the seed
+    key: str = ""
+    inputs: dict = field(default_factory=dict)   # path -> content hash, for `status` to recheck
+
+    @property
+    def depends_on(self) -> list[str]:
+        return [v.step for v in self.options.values() if isinstance(v, StepRef)]
+
+    @property
+    def directory_name(self) -> str:
+        return f"{self.name}-{self.key}"
+
+
+@dataclass
+class Plan:
+    name: str
+    steps: list                     # Step, dependencies first
+    primary: str | None = None
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def to_json(self, out: Path) -> dict:
+        """The plan as `status` reads it; input paths relative to `out`, so an experiment
+        moved with its inputs (or OUT next to them) still finds them."""
+        return {"name": self.name, "primary": self.primary, "steps": [
+            {"name": s.name, "kind": s.kind, "command": " ".join(s.words), "key": s.key, "dir": s.directory_name,
+             "depends_on": s.depends_on, "model": s.model, "seed": s.seed,
+             "inputs": {_relative(path, out): digest for path, digest in s.inputs.items()}}
+            for s in self.steps]}
+
+
+def _relative(path: str, out: Path) -> str:
+    return os.path.relpath(path, out) if os.path.exists(path) else path
+
+
+def recorded_input(path: str, out: Path) -> str:
+    """The input `path` of plan.json as a path from here (see `Plan.to_json`)."""
+    return str(out / path) if not os.path.isabs(path) and os.path.exists(out / path) else path
+
+
+def build_plan(config: ExperimentConfig) -> Plan:
+    """The steps of `config` in dependency order, each with its key."""
+    from nlpft.version import __version__
+
+    commands = _command_table()
+    steps = [Step(name=spec.name, kind=spec.command, words=commands[spec.command][0], options=spec.options,
+                  launch=spec.launch) for spec in config.steps.values()]
+    steps = _dependencies_first(steps)
+    if config.finetune is not None:
+        steps += _finetune_steps(config)
+    keys: dict[str, str] = {}
+    for step in steps:
+        step.inputs = _input_hashes(step)
+        keyed_options = {k: (f"step:{keys[v.step]}" if isinstance(v, StepRef) else v)
+                         for k, v in sorted(step.options.items())
+                         if k not in NOT_IN_KEY and (k not in INPUT_FIELDS or isinstance(v, StepRef))}
+        # the inputs by content, not by path: a moved experiment keeps its keys
+        contents = {name: [step.inputs[item] for item in _input_items(step, name)] for name in INPUT_FIELDS}
+        material = {"command": list(step.words), "options": keyed_options, "inputs": contents,
+                    "depends_on": [keys[d] for d in step.depends_on], "nlpft": __version__,
+                    "launch": dataclasses.asdict(step.launch)}
+        digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+        step.key = keys[step.name] = digest[:KEY_LENGTH]
+    return Plan(name=config.name, steps=steps, primary=config.primary)
+
+
+def _dependencies_first(steps: list[Step]) -> list[Step]:
+    """Steps ordered so each follows those it depends on (the config has no cycles)."""
+    by_name = {s.name: s for s in steps}
+    ordered: list[Step] = []
+    placed: set[str] = set()
+
+    def place(step: Step) -> None:
+        if step.name in placed:
+            return
+        for dependency in step.depends_on:
+            place(by_name[dependency])
+        placed.add(step.name)
+        ordered.append(step)
+
+    for step in steps:
+        place(step)
+    return ordered
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "x"
+
+
+def _finetune_steps(config: ExperimentConfig) -> list[Step]:
+    spec = config.finetune
+    grid_keys = list(spec.grid)
+    points = [dict(zip(grid_keys, values)) for values in itertools.product(*(spec.grid[k] for k in grid_keys))]
+    steps = []
+    for backbone, label, own in zip(spec.backbones, spec.backbone_labels, spec.backbone_options):
+        for point in points:
+            for seed in spec.seeds:
+                point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in point.items())
+                steps.append(Step(name=f"ft-{_safe(Path(label).name)}{point_name}-s{seed}", kind="finetune",
+                                  words=("finetune",), options={**spec.options, **own, **point, "model": backbone,
+                                                                "seed": seed},
+                                  launch=spec.launch, model=label + point_name.replace("-", " ", 1).rstrip(),
+                                  seed=seed))
+    return steps
+
+
+def _input_hashes(step: Step) -> dict:
+    """{path or name: content hash} of the step's inputs (step references excluded: their
+    keys stand for them)."""
+    return {item: content_hash(item) for name in INPUT_FIELDS for item in _input_items(step, name)}
+
+
+def content_hash(item: str) -> str | None:
+    """The content hash of an input: a file's or directory's (`input_sha256`); for a name
+    of `nlpft corpus list` (austen, bbc-news, ...) the sha256 its registry entry records;
+    for any other name (tfidf, minilm, hf:NAME) the name itself."""
+    from nlpft.data.fingerprint import input_sha256
+    from nlpft.data.registry import load_registry
+
+    if not os.path.exists(item):
+        entry = load_registry().get(item)
+        if entry is not None:
+            return entry.sha256
+    return input_sha256(item)
+
+
+def _input_items(step: Step, name: str) -> list[str]:
+    value = step.options.get(name)
+    return [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, str)]
+
+
+def step_argv(step: Step, directories: dict, out: Path, threads: int | None, resume: bool) -> list[str]:
+    """The nlpft command line of `step` (without the launcher): its options as flags, each
+    step reference replaced by that step's directory, `--out`, a thread budget where the
+    config sets none, and `--resume` when resuming."""
+    fields = _option_fields(step)
+    argv = list(step.words)
+    for name, value in step.options.items():
+        if isinstance(value, StepRef):
+            value = str(directories[value.step])
+        argv += _flag_values(fields[name], value)
+    if threads is not None and step.options.get("threads") is None and "threads" in fields:
+        argv += ["--threads", str(threads)]
+    argv += ["--out", str(out), "--quiet"] if "quiet" in fields else ["--out", str(out)]
+    if resume:
+        argv.append("--resume")
+    return argv
+
+
+def launcher_argv(step: Step, python: str) -> list[str]:
+    """How the step's process starts: `python -m nlpft`, or torchrun with its process counts."""
+    if step.launch.launcher == "torchrun":
+        return ["torchrun", "--nproc-per-node", str(step.launch.nproc_per_node), "--nnodes",
+                str(step.launch.nnodes), "-m", "nlpft"]
+    return [python, "-m", "nlpft"]
+
+
+def _option_fields(step: Step) -> dict:
+    """{name: dataclass field} of the options the step's command takes (for finetune, with
+    those its plug-ins declare)."""
+    if step.kind == "finetune":
+        from nlpft.experiments.config import plugin_option_fields
+        from nlpft.finetune.options import FinetuneOptions
+
+        return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]}
+    return {f.name: f for f in dataclasses.fields(_command_table()[step.kind][1])}
+
+
+def _flag_values(option_field: dataclasses.Field, value) -> list[str]:
+    """The command-line words that give `value` to the option `option_field`."""
+    if value is None:
+        return []
+    flag = flag_of(option_field)
+    default = option_field.default
+    if isinstance(default, bool) or isinstance(value, bool):
+        return [flag] if bool(value) != bool(default) else []
+    settings = option_settings(option_field) or {}
+    if isinstance(value, list) or settings.get("nargs"):
+        return [flag, *map(str, value if isinstance(value, list) else [value])]
+    if isinstance(value, dict):
+        return [flag, json.dumps(value)]
+    return [flag, str(value)]
