@@ -300,6 +300,7 @@ def apply_option_values(sub: argparse.ArgumentParser, values: dict, source: str)
 
 
 def build_parser() -> ArgumentParser:
+    from nlpft.cli import compare as compare_cli
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
     from nlpft.cli import export as export_cli
@@ -325,6 +326,7 @@ def build_parser() -> ArgumentParser:
     finetune_cli.register(commands)
     export_cli.register(commands)
     serve_cli.register(commands)
+    compare_cli.register(commands)
     return parser
 
 

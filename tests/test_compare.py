@@ -1,0 +1,180 @@
+"""`nlpft compare`: the report of finished runs, checked against the runs' own files
+(means from metrics.json, McNemar's test counted by hand from predictions.csv), and the
+bad inputs it refuses. The runs are tiny TF-IDF models on noisy data, so they disagree."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlpft.cli.main import main
+
+LABELS = {"pos": ["good", "great", "lovely"], "neg": ["bad", "awful", "poor"], "neutral": ["plain", "usual", "fine"]}
+NOUNS = ["film", "meal", "hotel", "book", "phone"]
+
+
+def noisy_rows(n: int, seed: int) -> list[dict]:
+    """Each word is from its row's class 55% of the time, else from any class: hard enough
+    that two models differ on some rows."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(LABELS)[i % 3]
+        words = [rng.choice(LABELS[label] if rng.random() < 0.55 else rng.choice(list(LABELS.values())))
+                 for _ in range(2)]
+        rows.append({"text": f"the {rng.choice(NOUNS)} was {words[0]} and {words[1]} {i}", "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def finetune(out: Path, train: Path, test: Path, seed: int, *extra: str) -> Path:
+    assert main(["finetune", "--train", str(train), "--test", str(test), "--model", "tfidf", "--seed", str(seed),
+                 "--out", str(out), "--quiet", *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Two models (C = 10 and C = 0.05), two seeds each, tested on the same rows."""
+    folder = tmp_path_factory.mktemp("compare")
+    train = write_csv(folder / "train.csv", noisy_rows(150, 1))
+    test = write_csv(folder / "test.csv", noisy_rows(60, 2))
+    made = {"c10": [finetune(folder / f"c10-s{s}", train, test, s) for s in (1, 2)],
+            "c005": [finetune(folder / f"c005-s{s}", train, test, s, "--head-c", "0.05") for s in (1, 2)]}
+    return {"folder": folder, "train": train, **made}
+
+
+@pytest.fixture(scope="module")
+def report(runs) -> Path:
+    out = runs["folder"] / "report"
+    assert main(["compare", *map(str, runs["c10"] + runs["c005"]), "--out", str(out)]) == 0
+    return out
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def _predictions(run: Path) -> tuple[list[str], list[str]]:
+    with open(run / "predictions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["gold"] for r in rows], [r["predicted"] for r in rows]
+
+
+def _table_row(markdown: str, model: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {model} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_files_and_model_means(runs, report):
+    assert {"report.md", "report.html", "frontier.png", "per_class_f1.png", "confusion_best.png"} <= {
+        p.name for p in report.iterdir()}
+    markdown = (report / "report.md").read_text()
+    for model in ("c10", "c005"):
+        macro_f1 = [_metrics(run)["test"]["macro_f1"] for run in runs[model]]
+        accuracy = [_metrics(run)["test"]["accuracy"] for run in runs[model]]
+        cells = _table_row(markdown, model) if f"| {model} |" in markdown else _table_row(markdown, f"{model} (best)")
+        assert cells[1] == "1, 2"  # the seeds, grouped from finetune.json
+        assert cells[2] == f"{np.mean(macro_f1):.4f} ± {np.std(macro_f1, ddof=1):.4f}"
+        assert cells[3] == f"{np.mean(accuracy):.4f} ± {np.std(accuracy, ddof=1):.4f}"
+    best = max(("c10", "c005"), key=lambda m: np.mean([_metrics(r)["test"]["macro_f1"] for r in runs[m]]))
+    assert f"| {best} (best) |" in markdown
+
+
+def test_paired_statistics_match_a_hand_computation(runs, report):
+    from scipy.stats import binomtest
+
+    means = {m: np.mean([_metrics(r)["test"]["macro_f1"] for r in runs[m]]) for m in ("c10", "c005")}
+    best, other = sorted(means, key=means.get, reverse=True)
+    markdown = (report / "report.md").read_text()
+    cells = _table_row(markdown.split("## Paired comparison")[1], other)
+    difference = float(cells[1])
+    low, high = map(float, re.findall(r"[-+]\d\.\d+", cells[2]))
+    assert difference == pytest.approx(means[best] - means[other], abs=1e-4)
+    assert low <= difference <= high
+    assert high - low > 0  # the models disagree on some rows: the interval has width
+
+    def right_in_most_seeds(model: str) -> np.ndarray:
+        right = [np.equal(*map(np.asarray, _predictions(run))) for run in runs[model]]
+        return np.mean(right, axis=0) > 0.5
+
+    best_right, other_right = right_in_most_seeds(best), right_in_most_seeds(other)
+    only_best, only_other = int(np.sum(best_right & ~other_right)), int(np.sum(~best_right & other_right))
+    assert only_best + only_other > 0
+    assert (int(cells[3]), int(cells[4])) == (only_best, only_other)
+    assert float(cells[5]) == pytest.approx(binomtest(only_best, only_best + only_other).pvalue, rel=1e-3)
+
+
+def test_html_is_self_contained(report):
+    page = (report / "report.html").read_text()
+    images = re.findall(r"<img [^>]*src=\"([^\"]+)\"", page)
+    assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:|//)", page, re.IGNORECASE)
+    assert "http" not in page.lower()
+    assert "<script" not in page.lower()
+
+
+def test_upstream_metrics_section(runs, tmp_path):
+    from nlpft.report import RunRef, UpstreamRef, build_report
+
+    step = tmp_path / "w2v"
+    step.mkdir()
+    (step / "metrics.json").write_text(json.dumps({"analogy": {"accuracy": 0.4321}, "similarity": 0.55}))
+    refs = [RunRef(run, "c10", seed) for seed, run in enumerate(runs["c10"], 1)]
+    page = build_report(refs, tmp_path, upstream=[UpstreamRef(step, "w2v", "embed")])
+    assert page == tmp_path / "report.html"
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| w2v | embed | analogy.accuracy | 0.4321 |" in markdown
+    assert "Only one model" in markdown
+
+
+def test_not_a_run_directory_is_refused(runs, tmp_path, capsys):
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    assert main(["compare", str(runs["c10"][0]), str(stray), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "stray" in error and "finetune" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_on_other_test_rows_are_refused(runs, tmp_path, capsys):
+    other_test = write_csv(tmp_path / "other.csv", noisy_rows(60, 3))
+    elsewhere = finetune(tmp_path / "elsewhere", runs["train"], other_test, 1)
+    assert main(["compare", str(runs["c10"][0]), str(elsewhere), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "elsewhere" in error and "same test set" in error and len(error.splitlines()) == 1
+
+
+def test_unknown_primary_metric_is_refused(runs, tmp_path, capsys):
+    assert main(["compare", str(runs["c10"][0]), "--out", str(tmp_path / "r"), "--primary", "bleu"]) == 2
+    assert "--primary one of" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_opens_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine")
+    probe = tmp_path / "probe.html"  # the report plus a line that writes each image's decoded width
+    probe.write_text((report / "report.html").read_text().replace(
+        "</body>", "<script>document.body.setAttribute('data-widths', Array.from(document.images)"
+                   ".map(i => i.naturalWidth).join(','))</script></body>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
+    assert len(widths) >= 3 and all(w > 0 for w in widths)
