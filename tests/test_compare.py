@@ -178,3 +178,71 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) >= 3 and all(w > 0 for w in widths)
+
+
+def _copy_run(run: Path, to: Path, **metrics) -> Path:
+    """A copy of the finished run `run` whose metrics.json has `metrics` set."""
+    shutil.copytree(run, to)
+    data = {**_metrics(run), **metrics}
+    (to / "metrics.json").write_text(json.dumps(data))
+    return to
+
+
+def test_learning_curves_from_validation_history(runs, tmp_path):
+    from nlpft.report import RunRef, build_report
+
+    history = [{"step": s, "eval_loss": 1.0 / s, "eval_macro_f1": 0.5 + s / 100} for s in (10, 20, 30)]
+    refs = [RunRef(_copy_run(run, tmp_path / f"{name}-{seed}", valid_history=history), name, seed)
+            for name in ("c10", "c005") for seed, run in enumerate(runs[name], 1)]
+    out = tmp_path / "report"
+    out.mkdir()
+    build_report(refs, out)
+    assert (out / "learning_curves.png").stat().st_size > 0
+    assert "![Learning curves](learning_curves.png)" in (out / "report.md").read_text()
+
+
+def test_seed_groups_are_named_after_their_directories(runs, tmp_path):
+    from nlpft.report.runs import refs_from_directories
+
+    refs = refs_from_directories(runs["c10"] + runs["c005"])
+    assert [(ref.path.name, ref.model, ref.seed) for ref in refs] == [
+        ("c10-s1", "c10", 1), ("c10-s2", "c10", 2), ("c005-s1", "c005", 1), ("c005-s2", "c005", 2)]
+    # directories whose names say nothing: the model spec and the options that differ
+    renamed = [shutil.copytree(run, tmp_path / f"run{k}") for k, run in enumerate(runs["c10"] + runs["c005"])]
+    assert sorted({ref.model for ref in refs_from_directories(renamed)}) == ["tfidf head_c=0.05", "tfidf head_c=None"]
+
+
+def test_overwrite_replaces_an_earlier_report(runs, report, capsys):
+    args = ["compare", *map(str, runs["c10"]), "--out", str(report)]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert "Only one model" in (report / "report.md").read_text()
+    assert main(["compare", *map(str, runs["c10"] + runs["c005"]), "--out", str(report), "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("task", ["multi", "regression"])
+def test_multilabel_and_regression_runs(tmp_path, task):
+    rng = random.Random(3)
+    words = {"food": ["tasty", "soup"], "price": ["cheap", "bill"], "staff": ["friendly", "waiter"]}
+    rows = []
+    for i in range(200):
+        tags = [t for t in words if rng.random() < 0.45] or ["food"]
+        text = " ".join(rng.choice(words[t] if rng.random() < 0.7 else rng.choice(list(words.values())))
+                        for t in tags for _ in range(2))
+        rows.append({"text": f"{text} {i}", "label": ";".join(tags) if task == "multi" else str(len(tags))})
+    test = write_csv(tmp_path / "test.csv", rows[140:])
+    # the second model learns from fewer rows (--head-c alone leaves a regression head unchanged)
+    made = [finetune(tmp_path / f"c{c}", write_csv(tmp_path / f"train{size}.csv", rows[:size]), test, 1, "--task",
+                     task, "--head-c", c) for c, size in (("10", 140), ("0.05", 50))]
+    out = tmp_path / "report"
+    assert main(["compare", *map(str, made), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    primary = {"multi": "macro F1 (primary)", "regression": "Spearman (primary)"}[task]
+    assert primary in markdown
+    paired = markdown.split("## Paired comparison")[1].split("## Plots")[0]
+    cells = _table_row(paired, next(m for m in ("c10", "c0.05") if f"| {m} |" in paired))
+    low, high = map(float, re.findall(r"[-+]\d\.\d+", cells[2]))
+    assert low <= float(cells[1]) <= high and low < high
+    assert (cells[5] == "–") == (task == "regression")  # McNemar only for classification
+    assert ("F1 per label" in markdown) == (task == "multi")
