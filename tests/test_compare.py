@@ -246,3 +246,51 @@ def test_multilabel_and_regression_runs(tmp_path, task):
     assert low <= float(cells[1]) <= high and low < high
     assert (cells[5] == "–") == (task == "regression")  # McNemar only for classification
     assert ("F1 per label" in markdown) == (task == "multi")
+
+
+def _tagger_run(folder: Path, sentences: list, predicted: list, seed: int) -> Path:
+    """A tagger's output files as `nlpft finetune --task tag` writes them (made with the same
+    functions), without training one."""
+    from nlpft.finetune.tag_metrics import tagging_metrics, write_predictions_conll
+
+    folder.mkdir()
+    tokens, gold = [s[0] for s in sentences], [s[1] for s in sentences]
+    write_predictions_conll(folder / "predictions.conll", tokens, predicted, gold)
+    metrics = {"task": "tag", "test": tagging_metrics(gold, predicted), "train_time_s": 1.0 + seed,
+               "parameters": 1000, "valid_history": []}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "finetune.json").write_text(json.dumps({"task": {"task": "tag"}, "options": {"seed": seed}}))
+    return folder
+
+
+def test_tagger_runs_are_paired_over_sentences(tmp_path):
+    from nlpft.report import RunRef, build_report
+    from nlpft.report.stats import entity_counts
+
+    rng = random.Random(5)
+    sentences = [(("Ann", "met", "Bob", "in", "Rome"), ("B-PER", "O", "B-PER", "O", "B-LOC"))] * 30
+    def noisy(rate):
+        return [tuple(tag if rng.random() > rate else "O" for tag in gold) for _, gold in sentences]
+    refs = [RunRef(_tagger_run(tmp_path / f"{name}-{seed}", sentences, noisy(rate), seed), name, seed)
+            for name, rate in (("good", 0.05), ("poor", 0.4)) for seed in (1, 2)]
+    out = tmp_path / "report"
+    out.mkdir()
+    build_report(refs, out)
+    markdown = (out / "report.md").read_text()
+    assert "entity F1 (primary)" in markdown and "F1 per entity type" in markdown
+    cells = _table_row(markdown.split("## Paired comparison")[1], "poor")
+    gold = [s[1] for s in sentences]
+
+    def seed_mean_f1(name: str) -> float:
+        scores = []
+        for seed in (1, 2):
+            predicted = [tuple(line.split("\t")[-1] for line in block.splitlines())
+                         for block in (tmp_path / f"{name}-{seed}" / "predictions.conll").read_text().split("\n\n")]
+            true_pos, found, wanted = entity_counts(gold, predicted).sum(axis=0)
+            scores.append(2 * true_pos / (found + wanted))
+        return float(np.mean(scores))
+
+    assert float(cells[1]) == pytest.approx(seed_mean_f1("good") - seed_mean_f1("poor"), abs=1e-4)
+    low, high = map(float, re.findall(r"[-+]\d\.\d+", cells[2]))
+    assert 0 < low <= float(cells[1]) <= high
+    assert cells[5] == "–"

@@ -15,6 +15,7 @@ from nlpft.report.runs import Run, RunRef, UpstreamRef, load_runs, read_json
 from nlpft.report.stats import (
     PAIRED_RESAMPLES,
     PairedComparison,
+    entity_counts,
     majority_correct,
     mcnemar_exact,
     mean_and_std,
@@ -136,14 +137,15 @@ def _paired(task: str, primary: str, best: Model, others: list[Model]) -> tuple[
     labels = list(first.test.get("labels") or [])
     metric = primary if row_statistic(task, primary, len(labels)) else _fallback_metric(task, len(labels))
     if metric is None:
-        return {m.name: f"not available: the paired bootstrap covers single, multi and regression runs, not {task}"
+        return {m.name: f"not available: {primary} does not decompose over test rows; pass --primary one that does"
                 for m in others}, None
     statistic = row_statistic(task, metric, len(labels))
-    gold = _decisions(task, [row[-1] for row in first.test_rows], labels)
-    best_decisions = [_decisions(task, run.predicted, labels) for run in best.runs]
+    gold_column = [row[-1] for row in first.test_rows]
+    gold = _decisions(task, gold_column, gold_column, labels)
+    best_decisions = [_decisions(task, run.predicted, gold_column, labels) for run in best.runs]
     results: dict[str, PairedComparison | str] = {}
     for other in others:
-        other_decisions = [_decisions(task, run.predicted, labels) for run in other.runs]
+        other_decisions = [_decisions(task, run.predicted, gold_column, labels) for run in other.runs]
         difference, low, high = paired_bootstrap(statistic, gold, best_decisions, other_decisions)
         result = PairedComparison(metric, difference, low, high, PAIRED_RESAMPLES, len(gold))
         if task in ("single", "multi"):
@@ -161,9 +163,11 @@ def _fallback_metric(task: str, num_labels: int) -> str | None:
     return None
 
 
-def _decisions(task: str, values: list[str], labels: list[str]) -> np.ndarray:
+def _decisions(task: str, values: list, gold: list, labels: list[str]) -> np.ndarray:
     """The predictions file's gold or predicted column as arrays: class ids, 0/1 label sets,
-    numbers."""
+    numbers; for a tagger, each sentence's entity counts against the gold tags."""
+    if task == "tag":
+        return entity_counts(gold, values)
     if task == "regression":
         return np.asarray([float(v) for v in values])
     index = {label: i for i, label in enumerate(labels)}

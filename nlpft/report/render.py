@@ -61,7 +61,8 @@ def paired_note(c: Comparison) -> str:
     first = next((r for r in c.paired.values() if isinstance(r, PairedComparison)), None)
     if first is None:
         return ""
-    note = (f"Paired on the same {first.rows} test rows: {first.resamples:,} bootstrap draws of the rows (seed 0), "
+    unit = "sentences" if c.task == "tag" else "rows"
+    note = (f"Paired on the same {first.rows} test {unit}: {first.resamples:,} bootstrap draws of the {unit} (seed 0), "
             f"each model's {metric_name(first.metric, c.task)} recomputed on every draw and averaged over its seeds.")
     if first.metric != c.primary:
         note += f" ({metric_name(c.primary, c.task)} does not decompose over rows, so {first.metric} is used.)"

@@ -44,6 +44,27 @@ def _mae_per_draw(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
     return np.abs(gold.astype(float) - decided.astype(float)).mean(axis=1)
 
 
+def _entity_f1_per_draw(gold: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Entity micro F1 of the drawn sentences from each sentence's (true positives, predicted
+    entities, gold entities): the counts add up over sentences, so F1 is exact per draw."""
+    true_pos, predicted, in_gold = (counts[..., k].sum(axis=1) for k in range(3))
+    denominator = predicted + in_gold
+    return np.divide(2 * true_pos, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
+
+
+def entity_counts(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...]]) -> np.ndarray:
+    """(sentences, 3): per sentence the entities found exactly, predicted, and in the gold tags."""
+    from nlpft.finetune.tag_metrics import entities_of
+
+    gold_entities = set(entities_of([list(tags) for tags in gold]))
+    predicted_entities = set(entities_of([list(tags) for tags in predicted]))
+    counts = np.zeros((len(gold), 3), dtype=np.int64)
+    for entities, column in ((gold_entities & predicted_entities, 0), (predicted_entities, 1), (gold_entities, 2)):
+        for entity in entities:
+            counts[entity[1], column] += 1
+    return counts
+
+
 def row_statistic(task: str, metric: str, num_labels: int) -> Callable | None:
     """The statistic per bootstrap draw of `metric` for `task`, or None where the metric is
     not computed from the rows' decisions alone."""
@@ -52,6 +73,7 @@ def row_statistic(task: str, metric: str, num_labels: int) -> Callable | None:
         "multi": {"subset_accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(num_labels)},
         "regression": {"spearman": _spearman_per_draw, "pearson": _pearson_per_draw, "mse": mse_per_draw,
                        "mae": _mae_per_draw},
+        "tag": {"micro_f1": _entity_f1_per_draw},
     }
     return table.get(task, {}).get(metric)
 
