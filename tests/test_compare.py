@@ -4,6 +4,7 @@ bad inputs it refuses. The runs are tiny TF-IDF models on noisy data, so they di
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import random
@@ -124,6 +125,10 @@ def test_html_is_self_contained(report):
     page = (report / "report.html").read_text()
     images = re.findall(r"<img [^>]*src=\"([^\"]+)\"", page)
     assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    for src in images:  # each decodes to a PNG with a size (its IHDR chunk: width, height)
+        png = base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+        assert int.from_bytes(png[16:20], "big") > 100 and int.from_bytes(png[20:24], "big") > 100
     assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:|//)", page, re.IGNORECASE)
     assert "http" not in page.lower()
     assert "<script" not in page.lower()

@@ -135,7 +135,8 @@ def load_runs(refs: list[RunRef]) -> list[Run]:
         if run.test_rows != first.test_rows:
             raise UserInputError(f"{run.ref.path}: was tested on other rows than {first.ref.path} (the texts or "
                                  "gold labels of their predictions differ); compare runs evaluated on the same "
-                                 "test set (pass the same --test FILE)")
+                                 "test set: fine-tune each with the same --test FILE (without one, the test rows "
+                                 "held out depend on --seed)")
     return runs
 
 
@@ -182,7 +183,7 @@ def _shared_name(names: list[str]) -> str:
     for name in names[1:]:
         while not name.startswith(prefix):
             prefix = prefix[:-1]
-    return re.sub(r"[-_.]*(seed|s)?[-_.]*$", "", prefix, flags=re.IGNORECASE)
+    return re.sub(r"([-_.]+(seed|s))?[-_.]*$", "", prefix, flags=re.IGNORECASE)
 
 
 def _differing_options(options: list[dict]) -> list[str]:
