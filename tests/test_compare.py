@@ -180,7 +180,7 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
         "</body>", "<script>document.body.setAttribute('data-widths', Array.from(document.images)"
                    ".map(i => i.naturalWidth).join(','))</script></body>"))
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+                          "--dump-dom", probe.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) >= 3 and all(w > 0 for w in widths)
 

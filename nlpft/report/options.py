@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nlpft.options import check_options, option
@@ -9,9 +10,9 @@ from nlpft.options import check_options, option
 
 @dataclass(frozen=True)
 class CompareOptions:
-    runs: list[str] = option(help="finished `nlpft finetune` output directories, tested on the same rows; runs "
+    runs: Sequence[str] = option(help="finished `nlpft finetune` output directories, tested on the same rows; runs "
                                    "whose options differ only in --seed are the seeds of one model",
-                             metavar="RUN", nargs="+", positional=True)
+                             metavar="RUN", nargs="+", positional=True, required=True)
     out: str = option(shared=True)
     overwrite: bool = option(False, shared=True)
     primary: str | None = option(None, "the metric models are ranked by and the frontier plot shows, a key of the "

@@ -87,10 +87,13 @@ def _title(c: Comparison) -> str:
 
 
 # -- markdown ---------------------------------------------------------------------------------
+def _md_cell(cell) -> str:
+    return str(cell).replace("|", "\\|")  # a | inside a cell would end it
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    escape = lambda cell: str(cell).replace("|", "\\|")  # noqa: E731
-    return (["| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(map(escape, row)) + " |" for row in rows] + [""])
+    return (["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows] + [""])
 
 
 def write_markdown(c: Comparison, path: Path) -> Path:
@@ -125,8 +128,8 @@ def _embedded(figure: Path, title: str) -> str:
 
 
 def write_html(c: Comparison, path: Path) -> Path:
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(_title(c))}"
-             f"</title><style>{CSS}</style></head><body>",
+    parts = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(_title(c))}"
+              f"</title><style>{CSS}</style></head><body>"),
              f"<h1>{html.escape(_title(c))}</h1><p class=\"note\">Mean ± standard deviation over seeds.</p>",
              _html_table(*model_table(c)), "<h2>Paired comparison with the best model</h2>"]
     if c.paired:

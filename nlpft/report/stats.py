@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlpft.finetune.metrics import CONFIDENCE, accuracy_per_draw, macro_f1_per_draw, mse_per_draw
+from nlpft.finetune.metrics import (
+    CONFIDENCE,
+    accuracy_per_draw,
+    macro_f1_per_draw,
+    mse_per_draw,
+)
 
 PAIRED_RESAMPLES = 2000
 PAIRED_SEED = 0
