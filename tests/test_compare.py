@@ -299,3 +299,18 @@ def test_tagger_runs_are_paired_over_sentences(tmp_path):
     low, high = map(float, re.findall(r"[-+]\d\.\d+", cells[2]))
     assert 0 < low <= float(cells[1]) <= high
     assert cells[5] == "–"
+
+
+def test_runs_of_different_tasks_are_refused(runs, tmp_path, capsys):
+    relabelled = _copy_run(runs["c10"][0], tmp_path / "as-multi", task="multi")
+    assert main(["compare", str(runs["c10"][0]), str(relabelled), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "as-multi" in error and "one task" in error and len(error.splitlines()) == 1
+
+
+def test_frontier_keeps_what_nothing_cheaper_beats():
+    from nlpft.report.plots import pareto_frontier
+
+    points = [(1.0, 0.70), (2.0, 0.65), (3.0, 0.80), (4.0, 0.80), (5.0, 0.90)]  # (seconds, score)
+    assert pareto_frontier(points) == [0, 2, 4]
+    assert pareto_frontier([(1.0, 0.3), (2.0, 0.2), (3.0, 0.4)], greater_is_better=False) == [0, 1]
