@@ -314,3 +314,19 @@ def test_frontier_keeps_what_nothing_cheaper_beats():
     points = [(1.0, 0.70), (2.0, 0.65), (3.0, 0.80), (4.0, 0.80), (5.0, 0.90)]  # (seconds, score)
     assert pareto_frontier(points) == [0, 2, 4]
     assert pareto_frontier([(1.0, 0.3), (2.0, 0.2), (3.0, 0.4)], greater_is_better=False) == [0, 1]
+
+
+@pytest.mark.parametrize("metric", ["macro_f1", "accuracy"])
+def test_counted_bootstrap_equals_recomputing_on_the_drawn_rows(metric):
+    """The fast path (per-row counts weighted by how often a draw picks each row) gives
+    what recomputing the metric on each draw's rows gives."""
+    from nlpft.finetune.metrics import accuracy_per_draw, macro_f1_per_draw
+    from nlpft.report.stats import paired_bootstrap, row_statistic
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 4, 300)
+    best = [np.where(rng.random(300) < 0.8, gold, rng.integers(0, 4, 300)) for _ in range(2)]
+    other = [np.where(rng.random(300) < 0.7, gold, rng.integers(0, 4, 300)) for _ in range(2)]
+    recomputed = {"macro_f1": macro_f1_per_draw(4), "accuracy": accuracy_per_draw}[metric]
+    assert paired_bootstrap(row_statistic("single", metric, 4), gold, best, other, resamples=300) == pytest.approx(
+        paired_bootstrap(recomputed, gold, best, other, resamples=300), abs=1e-12)

@@ -10,16 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlpft.finetune.metrics import (
-    CONFIDENCE,
-    accuracy_per_draw,
-    macro_f1_per_draw,
-    mse_per_draw,
-)
+from nlpft.finetune.metrics import CONFIDENCE, mse_per_draw
 
 PAIRED_RESAMPLES = 2000
 PAIRED_SEED = 0
-_DRAWS_AT_ONCE = 250  # resamples computed together: memory grows with draws x rows x labels
+_CELLS_AT_ONCE = 4_000_000  # draws x rows computed together: memory grows with it
 
 
 def mean_and_std(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -31,7 +26,63 @@ def mean_and_std(values: list[float | None]) -> tuple[float | None, float | None
     return float(np.mean(present)), std
 
 
-# -- per-row statistics: (gold, decided) stacked as (draws, rows[, labels]) -> one value per draw
+# -- statistics of a bootstrap draw -------------------------------------------------------------
+@dataclass(frozen=True)
+class Additive:
+    """A metric made of counts that add up over rows (true positives, predictions, gold
+    items, right rows): `counts(gold, decided)` gives each row's counts (rows, k) and
+    `value(totals, rows)` the metric of summed counts (draws, k). A draw's totals are the
+    rows' counts weighted by how often it picks each row, one sparse product: fast on large
+    test sets, and the same value as recomputing the metric on the drawn rows."""
+    counts: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    value: Callable[[np.ndarray, int], np.ndarray]
+
+
+def _one_hot(ids: np.ndarray, num_labels: int) -> np.ndarray:
+    return ids[:, None] == np.arange(num_labels)
+
+
+def _f1_counts(num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Per row and label: true positive, predicted, gold (class ids or 0/1 label sets)."""
+    def counts(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
+        if gold.ndim == 1:
+            gold, decided = _one_hot(gold, num_labels), _one_hot(decided, num_labels)
+        gold, decided = gold.astype(bool), decided.astype(bool)
+        return np.concatenate([gold & decided, decided, gold], axis=1).astype(np.float64)
+    return counts
+
+
+def _macro_f1(totals: np.ndarray, rows: int) -> np.ndarray:
+    """Macro F1 over the labels a draw holds (in its gold rows or its predictions), as
+    `nlpft.finetune.metrics.macro_f1_per_draw` scores it."""
+    true_pos, predicted, in_gold = np.split(totals, 3, axis=1)
+    denominator = predicted + in_gold
+    held = denominator > 0
+    f1 = np.divide(2 * true_pos, denominator, out=np.zeros(denominator.shape), where=held)
+    return f1.sum(axis=1) / np.maximum(held.sum(axis=1), 1)
+
+
+def _micro_f1(totals: np.ndarray, rows: int) -> np.ndarray:
+    """Micro F1 from summed (true positives, predicted, gold) per draw: a tagger's entity F1."""
+    true_pos, predicted, in_gold = totals[:, 0], totals[:, 1], totals[:, 2]
+    denominator = predicted + in_gold
+    return np.divide(2 * true_pos, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
+
+
+def _right(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
+    return _row_right(gold, decided)[:, None].astype(np.float64)
+
+
+def _share(totals: np.ndarray, rows: int) -> np.ndarray:
+    return totals[:, 0] / rows
+
+
+def _entity_counts_given(gold: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return counts.astype(np.float64)  # a tagger's decisions are its sentences' entity counts already
+
+
+# regression metrics are no sums of per-row counts (Spearman ranks the drawn rows): they are
+# recomputed on the drawn rows, (gold, decided) stacked as (draws, rows) -> one value per draw
 def _spearman_per_draw(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -49,14 +100,6 @@ def _mae_per_draw(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
     return np.abs(gold.astype(float) - decided.astype(float)).mean(axis=1)
 
 
-def _entity_f1_per_draw(gold: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Entity micro F1 of the drawn sentences from each sentence's (true positives, predicted
-    entities, gold entities): the counts add up over sentences, so F1 is exact per draw."""
-    true_pos, predicted, in_gold = (counts[..., k].sum(axis=1) for k in range(3))
-    denominator = predicted + in_gold
-    return np.divide(2 * true_pos, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
-
-
 def entity_counts(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...]]) -> np.ndarray:
     """(sentences, 3): per sentence the entities found exactly, predicted, and in the gold tags."""
     from nlpft.finetune.tag_metrics import entities_of
@@ -70,15 +113,17 @@ def entity_counts(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...]])
     return counts
 
 
-def row_statistic(task: str, metric: str, num_labels: int) -> Callable | None:
-    """The statistic per bootstrap draw of `metric` for `task`, or None where the metric is
-    not computed from the rows' decisions alone."""
+def row_statistic(task: str, metric: str, num_labels: int) -> Additive | Callable | None:
+    """How a bootstrap draw's `metric` is computed for `task` (an `Additive`, or a function
+    of the drawn rows), or None where the metric is not computed from the rows' decisions."""
+    accuracy = Additive(_right, _share)
+    macro_f1 = Additive(_f1_counts(num_labels), _macro_f1)
     table = {
-        "single": {"accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(num_labels)},
-        "multi": {"subset_accuracy": accuracy_per_draw, "macro_f1": macro_f1_per_draw(num_labels)},
+        "single": {"accuracy": accuracy, "macro_f1": macro_f1},
+        "multi": {"subset_accuracy": accuracy, "macro_f1": macro_f1},
         "regression": {"spearman": _spearman_per_draw, "pearson": _pearson_per_draw, "mse": mse_per_draw,
                        "mae": _mae_per_draw},
-        "tag": {"micro_f1": _entity_f1_per_draw},
+        "tag": {"micro_f1": Additive(_entity_counts_given, _micro_f1)},
     }
     return table.get(task, {}).get(metric)
 
@@ -96,25 +141,46 @@ class PairedComparison:
     mcnemar_p: float | None = None
 
 
-def paired_bootstrap(statistic: Callable, gold: np.ndarray, best: list[np.ndarray], other: list[np.ndarray],
-                     resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED,
+def paired_bootstrap(statistic: Additive | Callable, gold: np.ndarray, best: list[np.ndarray],
+                     other: list[np.ndarray], resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED,
                      level: float = CONFIDENCE) -> tuple[float, float, float]:
     """(observed difference, low, high): the metric of `best` minus that of `other`, each the
     mean over its seeds (one decision array per seed), on all rows and on `resamples` draws
     of the rows with replacement; the same draws for both models, so the pairing holds."""
     rows = len(gold)
+    if isinstance(statistic, Additive):
+        counted = {id(decided): statistic.counts(gold, decided) for decided in best + other}
 
-    def seed_mean(runs: list[np.ndarray], draws: np.ndarray) -> np.ndarray:
-        return np.mean([statistic(gold[draws], decided[draws]) for decided in runs], axis=0)
+        def seed_mean(runs: list[np.ndarray], times_drawn) -> np.ndarray:
+            return np.mean([statistic.value(times_drawn @ counted[id(decided)], rows) for decided in runs], axis=0)
 
-    everything = np.arange(rows)[None, :]
+        def of_draws(draws: np.ndarray):
+            return _times_drawn(draws, rows)  # built once per chunk, shared by every run
+    else:
+        def seed_mean(runs: list[np.ndarray], draws: np.ndarray) -> np.ndarray:
+            return np.mean([statistic(gold[draws], decided[draws]) for decided in runs], axis=0)
+
+        def of_draws(draws: np.ndarray):
+            return draws
+
+    everything = of_draws(np.arange(rows)[None, :])
     observed = float(seed_mean(best, everything)[0] - seed_mean(other, everything)[0])
     draws = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
-    differences = np.concatenate([seed_mean(best, chunk) - seed_mean(other, chunk)
-                                  for chunk in np.array_split(draws, max(1, resamples // _DRAWS_AT_ONCE))])
+    differences = []
+    for chunk in np.array_split(draws, -(-resamples * rows // _CELLS_AT_ONCE)):
+        chunk = of_draws(chunk)
+        differences.append(seed_mean(best, chunk) - seed_mean(other, chunk))
+    differences = np.concatenate(differences)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(differences, [tail, 100 - tail])
     return observed, float(low), float(high)
+
+
+def _times_drawn(draws: np.ndarray, rows: int) -> np.ndarray:
+    """(draws, rows): how often each draw picks each row."""
+    flat = (np.arange(len(draws))[:, None] * rows + draws).ravel()
+    return np.bincount(flat, minlength=len(draws) * rows).reshape(len(draws), rows).astype(np.float64)
+
 
 
 def majority_correct(gold: np.ndarray, runs: list[np.ndarray]) -> np.ndarray:
