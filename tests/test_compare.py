@@ -95,6 +95,11 @@ def test_report_files_and_model_means(runs, report):
         assert cells[3] == f"{np.mean(accuracy):.4f} ± {np.std(accuracy, ddof=1):.4f}"
     best = max(("c10", "c005"), key=lambda m: np.mean([_metrics(r)["test"]["macro_f1"] for r in runs[m]]))
     assert f"| {best} (best) |" in markdown
+    numbers = json.loads((report / "report.json").read_text())
+    assert numbers["best"] == best and numbers["primary"] == "macro_f1"
+    for model in numbers["models"]:
+        scores = [_metrics(Path(run["path"]))["test"]["macro_f1"] for run in model["runs"]]
+        assert model["macro_f1"]["mean"] == pytest.approx(np.mean(scores))
 
 
 def test_paired_statistics_match_a_hand_computation(runs, report):

@@ -17,7 +17,7 @@ matrix. The best model is compared with each other one on the same test rows: a 
 confidence interval of the difference and, for classification, McNemar's exact test.
 
 --out receives report.md, report.html (one self-contained file: plots embedded, nothing
-fetched) and the plots as PNG files.
+fetched), report.json (the tables' numbers) and the plots as PNG files.
 """
 
 EPILOG = """\

@@ -4,7 +4,9 @@ inline CSS, plots as data: URIs, nothing fetched, so it opens from disk anywhere
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
+import json
 from pathlib import Path
 
 from nlpft.report.build import Comparison, PairedComparison, metric_name
@@ -145,4 +147,22 @@ def write_html(c: Comparison, path: Path) -> Path:
         parts += ["<h2>Upstream steps</h2>", _html_table(["step", "kind", "metric", "value"], upstream_rows(c))]
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+# -- json -------------------------------------------------------------------------------------
+def write_json(c: Comparison, path: Path) -> Path:
+    """report.json: the numbers of the tables, for scripts (benchmarks, experiments)."""
+    data = {
+        "task": c.task, "primary": c.primary, "greater_is_better": c.greater_is_better, "best": c.best.name,
+        "models": [{"name": m.name, "runs": [{"path": str(run.ref.path), "seed": run.ref.seed} for run in m.runs],
+                    **{key: {"mean": mean, "std": std} for key, (mean, std) in m.stats.items()}}
+                   for m in c.models],
+        "paired": {name: dataclasses.asdict(result) if isinstance(result, PairedComparison) else {"note": result}
+                   for name, result in c.paired.items()},
+        "plots": {title: figure.name for title, figure in c.plots.items()},
+        "upstream": [{"name": ref.name, "kind": ref.kind, "path": str(ref.path), "metrics": metrics}
+                     for ref, metrics in c.upstream],
+    }
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
