@@ -333,5 +333,45 @@ def test_counted_bootstrap_equals_recomputing_on_the_drawn_rows(metric):
     best = [np.where(rng.random(300) < 0.8, gold, rng.integers(0, 4, 300)) for _ in range(2)]
     other = [np.where(rng.random(300) < 0.7, gold, rng.integers(0, 4, 300)) for _ in range(2)]
     recomputed = {"macro_f1": macro_f1_per_draw(4), "accuracy": accuracy_per_draw}[metric]
-    assert paired_bootstrap(row_statistic("single", metric, 4), gold, best, other, resamples=300) == pytest.approx(
-        paired_bootstrap(recomputed, gold, best, other, resamples=300), abs=1e-12)
+    assert paired_bootstrap(row_statistic("single", metric, 4), [(gold, best, other)], resamples=300) == (
+        pytest.approx(paired_bootstrap(recomputed, [(gold, best, other)], resamples=300), abs=1e-12))
+
+
+def test_seeds_with_their_own_splits_are_paired_seed_by_seed(runs, tmp_path):
+    """Without --test each seed holds out its own rows: the models are paired within each
+    seed (the runs of one seed share the split), McNemar's counts summed over the seeds."""
+    from scipy.stats import binomtest
+
+    def split_by_seed(name: str, seed: int, *extra: str) -> Path:
+        out = tmp_path / f"{name}-s{seed}"
+        assert main(["finetune", "--train", str(runs["train"]), "--model", "tfidf", "--seed", str(seed),
+                     "--out", str(out), "--quiet", *extra]) == 0
+        return out
+
+    made = {"c10": [split_by_seed("c10", s) for s in (1, 2)],
+            "c005": [split_by_seed("c005", s, "--head-c", "0.05") for s in (1, 2)]}
+    assert _predictions(made["c10"][0])[0] != _predictions(made["c10"][1])[0]  # the seeds' test rows differ
+    out = tmp_path / "report"
+    assert main(["compare", *map(str, made["c10"] + made["c005"]), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "paired seed by seed" in markdown
+    means = {m: np.mean([_metrics(r)["test"]["macro_f1"] for r in made[m]]) for m in made}
+    best, other = sorted(means, key=means.get, reverse=True)
+    cells = _table_row(markdown.split("## Paired comparison")[1], other)
+    assert float(cells[1]) == pytest.approx(means[best] - means[other], abs=1e-4)
+    low, high = map(float, re.findall(r"[-+]\d\.\d+", cells[2]))
+    assert low <= float(cells[1]) <= high
+    only_best = only_other = 0
+    for best_run, other_run in zip(made[best], made[other], strict=True):
+        gold, best_says = map(np.asarray, _predictions(best_run))
+        other_says = np.asarray(_predictions(other_run)[1])
+        only_best += int(np.sum((best_says == gold) & (other_says != gold)))
+        only_other += int(np.sum((best_says != gold) & (other_says == gold)))
+    assert (int(cells[3]), int(cells[4])) == (only_best, only_other)
+    assert float(cells[5]) == pytest.approx(binomtest(only_best, only_best + only_other).pvalue, rel=1e-3)
+    # a model with no seed in common with the best one: the table, but no pairing
+    lone = split_by_seed("lone", 3, "--head-c", "1")
+    out = tmp_path / "report-lone"
+    assert main(["compare", *map(str, made["c10"] + made["c005"] + [lone]), "--out", str(out)]) == 0
+    paired = (out / "report.md").read_text().split("## Paired")[1].split("## Plots")[0]
+    assert "no seed in common" in paired  # lone-s3 against the best, or the others against lone-s3

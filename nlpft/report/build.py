@@ -11,12 +11,20 @@ import numpy as np
 
 from nlpft.errors import UserInputError
 from nlpft.report import plots
-from nlpft.report.runs import Run, RunRef, UpstreamRef, load_runs, read_json
+from nlpft.report.runs import (
+    Run,
+    RunRef,
+    UpstreamRef,
+    load_runs,
+    read_json,
+    same_test_rows,
+)
 from nlpft.report.stats import (
     PAIRED_RESAMPLES,
     PairedComparison,
     entity_counts,
     majority_correct,
+    mcnemar_counts,
     mcnemar_exact,
     mean_and_std,
     paired_bootstrap,
@@ -141,19 +149,45 @@ def _paired(task: str, primary: str, best: Model, others: list[Model]) -> tuple[
         return {m.name: f"not available: {primary} does not decompose over test rows; pass --primary one that does"
                 for m in others}, None
     statistic = row_statistic(task, metric, len(labels))
-    gold_column = [row[-1] for row in first.test_rows]
-    gold = _decisions(task, gold_column, gold_column, labels)
-    best_decisions = [_decisions(task, run.predicted, gold_column, labels) for run in best.runs]
+    per_seed = not same_test_rows([run for m in [best, *others] for run in m.runs])
     results: dict[str, PairedComparison | str] = {}
     for other in others:
-        other_decisions = [_decisions(task, run.predicted, gold_column, labels) for run in other.runs]
-        difference, low, high = paired_bootstrap(statistic, gold, best_decisions, other_decisions)
-        result = PairedComparison(metric, difference, low, high, PAIRED_RESAMPLES, len(gold))
+        pairings = _pairings(task, labels, best, other, per_seed)
+        if not pairings:
+            results[other.name] = ("not available: no seed in common with the best model (each seed holds out "
+                                   "its own test rows)")
+            continue
+        difference, low, high = paired_bootstrap(statistic, pairings)
+        result = PairedComparison(metric, difference, low, high, PAIRED_RESAMPLES,
+                                  sum(len(gold) for gold, _, _ in pairings),
+                                  seeds=[run.ref.seed for run in other.runs if run.ref.seed in
+                                         {r.ref.seed for r in best.runs}] if per_seed else None)
         if task in ("single", "multi"):
+            counts = [mcnemar_counts(majority_correct(gold, a), majority_correct(gold, b)) for gold, a, b in pairings]
             result.discordant_best, result.discordant_other, result.mcnemar_p = mcnemar_exact(
-                majority_correct(gold, best_decisions), majority_correct(gold, other_decisions))
+                sum(c[0] for c in counts), sum(c[1] for c in counts))
         results[other.name] = result
     return results, metric
+
+
+def _pairings(task: str, labels: list[str], best: Model, other: Model, per_seed: bool) -> list[tuple]:
+    """(gold, best's decisions per seed, other's decisions per seed) for each set of test rows:
+    one set shared by all runs, or one per seed the two models share."""
+    def arrays(runs: list[Run]) -> tuple:
+        gold_column = [row[-1] for row in runs[0].test_rows]
+        return (_decisions(task, gold_column, gold_column, labels),
+                [_decisions(task, run.predicted, gold_column, labels) for run in runs])
+
+    if not per_seed:
+        gold, best_decisions = arrays(best.runs)
+        return [(gold, best_decisions, arrays(other.runs)[1])]
+    pairings = []
+    for run in other.runs:
+        mate = next((b for b in best.runs if b.ref.seed == run.ref.seed), None)
+        if mate is not None:
+            gold, best_decisions = arrays([mate])
+            pairings.append((gold, best_decisions, arrays([run])[1]))
+    return pairings
 
 
 def _fallback_metric(task: str, num_labels: int) -> str | None:

@@ -64,11 +64,18 @@ def paired_note(c: Comparison) -> str:
     if first is None:
         return ""
     unit = "sentences" if c.task == "tag" else "rows"
-    note = (f"Paired on the same {first.rows} test {unit}: {first.resamples:,} bootstrap draws of the {unit} (seed 0), "
-            f"each model's {metric_name(first.metric, c.task)} recomputed on every draw and averaged over its seeds.")
+    if first.seeds is None:
+        note = (f"Paired on the same {first.rows} test {unit}: {first.resamples:,} bootstrap draws of the {unit} "
+                f"(seed 0), each model's {metric_name(first.metric, c.task)} recomputed on every draw and averaged "
+                "over its seeds.")
+    else:
+        note = (f"Each seed held out its own test {unit}, so the models are paired seed by seed (seeds both "
+                f"models have), on that seed's {unit}: {first.resamples:,} bootstrap draws of them per seed, the "
+                f"difference in {metric_name(first.metric, c.task)} averaged over the seeds; McNemar's counts "
+                "are summed over the seeds' test sets.")
     if first.metric != c.primary:
         note += f" ({metric_name(c.primary, c.task)} does not decompose over rows, so {first.metric} is used.)"
-    if first.mcnemar_p is not None:
+    if first.mcnemar_p is not None and first.seeds is None:
         note += (" McNemar's exact test (a binomial test on the rows one model gets right and the other wrong; "
                  "a row counts as right for a model when right in more than half of its seeds).")
     return note

@@ -122,8 +122,8 @@ def _read_conll(path: Path) -> tuple[list, list]:
 
 
 def load_runs(refs: list[RunRef]) -> list[Run]:
-    """Every run read and checked: one task, the same test rows (paired statistics compare
-    decisions row by row)."""
+    """Every run read and checked: one task, and test rows that pair: all runs tested on the
+    same rows, or (each seed holding out its own split) the runs of one seed on the same rows."""
     if not refs:
         raise UserInputError("no runs to compare; pass one or more finished `nlpft finetune` directories")
     runs = [load_run(ref) for ref in refs]
@@ -132,12 +132,21 @@ def load_runs(refs: list[RunRef]) -> list[Run]:
         if run.task != first.task:
             raise UserInputError(f"{run.ref.path}: is a {run.task} run, but {first.ref.path} is a {first.task} "
                                  "run; compare runs of one task")
-        if run.test_rows != first.test_rows:
-            raise UserInputError(f"{run.ref.path}: was tested on other rows than {first.ref.path} (the texts or "
-                                 "gold labels of their predictions differ); compare runs evaluated on the same "
-                                 "test set: fine-tune each with the same --test FILE (without one, the test rows "
-                                 "held out depend on --seed)")
+    if not same_test_rows(runs):
+        by_seed: dict = {}
+        for run in runs:
+            other = by_seed.setdefault(run.ref.seed, run)
+            if run.ref.seed is None or run.test_rows != other.test_rows:
+                other = other if other is not run else first
+                raise UserInputError(
+                    f"{run.ref.path}: was tested on other rows than {other.ref.path} (the texts or gold labels of "
+                    "their predictions differ); compare runs evaluated on the same test set: fine-tune each with "
+                    "the same --test FILE, or compare seeds whose runs share the split --seed makes")
     return runs
+
+
+def same_test_rows(runs: list[Run]) -> bool:
+    return all(run.test_rows == runs[0].test_rows for run in runs[1:])
 
 
 # -- grouping directories given on the command line ----------------------------------------

@@ -139,14 +139,31 @@ class PairedComparison:
     discordant_best: int | None = None  # rows only the best model gets right
     discordant_other: int | None = None  # rows only the other model gets right
     mcnemar_p: float | None = None
+    seeds: list | None = None  # paired within each of these seeds' own test rows; None: all runs share them
 
 
-def paired_bootstrap(statistic: Additive | Callable, gold: np.ndarray, best: list[np.ndarray],
-                     other: list[np.ndarray], resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED,
+def paired_bootstrap(statistic: Additive | Callable, pairings: list[tuple[np.ndarray, list, list]],
+                     resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED,
                      level: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(observed difference, low, high): the metric of `best` minus that of `other`, each the
-    mean over its seeds (one decision array per seed), on all rows and on `resamples` draws
-    of the rows with replacement; the same draws for both models, so the pairing holds."""
+    """(observed difference, low, high) of a metric, best minus other. Each pairing is (gold,
+    best's decisions, other's decisions) on one set of test rows, a decision array per seed:
+    a model's metric is the mean over its seeds, computed on all rows and on `resamples`
+    draws of the rows with replacement, the same draws for both models so the pairing
+    holds. With several pairings (seeds that each hold out their own rows) the difference
+    is the mean over them, each resampled on its own."""
+    observed, differences = 0.0, np.zeros(resamples)
+    for k, (gold, best, other) in enumerate(pairings):
+        difference, drawn = _paired_differences(statistic, gold, best, other, resamples, seed + k)
+        observed += difference / len(pairings)
+        differences += drawn / len(pairings)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    return float(observed), float(low), float(high)
+
+
+def _paired_differences(statistic: Additive | Callable, gold: np.ndarray, best: list[np.ndarray],
+                        other: list[np.ndarray], resamples: int, seed: int) -> tuple[float, np.ndarray]:
+    """The difference of the seed means on all rows, and on each of `resamples` draws."""
     rows = len(gold)
     if isinstance(statistic, Additive):
         counted = {id(decided): statistic.counts(gold, decided) for decided in best + other}
@@ -170,10 +187,7 @@ def paired_bootstrap(statistic: Additive | Callable, gold: np.ndarray, best: lis
     for chunk in np.array_split(draws, -(-resamples * rows // _CELLS_AT_ONCE)):
         chunk = of_draws(chunk)
         differences.append(seed_mean(best, chunk) - seed_mean(other, chunk))
-    differences = np.concatenate(differences)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return observed, float(low), float(high)
+    return observed, np.concatenate(differences)
 
 
 def _times_drawn(draws: np.ndarray, rows: int) -> np.ndarray:
@@ -194,13 +208,16 @@ def _row_right(gold: np.ndarray, decided: np.ndarray) -> np.ndarray:
     return same.all(axis=-1) if same.ndim == 2 else same
 
 
-def mcnemar_exact(best_right: np.ndarray, other_right: np.ndarray) -> tuple[int, int, float]:
-    """(rows only the first gets right, rows only the second gets right, two-sided exact p):
-    under "equally good" each discordant row is a fair coin (a binomial test)."""
+def mcnemar_counts(best_right: np.ndarray, other_right: np.ndarray) -> tuple[int, int]:
+    """(rows only the first gets right, rows only the second gets right)."""
+    return int(np.sum(best_right & ~other_right)), int(np.sum(~best_right & other_right))
+
+
+def mcnemar_exact(only_best: int, only_other: int) -> tuple[int, int, float]:
+    """(only_best, only_other, two-sided exact p) from the discordant rows: under "equally
+    good" each is a fair coin (a binomial test)."""
     from scipy.stats import binomtest
 
-    only_best = int(np.sum(best_right & ~other_right))
-    only_other = int(np.sum(~best_right & other_right))
     discordant = only_best + only_other
     p = 1.0 if discordant == 0 else float(binomtest(only_best, discordant, 0.5).pvalue)
     return only_best, only_other, p
