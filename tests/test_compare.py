@@ -204,8 +204,7 @@ def test_learning_curves_from_validation_history(runs, tmp_path):
     history = [{"step": s, "eval_loss": 1.0 / s, "eval_macro_f1": 0.5 + s / 100} for s in (10, 20, 30)]
     refs = [RunRef(_copy_run(run, tmp_path / f"{name}-{seed}", valid_history=history), name, seed)
             for name in ("c10", "c005") for seed, run in enumerate(runs[name], 1)]
-    out = tmp_path / "report"
-    out.mkdir()
+    out = tmp_path / "report"  # made by build_report
     build_report(refs, out)
     assert (out / "learning_curves.png").stat().st_size > 0
     assert "![Learning curves](learning_curves.png)" in (out / "report.md").read_text()

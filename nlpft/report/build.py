@@ -80,12 +80,14 @@ class Comparison:
 
 def build_report(runs: list[RunRef], out: Path, primary: str | None = None,
                  upstream: list[UpstreamRef] = ()) -> Path:
-    """Write report.md, report.html, report.json (the tables' numbers) and the plots into `out` (an existing directory) for the
-    fine-tuning runs `runs` (grouped into models by `RunRef.model`) and the upstream steps;
-    returns the path of report.html. Raises UserInputError for runs that cannot be compared."""
+    """Write report.md, report.html, report.json (the tables' numbers) and the plots into
+    `out` (made if missing) for the fine-tuning runs `runs` (grouped into models by
+    `RunRef.model`) and the upstream steps; returns the path of report.html. Raises
+    UserInputError for runs that cannot be compared."""
     from nlpft.report.render import write_html, write_json, write_markdown
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     comparison = compare(load_runs(list(runs)), primary, list(upstream), out)
     write_markdown(comparison, out / "report.md")
     write_json(comparison, out / "report.json")
