@@ -35,6 +35,7 @@ from nlpft.finetune.options import FinetuneOptions
 from nlpft.lm.options import LMEvalOptions, LMGenerateOptions, LMTrainOptions
 from nlpft.options import check_options, choices_of, flag_of, option_settings
 from nlpft.pretrained.options import PretrainOptions
+from nlpft.report.options import CompareOptions
 
 TRAINING_COMMANDS = {
     "finetune": FinetuneOptions,
@@ -50,6 +51,7 @@ COMMANDS = {
     "lm generate": LMGenerateOptions,
     "corpus list": CorpusListOptions,
     "corpus stats": CorpusStatsOptions,
+    "compare": CompareOptions,
 }
 # what argparse compares when it parses: two actions alike in these are the same option
 ACTION_SETTINGS = ("option_strings", "dest", "nargs", "const", "default", "type", "choices", "required", "help",

@@ -283,6 +283,7 @@ def apply_option_values(sub: argparse.ArgumentParser, values: dict, source: str)
 
 
 def build_parser() -> ArgumentParser:
+    from nlpft.cli import compare as compare_cli
     from nlpft.cli import corpus as corpus_cli
     from nlpft.cli import embed as embed_cli
     from nlpft.cli import experiment as experiment_cli
@@ -310,6 +311,7 @@ def build_parser() -> ArgumentParser:
     export_cli.register(commands)
     experiment_cli.register(commands)
     serve_cli.register(commands)
+    compare_cli.register(commands)
     return parser
 
 

@@ -32,7 +32,7 @@ def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[
     gold, predicted = [list(s) for s in gold], [list(s) for s in predicted]
     if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
         raise ValueError("gold and predicted tags must have the same sentences and lengths")
-    gold_entities, predicted_entities = _entities(gold), _entities(predicted)
+    gold_entities, predicted_entities = entities_of(gold), entities_of(predicted)
     types = sorted({t for t, _, _, _ in gold_entities} | {t for t, _, _, _ in predicted_entities})
     report = classification_report(gold, predicted, output_dict=True, zero_division=0) if types else {}
     predicted_counts = Counter(t for t, _, _, _ in predicted_entities)
@@ -61,7 +61,7 @@ def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[
     }
 
 
-def _entities(sentences: list[list[str]]) -> list[tuple[str, int, int, int]]:
+def entities_of(sentences: list[list[str]]) -> list[tuple[str, int, int, int]]:
     """(type, sentence, first word, last word) of every entity, as seqeval reads them."""
     from seqeval.metrics.sequence_labeling import get_entities
 
