@@ -279,15 +279,25 @@ def test_the_report_gets_every_finetune_run_and_upstream_step(tmp_path, monkeypa
         kind: str = ""
 
     calls = []
-    report = types.SimpleNamespace(RunRef=Ref, UpstreamRef=Ref,
-                                   build_report=lambda runs, out, primary=None, upstream=(): calls.append(
-                                       (runs, out, primary, upstream)) or out / "report.html")
-    monkeypatch.setitem(sys.modules, "nlpft.report", report)
-    _build_report(build_plan(load_experiment(write_inputs(tmp_path))), tmp_path / "out")
+
+    def build_report(runs, out, primary=None, upstream=()):
+        calls.append((runs, out, primary, upstream))
+        out.mkdir(parents=True)
+        (out / "report.html").write_text("<html></html>")
+        return out / "report.html"
+
+    monkeypatch.setitem(sys.modules, "nlpft.report",
+                        types.SimpleNamespace(RunRef=Ref, UpstreamRef=Ref, build_report=build_report))
+    plan = build_plan(load_experiment(write_inputs(tmp_path)))
+    _build_report(plan, tmp_path / "out")
     [(runs, out, primary, upstream)] = calls
     assert [(r.model, r.seed) for r in runs] == [("tfidf", 1), ("w2v", 1)]
-    assert out == tmp_path / "out" / "report" and primary == "macro_f1"
+    assert primary == "macro_f1"
     assert [(u.name, u.kind) for u in upstream] == [("w2v", "embed")]
+    # built aside, then swapped in whole; the same step outputs again: not rebuilt
+    assert (tmp_path / "out" / "report" / "report.html").is_file() and not out.exists()
+    _build_report(plan, tmp_path / "out")
+    assert len(calls) == 1
 
 
 # a stand-in step: says it started, waits (up to 60 s) until every step of the test has,

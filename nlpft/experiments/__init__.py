@@ -38,19 +38,36 @@ def run_experiment(options: ExperimentOptions, command: str = "experiment run") 
     return 1 if summary["failed"] else 0
 
 
+REPORT_INPUTS = "inputs.json"  # in OUT/report: the step directories and primary metric it was built from
+
+
 def _build_report(plan, out: Path) -> None:
-    """OUT/report/ from the finished fine-tuning runs and the upstream steps, when the
-    report package is installed."""
-    try:
-        from nlpft.report import RunRef, UpstreamRef, build_report
-    except ImportError:
-        return
+    """OUT/report/ from the finished fine-tuning runs and the upstream steps. Built aside
+    and swapped in whole, so a killed build leaves the previous report; not rebuilt when it
+    already reports exactly these step outputs (an unchanged rerun stays quick)."""
+    import json
+    import shutil
+
     from nlpft.experiments.executor import step_directory
+    from nlpft.report import RunRef, UpstreamRef, build_report
 
     runs = [RunRef(path=step_directory(out, s), model=s.model, seed=s.seed) for s in plan.steps
             if s.kind == "finetune"]
     upstream = [UpstreamRef(path=step_directory(out, s), name=s.name, kind=s.kind) for s in plan.steps
                 if s.kind != "finetune"]
-    if runs:
-        path = build_report(runs, out / "report", primary=plan.primary, upstream=upstream)
-        print(f"report: {path}", file=sys.stderr)
+    if not runs:
+        return
+    inputs = {"primary": plan.primary, "steps": sorted(step_directory(out, s).name for s in plan.steps)}
+    report, building = out / "report", out / "report.partial"
+    try:
+        if json.loads((report / REPORT_INPUTS).read_text(encoding="utf-8")) == inputs:
+            print(f"report: {report / 'report.html'} (up to date)", file=sys.stderr)
+            return
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(building, ignore_errors=True)
+    build_report(runs, building, primary=plan.primary, upstream=upstream)
+    (building / REPORT_INPUTS).write_text(json.dumps(inputs, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(report, ignore_errors=True)
+    building.rename(report)
+    print(f"report: {report / 'report.html'}", file=sys.stderr)
