@@ -97,6 +97,19 @@ def test_a_partial_directory_nlpft_did_not_write_is_kept(tmp_path, small_corpus,
     assert str(stray) in _error_line(capsys)
 
 
+def test_what_a_run_killed_while_creating_its_partial_directory_leaves_does_not_block(tmp_path, small_corpus):
+    """A kill between making DIR.partial and marking it used to leave an unmarked, empty
+    DIR.partial that every later run refused; now the partial is staged, marked, then
+    renamed, and an empty one (or a marked staging directory) is cleaned up."""
+    out = tmp_path / "w2v"
+    (tmp_path / "w2v.partial").mkdir()  # empty, no marker: what the old window left
+    staged = tmp_path / "w2v.partial.new-99999999"
+    staged.mkdir()
+    (staged / MARKER_FILE).write_text("{}")  # a staging directory of a killed run
+    assert _embed(small_corpus, out) == 0
+    assert (out / "vectors.bin").is_file() and _siblings(out) == ["w2v"]
+
+
 # -- item 2: an output inside an input, or an input inside the output --------------------------
 def test_out_inside_the_corpus_directory_is_refused_before_any_work(tmp_path, small_corpus, capsys):
     corpus = tmp_path / "indir"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -137,13 +138,14 @@ class RunOutput:
             self._lock()
             try:
                 self._check_replaceable()
+                if self.partial.is_dir() and not any(self.partial.iterdir()):
+                    self.partial.rmdir()  # empty: holds nothing of anyone's
                 if self.partial.exists():
                     self._check_written_by_nlpft(self.partial)
                     if not self.resume:
                         shutil.rmtree(self.partial)
-                self.partial.mkdir(exist_ok=True)
-                if not is_nlpft_output(self.partial):
-                    self._write_marker()
+                if not self.partial.exists():
+                    self._create_partial()
             except BaseException:
                 self.release()
                 raise
@@ -223,11 +225,20 @@ class RunOutput:
             raise UserInputError(f"{directory}: exists and was not written by nlpft (no {MARKER_FILE}), so nlpft "
                                  "will not delete it; move it away or pass another --out")
 
-    def _write_marker(self) -> None:
+    def _create_partial(self) -> None:
+        """DIR.partial, born with its marker: made as a staging directory, marked, then renamed,
+        so a kill at any moment leaves either no DIR.partial or one nlpft may clean up (a
+        partial without the marker is never deleted: it would stay in the way for good)."""
         from nlpft.version import __version__
 
-        write_json(self.partial / MARKER_FILE, {"nlpft_version": __version__, "command": self.command,
-                                                **_this_process()})
+        for stale in self.partial.parent.glob(f"{glob.escape(self.partial.name)}.new-*"):
+            if is_nlpft_output(stale) or (stale.is_dir() and not any(stale.iterdir())):
+                shutil.rmtree(stale, ignore_errors=True)  # a staging directory of a killed run
+        staging = self.partial.with_name(f"{self.partial.name}.new-{os.getpid()}")
+        staging.mkdir()
+        write_json(staging / MARKER_FILE, {"nlpft_version": __version__, "command": self.command,
+                                           **_this_process()})
+        os.rename(staging, self.partial)
 
     @contextlib.contextmanager
     def cleaned_up_on_error(self, owner: bool = True):
