@@ -225,7 +225,7 @@ def report(results: dict) -> str:
         lines += ["", "torch bf16: not measured, this CPU has no native bf16 (it would be emulated, slower)."]
     lines += ["", "Export parity (the export's own report, on the model's test texts):"]
     for name, parity in results["parity"].items():
-        lines.append(f"- {name}: {json.dumps(parity)}")
+        lines.append(f"- {name}: {parity.get('line') or json.dumps(parity)}")
     if results.get("load"):
         lines += ["", f"`nlpft serve` ({results['served']}, the fastest row above) under {results['clients']} "
                       f"concurrent clients, {results['requests']} single-text requests per test, on loopback; "
