@@ -54,6 +54,11 @@ examples:
   nlpft lm generate --model runs/lm --prompt "It is a truth"
   nlpft models list
   nlpft encode --model minilm --input texts.txt --out vectors.npy
+  nlpft finetune --train polarity --out runs/clf
+  nlpft export --model runs/bbc --format onnx --quantize int8 --out runs/bbc-onnx
+  nlpft serve --model runs/clf --port 8000
+  nlpft experiment run exp.yaml --out runs/exp
+  nlpft compare runs/clf-a runs/clf-b --out report
 """
 
 
