@@ -153,6 +153,28 @@ def test_upstream_metrics_section(runs, tmp_path):
     assert "Only one model" in markdown
 
 
+def test_an_embed_step_is_reported_with_its_vectors_scores(runs, tmp_path):
+    """`embed train` does not score its vectors; the report does, as `nlpft embed eval` would."""
+    import numpy as np
+    from gensim.models import KeyedVectors
+
+    from nlpft.embeddings.evaluation import evaluate
+    from nlpft.embeddings.vectors_io import save_vectors
+    from nlpft.report import RunRef, UpstreamRef, build_report
+
+    words = ["tiger", "cat", "king", "queen", "man", "woman", "money", "bank", "computer", "keyboard"]
+    kv = KeyedVectors(vector_size=8)
+    kv.add_vectors(words, np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32))
+    step = tmp_path / "w2v"
+    save_vectors(kv, step)
+    expected = {s["name"]: s for s in evaluate(kv)["sets"]}
+    refs = [RunRef(run, "c10", seed) for seed, run in enumerate(runs["c10"], 1)]
+    build_report(refs, tmp_path / "report", upstream=[UpstreamRef(step, "w2v", "embed")])
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"| w2v | embed | evaluation.wordsim353.covered | {expected['wordsim353']['covered']} |" in markdown
+    assert expected["wordsim353"]["covered"] > 0 and "evaluation.analogy.covered" in markdown
+
+
 def test_not_a_run_directory_is_refused(runs, tmp_path, capsys):
     stray = tmp_path / "stray"
     stray.mkdir()

@@ -271,11 +271,33 @@ def _learning_curves(primary: str, models: list[Model], out: Path) -> tuple[str,
 
 # -- upstream steps ----------------------------------------------------------------------------
 def _upstream_metrics(ref: UpstreamRef) -> dict:
-    """{dotted key: number or text} of the step's metrics.json; {} when it has none."""
+    """{dotted key: number or text} of the step's metrics.json ({} when it has none); for
+    word vectors also their scores on the built-in analogy and similarity sets, which
+    `embed train` does not compute itself (about 2 s for a 10,000-word vocabulary)."""
     path = Path(ref.path) / "metrics.json"
-    if not path.is_file():
+    metrics = dict(_flatten(read_json(path, f"{ref.kind} step"))) if path.is_file() else {}
+    if ref.kind == "embed":
+        metrics.update(_vector_scores(Path(ref.path)))
+    return metrics
+
+
+def _vector_scores(directory: Path) -> dict:
+    """{"evaluation.<set>.<metric>": score, "evaluation.<set>.covered": n} of the vectors in
+    `directory` (what `nlpft embed eval` reports); {} when they cannot be read."""
+    from nlpft.embeddings.evaluation import evaluate
+    from nlpft.embeddings.vectors_io import load_vectors
+    from nlpft.errors import UserInputError
+
+    try:
+        result = evaluate(load_vectors(directory))
+    except UserInputError:
         return {}
-    return dict(_flatten(read_json(path, f"{ref.kind} step")))
+    scores = {}
+    for found in result["sets"]:
+        if found.get("score") is not None:
+            scores[f"evaluation.{found['name']}.{found['metric']}"] = found["score"]
+        scores[f"evaluation.{found['name']}.covered"] = found.get("covered")
+    return {key: value for key, value in scores.items() if value is not None}
 
 
 def _flatten(data: dict, prefix: str = ""):
