@@ -24,6 +24,7 @@ from nlpft.options import (
     positive_int,
     seed_int,
 )
+from nlpft.training.precision import training_precision_option
 from nlpft.training.reporting import REPORT_TO, check_report_to
 
 DATA = "data"
@@ -131,10 +132,7 @@ class FinetuneOptions:
         None, "overlap between consecutive windows of a long input: subword tokens for text tasks (default: a "
               "quarter of --max-length), words for --task tag (default: 16)", type=non_negative_int,
         group=OPTIMISATION, fingerprinted=True)
-    precision: str = option(  # auto: bf16 for transformers where the hardware does it natively
-        "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
-                "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],
-        group=OPTIMISATION, fingerprinted=True)
+    precision: str = training_precision_option(OPTIMISATION)  # resolved by the runner (auto: bf16 where native)
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress output", group=OPTIMISATION)

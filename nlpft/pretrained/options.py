@@ -22,6 +22,7 @@ from nlpft.options import (
     seed_int,
 )
 from nlpft.pretrained.presets import ARCHS, OBJECTIVES, SIZES, check_objective
+from nlpft.training.precision import training_precision_option
 from nlpft.training.reporting import REPORT_TO, check_report_to
 
 MODEL_AND_DATA = "model and data"
@@ -82,10 +83,7 @@ class PretrainOptions:
                                        "split (default: %(default)s)", type=positive_int, group=OPTIMISATION)
     checkpoint_every: int = option(200, "steps between checkpoints (default: %(default)s)", type=positive_int,
                                    group=OPTIMISATION)
-    precision: str = option(  # auto: bf16 where the hardware does it natively; the runner resolves it
-        "auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent GPUs), "
-                "else fp32; weights stay fp32 (default: %(default)s)", choices=["auto", "fp32", "bf16"],
-        group=OPTIMISATION, fingerprinted=True)
+    precision: str = training_precision_option(OPTIMISATION)  # resolved by the runner (auto: bf16 where native)
     seed: int = option(1, type=seed_int, shared=True, fingerprinted=True)
     threads: int | None = option(None, "torch threads (default: all cores)", type=positive_int, group=OPTIMISATION)
     quiet: bool = option(False, "no progress bars", group=OPTIMISATION)

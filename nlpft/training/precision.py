@@ -12,6 +12,16 @@ from __future__ import annotations
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def training_precision_option(group: str):
+    """The --precision field of the training commands that run transformers (finetune,
+    pretrain): one declaration, so their flag, help and config key cannot drift apart."""
+    from nlpft.options import option
+
+    return option("auto", "auto: bf16 autocast where the hardware does bf16 natively (AVX-512 BF16/AMX CPUs, recent "
+                          "GPUs), else fp32; weights stay fp32 (default: %(default)s)", choices=list(PRECISIONS),
+                  group=group, fingerprinted=True)
+
+
 def bf16_is_native() -> bool:
     """True when bf16 matrix work runs in hardware on the device training will use."""
     import torch
