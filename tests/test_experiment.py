@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.cli.main import main
+from tests.conftest import Run
 
 CONFIG = """\
 name: tiny
@@ -177,14 +177,12 @@ def test_sigkill_mid_step_then_rerun_gives_the_uninterrupted_results(finished, c
     out = copy / "out"
     for directory in (out / "steps").glob("ft-tfidf-s1-*"):
         shutil.rmtree(directory)
-    process = subprocess.Popen([sys.executable, "-m", "nlpft", "experiment", "run", str(copy / "exp.yaml"),
-                                "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    experiment = Run([sys.executable, "-m", "nlpft", "experiment", "run", str(copy / "exp.yaml"), "--out", str(out)],
+                     timeout=120)
+    experiment.wait_until(lambda: any((out / "steps").glob("ft-tfidf-s1-*.partial")))
+    experiment.signal(signal.SIGKILL)
+    experiment.finish()
     deadline = time.monotonic() + 120
-    while not list((out / "steps").glob("ft-tfidf-s1-*.partial")):
-        assert process.poll() is None and time.monotonic() < deadline, "the step never started"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
     partial = next((out / "steps").glob("ft-tfidf-s1-*.partial"))
     lock = partial.with_name(partial.name + ".lock")
     while not _lock_free(lock):  # the step's process dies with the experiment (PR_SET_PDEATHSIG)
