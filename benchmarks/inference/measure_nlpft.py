@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # nlpft from this 
 
 import torch  # noqa: E402
 
-from nlpft.finetune.inference import load_for_inference  # noqa: E402
-from nlpft.runners.predict import rows_from_texts  # noqa: E402
+from nlpft.finetune.inference import load_for_inference, rows_from_texts  # noqa: E402
 
 
 def main() -> None:

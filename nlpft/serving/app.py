@@ -136,11 +136,8 @@ class ServedModel:
         return self.loaded.meta["backbone"]
 
     def warm_up(self) -> None:
-        """Load the weights and score one text (run on the model thread)."""
-        if self.opts.threads is not None:
-            import torch
-
-            torch.set_num_threads(self.opts.threads)
+        """Load the weights and score one text (run on the model thread; --threads is applied
+        by the loaded model itself, around each call)."""
         self.score(rows_from_texts(self.loaded, [WARM_UP_TEXT], [WARM_UP_TEXT if self.takes_pairs else None]))
 
     def score(self, rows: list) -> list[dict]:
