@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nlpft.cli.main import main
+from nlpft.experiments.executor import flock_held
 from tests.conftest import Run
 
 CONFIG = """\
@@ -158,21 +159,6 @@ def test_edited_corpus_reruns_the_vectors_and_what_uses_them(copy):
     assert sorted(summary["ran"]) == ["ft-w2v-s1", "w2v"] and summary["reused"] == ["ft-tfidf-s1"]
 
 
-def _lock_free(lock: Path) -> bool:
-    import fcntl
-
-    if not lock.exists():
-        return True
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def test_sigkill_mid_step_then_rerun_gives_the_uninterrupted_results(finished, copy):
     out = copy / "out"
     for directory in (out / "steps").glob("ft-tfidf-s1-*"):
@@ -185,7 +171,7 @@ def test_sigkill_mid_step_then_rerun_gives_the_uninterrupted_results(finished, c
     deadline = time.monotonic() + 120
     partial = next((out / "steps").glob("ft-tfidf-s1-*.partial"))
     lock = partial.with_name(partial.name + ".lock")
-    while not _lock_free(lock):  # the step's process dies with the experiment (PR_SET_PDEATHSIG)
+    while flock_held(lock):  # the step's process dies with the experiment (PR_SET_PDEATHSIG)
         assert time.monotonic() < deadline, "the step's process outlived the experiment"
         time.sleep(0.05)
     assert statuses(out)["ft-tfidf-s1"] == "interrupted"

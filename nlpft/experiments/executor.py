@@ -101,9 +101,13 @@ def _lock_holder(path: Path) -> str:
 
 
 def lock_is_held(out: Path) -> bool:
+    return flock_held(out / LOCK_FILE)
+
+
+def flock_held(path: Path) -> bool:
+    """Whether some process holds an flock on the file `path` (False when it is absent)."""
     import fcntl
 
-    path = out / LOCK_FILE
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)
