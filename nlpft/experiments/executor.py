@@ -130,6 +130,7 @@ def describe_plan(plan: Plan, out: Path) -> str:
     depends on, and how long it took last time when the state file knows."""
     state = read_state(out)
     lines = [f"experiment {plan.name}: {len(plan.steps)} steps, outputs under {out / 'steps'}"]
+    lines += [f"  note: {note}" for note in plan.notes]
     counts = {"done": 0, "resume": 0, "run": 0}
     for step in plan.steps:
         status = step_state(out, step)
