@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nlpft.cli.main import main
 from tests.test_experiment import CONFIG, run, write_inputs
 
@@ -64,3 +66,39 @@ def test_adding_a_grid_option_tfidf_does_not_use_reuses_its_run(tmp_path):
     config.write_text(TFIDF_ONLY + "  grid: {lr: [0.001, 0.002]}\n  epochs: 4\n")
     code, summary = run(config, tmp_path / "out")
     assert code == 0 and summary["ran"] == [] and summary["reused"] == ["ft-tfidf-s1"]
+
+
+# -- a backbone entry's own grid --------------------------------------------------------------
+ENTRY_GRID = CONFIG.replace("backbones: [tfidf, w2v]", "backbones: [tfidf, {name: w2v-g, model: w2v, grid: "
+                                                       "{lr: [0.001, 0.002]}}]")
+
+
+def test_a_backbone_entry_carries_its_own_grid(tmp_path):
+    steps = finetune_steps(plan_of(write_inputs(tmp_path, ENTRY_GRID)))
+    assert sorted(steps) == ["ft-tfidf-s1", "ft-w2v-g-lr0.001-s1", "ft-w2v-g-lr0.002-s1"]
+    assert steps["ft-w2v-g-lr0.002-s1"].options["lr"] == 0.002 and steps["ft-w2v-g-lr0.002-s1"].depends_on == ["w2v"]
+
+
+def test_an_entrys_grid_and_options_win_over_the_finetune_grid(tmp_path):
+    config = ENTRY_GRID.replace("[tfidf, {", "[tfidf, {name: w2v-fixed, model: w2v, lr: 0.005}, {").replace(
+        "seeds: [1]", "seeds: [1]\n  grid: {lr: [0.1, 0.2], batch_size: [8, 16]}")
+    steps = finetune_steps(plan_of(write_inputs(tmp_path, config)))
+    assert {s for s in steps if s.startswith("ft-w2v-g-")} == {
+        f"ft-w2v-g-batch_size{b}-lr{lr}-s1" for b in (8, 16) for lr in (0.001, 0.002)}
+    assert {s for s in steps if s.startswith("ft-w2v-fixed")} == {"ft-w2v-fixed-batch_size8-s1",
+                                                                  "ft-w2v-fixed-batch_size16-s1"}
+    assert {s.options["lr"] for n, s in steps.items() if n.startswith("ft-w2v-fixed")} == {0.005}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("grid: {lrr: [0.1]}", "finetune.backbones[1].grid.lrr: unknown option of finetune (did you mean lr?)"),
+    ("grid: {lr: 0.1}", "finetune.backbones[1].grid.lr: must be a list of values to try"),
+    ("grid: {lr: [0.1, -1]}", "finetune.backbones[1].grid.lr[1]: must be above 0"),
+    ("lr: 0.1, grid: {lr: [0.1]}", "finetune.backbones[1].lr: also in finetune.backbones[1].grid; give it in one"),
+    ("grid: [lr]", "finetune.backbones[1].grid: must be a mapping"),
+])
+def test_errors_in_an_entrys_grid_name_its_key_path(tmp_path, capsys, entry, message):
+    config = write_inputs(tmp_path, CONFIG.replace("[tfidf, w2v]", "[tfidf, {model: w2v, " + entry + "}]"))
+    assert main(["experiment", "run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1

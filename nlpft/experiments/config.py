@@ -8,7 +8,8 @@
       lm:  {lm: {corpus: domain, init_vectors: w2v}}
       dapt: {pretrain: {from: minilm, corpus: domain, max_steps: 2000}}
     finetune:
-      backbones: [tfidf, w2v, lm, minilm, dapt]                    # aliases, or step names
+      backbones: [tfidf, w2v, lm, dapt,                            # aliases, or step names
+                  {name: minilm, model: minilm, grid: {lr: [2e-5, 5e-5]}}]
       seeds: [1, 2, 3]
       grid: {lr: [2e-5, 5e-5]}
       epochs: 3                                                    # any other FinetuneOptions field
@@ -20,6 +21,13 @@ rule the command enforces is reported here with its key path (`steps.w2v.embed.d
 Relative paths are relative to the YAML file. `corpus: NAME` names an entry of `corpora`;
 `init_vectors`, `tokenizer`, `from` and a backbone may name a step, whose output is then
 the value (an edge of the plan).
+
+A backbones entry is a name or a mapping {name, model, grid, OPTION: VALUE}: settings that
+backbone alone gets. Its options and its grid win over the finetune section's for it: an
+option in its own grid or among its own options is dropped from the finetune grid for that
+backbone (and the same option both in an entry's grid and beside it is an error, as in the
+finetune section). The runs of a backbone are its grid's points x seeds; an option the
+backbone does not use (see `nlpft.experiments.plan`) is left out of them.
 """
 
 from __future__ import annotations
@@ -90,6 +98,14 @@ class FinetuneSpec:
     options: dict                # data + the other finetune keys: FinetuneOptions fields
     launch: Launch = field(default_factory=Launch)
     backbone_options: list = field(default_factory=list)   # per backbone: options it alone gets
+    backbone_grids: list = field(default_factory=list)     # per backbone: its own grid
+
+    def grid_of(self, index: int) -> dict:
+        """The grid of backbone `index`: its own, then the finetune grid's options it sets
+        neither in its own grid nor as an option of its own (the entry wins)."""
+        own, own_grid = self.backbone_options[index], self.backbone_grids[index]
+        shared = {k: v for k, v in self.grid.items() if k not in own and k not in own_grid}
+        return {**shared, **own_grid}
 
 
 @dataclass(frozen=True)
@@ -327,38 +343,53 @@ def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpe
         raise UserInputError("finetune.backbones: must be a list of backbones (tfidf, minilm, a step name, ...)")
     seeds = section.pop("seeds", [1])
     seeds = seeds if isinstance(seeds, list) else [seeds]
-    grid = _mapping(section.pop("grid", None) or {}, "finetune.grid")
-    _refuse_unknown(grid, known, "finetune.grid.", "option of", " finetune")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UserInputError(f"finetune.grid.{key}: must be a list of values to try")
-    overlap = sorted(set(grid) & set(section))
-    if overlap:
-        raise UserInputError(f"finetune.{overlap[0]}: also in finetune.grid; give it in one place")
+    grid = _grid(section.pop("grid", None), "finetune", section, known)
     options = {**data, **section}
     entries = [_backbone(entry, f"finetune.backbones[{i}]", known, steps, base) for i, entry in enumerate(backbones)]
-    labels = [label for label, _, _ in entries]
+    labels = [label for label, _, _, _ in entries]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise UserInputError(f"finetune.backbones: {repeated[0]!r} appears twice; give one a name: "
                              "{name: NAME, model: ...}")
     for index, seed in enumerate(seeds):
         _check_finetune({**options, "seed": seed}, f"finetune.seeds[{index}].", plugin_keys)
+    _check_grid(grid, options, "finetune", plugin_keys)
+    for index, (_, _, own, own_grid) in enumerate(entries):
+        where = f"finetune.backbones[{index}]"
+        _check_finetune({**options, **own}, f"{where}.", plugin_keys)
+        _check_grid(own_grid, {**options, **own}, where, plugin_keys)
+    return FinetuneSpec(backbones=[model for _, model, _, _ in entries], backbone_labels=labels, seeds=seeds,
+                        grid=grid, options=options, launch=launch,
+                        backbone_options=[own for _, _, own, _ in entries],
+                        backbone_grids=[own_grid for _, _, _, own_grid in entries])
+
+
+def _grid(raw, where: str, fixed: dict, known: list) -> dict:
+    """The `grid` mapping of `where` (finetune, or a backbones entry): known options, each a
+    list of values, none also given as a plain option beside it."""
+    grid = _mapping(raw or {}, f"{where}.grid")
+    _refuse_unknown(grid, known, f"{where}.grid.", "option of", " finetune")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UserInputError(f"{where}.grid.{key}: must be a list of values to try")
+    overlap = sorted(set(grid) & set(fixed))
+    if overlap:
+        raise UserInputError(f"{where}.{overlap[0]}: also in {where}.grid; give it in one place")
+    return grid
+
+
+def _check_grid(grid: dict, options: dict, where: str, plugin_keys: list) -> None:
     for key, values in grid.items():
         for index, value in enumerate(values):
-            _check_finetune({**options, key: value}, f"finetune.grid.{key}[{index}].", plugin_keys)
-    for index, (_, _, own) in enumerate(entries):
-        _check_finetune({**options, **own}, f"finetune.backbones[{index}].", plugin_keys)
-    return FinetuneSpec(backbones=[model for _, model, _ in entries], backbone_labels=labels, seeds=seeds,
-                        grid=grid, options=options, launch=launch,
-                        backbone_options=[own for _, _, own in entries])
+            _check_finetune({**options, key: value}, f"{where}.grid.{key}[{index}].", plugin_keys)
 
 
-def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[str, object, dict]:
-    """(label, model, options of its own) of one backbones entry: a name, or a mapping
-    {name: LABEL, model: MODEL, OPTION: VALUE, ...} for settings this backbone alone gets."""
+def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[str, object, dict, dict]:
+    """(label, model, options of its own, grid of its own) of one backbones entry: a name,
+    or a mapping {name: LABEL, model: MODEL, grid: {...}, OPTION: VALUE, ...} for settings
+    this backbone alone gets."""
     if isinstance(entry, str):
-        label, model, own = entry, entry, {}
+        label, model, own, own_grid = entry, entry, {}, {}
     elif isinstance(entry, dict):
         own = {str(k).replace("-", "_"): v for k, v in entry.items()}
         label, model = own.pop("name", None), own.pop("model", None)
@@ -366,11 +397,13 @@ def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[
         label = label or model
         if not isinstance(model, str) or not isinstance(label, str):
             raise UserInputError(f"{where}: a mapping needs model: (a backbone or step) and may have name:")
+        own_grid = own.pop("grid", None)
         _refuse_unknown(own, known, f"{where}.", "option of", " finetune")
+        own_grid = _grid(own_grid, where, own, known)
     else:
         raise UserInputError(f"{where}: {entry!r} is not a backbone name or a mapping")
     resolved = StepRef(model) if model in steps else _literal_model(model, where, steps, base)
-    return label, resolved, own
+    return label, resolved, own, own_grid
 
 
 def plugin_option_fields() -> list:

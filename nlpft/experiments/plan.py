@@ -148,15 +148,16 @@ def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
     step's output is not there to ask yet, so every option applies to it."""
     spec = config.finetune
     steps, notes = [], []
-    for backbone, label, own in zip(spec.backbones, spec.backbone_labels, spec.backbone_options):
+    for index, backbone in enumerate(spec.backbones):
+        label, own, grid = spec.backbone_labels[index], spec.backbone_options[index], spec.grid_of(index)
         runs: dict = {}
-        for point in _grid_points(spec.grid):
+        for point in _grid_points(grid):
             options = {**spec.options, **own, **point}
             unused = options_without_effect(None if isinstance(backbone, StepRef) else backbone,
                                             options.get("method", _finetune_default("method")))
             kept = {k: v for k, v in point.items() if k not in unused}
             runs.setdefault(tuple(kept.items()), {k: v for k, v in options.items() if k not in unused})
-            notes += _unused_notes(label, spec.grid, {**spec.options, **own}, unused)
+            notes += _unused_notes(label, grid, {**spec.options, **own}, unused)
         for kept, options in runs.items():
             point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in kept)
             for seed in spec.seeds:
