@@ -102,3 +102,46 @@ def test_errors_in_an_entrys_grid_name_its_key_path(tmp_path, capsys, entry, mes
     assert main(["experiment", "run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+# -- search: {trials: N} --------------------------------------------------------------------
+def test_search_makes_each_run_a_search_and_the_report_reads_its_best_model(tmp_path):
+    config = write_inputs(tmp_path, TFIDF_ONLY + "  search: {trials: 2, space: {head_c: [0.1, 10.0, log]}}\n")
+    step = plan_of(config).step("ft-tfidf-s1")
+    assert step.options["search"] == 2 and json.loads(step.options["search_space"]) == {"head_c": [0.1, 10.0, "log"]}
+    code, summary = run(config, tmp_path / "out")
+    assert code == 0 and summary["ran"] == ["ft-tfidf-s1"]
+    [directory] = (tmp_path / "out" / "steps").glob("ft-tfidf-s1-*[0-9a-f]")
+    trials = (directory / "trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 2
+    best = json.loads((directory / "metrics.json").read_text())["test"]
+    report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
+    assert json.dumps(best["macro_f1"]) in json.dumps(report)
+
+
+@pytest.mark.parametrize("search, message", [
+    ("search: 5", "finetune.search: must be a mapping"),
+    ("search: {trials: 0}", "finetune.search.trials: must be a whole number of at least 1, not 0"),
+    ("search: {trialz: 2}", "finetune.search.trialz: unknown key (did you mean trials?)"),
+    ("search: {trials: 2, space: {lrr: [0.1, 1]}}", "finetune.search.space.lrr: unknown parameter, which no "
+                                                    "backbone searches (did you mean lr?)"),
+    ("search: {trials: 2, space: {lr: [1, 0.1]}}", "finetune.search.space.lr: [1, 0.1] must have low below high"),
+    ("search: {trials: 2, space: {lr: [0.1, 1]}}\n  grid: {lr: [0.1]}",
+     "finetune.grid.lr: also in finetune.search.space; grid it or search it, not both"),
+    ("search: {trials: 2}\n  grid: {head_c: [1, 2]}",
+     "finetune.grid.head_c: the search of tfidf may tune head_c (finetune.search); grid it or search it, not both"),
+    ("search_space: {lr: [0.1, 1]}", "finetune.search_space: unknown option of finetune (did you mean search?)"),
+])
+def test_search_errors_name_the_key_path(tmp_path, capsys, search, message):
+    config = write_inputs(tmp_path, TFIDF_ONLY + "  " + search + "\n")
+    assert main(["experiment", "run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_a_grid_option_the_search_does_not_tune_combines_with_it(tmp_path):
+    config = write_inputs(tmp_path, TFIDF_ONLY.replace("[tfidf]", "[tfidf, minilm]") +
+                          "  search: {trials: 3}\n  grid: {max_length: [64, 128]}\n")
+    steps = finetune_steps(plan_of(config))
+    assert sorted(steps) == ["ft-minilm-max_length128-s1", "ft-minilm-max_length64-s1", "ft-tfidf-s1"]
+    assert all(step.options["search"] == 3 for step in steps.values())

@@ -25,8 +25,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlpft.errors import UserInputError
 from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table
-from nlpft.finetune.methods import options_without_effect
+from nlpft.finetune.methods import options_without_effect, searched_options
 from nlpft.options import flag_of, option_settings
 
 KEY_LENGTH = 12
@@ -153,9 +154,12 @@ def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
         runs: dict = {}
         for point in _grid_points(grid):
             options = {**spec.options, **own, **point}
-            unused = options_without_effect(None if isinstance(backbone, StepRef) else backbone,
-                                            options.get("method", _finetune_default("method")))
+            detectable = None if isinstance(backbone, StepRef) else backbone
+            method = options.get("method", _finetune_default("method"))
+            unused = options_without_effect(detectable, method)
             kept = {k: v for k, v in point.items() if k not in unused}
+            if options.get("search"):
+                _refuse_searched_grid(config, index, kept, searched_options(detectable, method))
             runs.setdefault(tuple(kept.items()), {k: v for k, v in options.items() if k not in unused})
             notes += _unused_notes(label, grid, {**spec.options, **own}, unused)
         for kept, options in runs.items():
@@ -166,6 +170,16 @@ def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
                                   launch=spec.launch, model=label + point_name.replace("-", " ", 1).rstrip(),
                                   seed=seed, backbone=label))
     return steps, list(dict.fromkeys(notes))
+
+
+def _refuse_searched_grid(config: ExperimentConfig, index: int, point: dict, searched: frozenset) -> None:
+    """A grid over a parameter the backbone's search tunes would be overridden by every trial."""
+    both = [key for key in point if key in searched]
+    if both:
+        spec = config.finetune
+        where = f"finetune.backbones[{index}]" if both[0] in spec.backbone_grids[index] else "finetune"
+        raise UserInputError(f"{config.source}: {where}.grid.{both[0]}: the search of {spec.backbone_labels[index]} "
+                             f"may tune {both[0]} (finetune.search); grid it or search it, not both")
 
 
 def _grid_points(grid: dict) -> list[dict]:
