@@ -145,3 +145,28 @@ def test_a_grid_option_the_search_does_not_tune_combines_with_it(tmp_path):
     steps = finetune_steps(plan_of(config))
     assert sorted(steps) == ["ft-minilm-max_length128-s1", "ft-minilm-max_length64-s1", "ft-tfidf-s1"]
     assert all(step.options["search"] == 3 for step in steps.values())
+
+
+# -- the dry run's estimates ------------------------------------------------------------------
+def test_the_dry_run_estimates_never_run_steps_from_finished_ones_alike(tmp_path, capsys):
+    from nlpft.experiments.executor import MARKER_FILE, step_directory
+
+    config = write_inputs(tmp_path, CONFIG.replace("seeds: [1]", "seeds: [1, 2, 3]\n  grid: {lr: [0.001, 0.002]}"))
+    plan, out = plan_of(config), tmp_path / "out"
+    cached = step_directory(out, plan.step("ft-tfidf-s1"))
+    cached.mkdir(parents=True)
+    (cached / MARKER_FILE).write_text("{}")
+    state = {"ft-tfidf-s1": {"status": "done", "seconds": 240.0},
+             "ft-tfidf-s2": {"status": "failed", "seconds": 3.0},       # a failed run times nothing
+             "ft-w2v-lr0.001-s1": {"status": "done", "seconds": 30.0},  # the same backbone, another grid point
+             "ft-w2v-lr0.002-s1": {"status": "done", "seconds": 50.0, "key": "changed-options"}}
+    (out / "state.json").write_text(json.dumps(state))
+    lines = {line.split()[0]: line for line in dry_run(config, out, capsys).splitlines()[1:] if line.startswith("  ft")}
+    assert lines["ft-tfidf-s1"].endswith("cached")
+    assert lines["ft-tfidf-s2"].endswith("~4.0 min (like ft-tfidf-s1)")
+    assert lines["ft-w2v-lr0.002-s1"].endswith("~50 s (last run)")
+    assert lines["ft-w2v-lr0.001-s3"].endswith("~40 s (like ft-w2v-lr0.001-s1 and 1 other)")
+    text = dry_run(config, out, capsys)
+    assert "  w2v " in text and text.split("  w2v ")[1].splitlines()[0].endswith("no estimate")
+    # TF-IDF 2 x 240 s; word2vec 30 s + 50 s (their last runs) + 4 x 40 s
+    assert text.splitlines()[-1] == "estimated: 12.0 min for 8 steps, 1 step without an estimate"
