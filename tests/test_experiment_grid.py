@@ -123,8 +123,8 @@ def test_search_makes_each_run_a_search_and_the_report_reads_its_best_model(tmp_
     ("search: 5", "finetune.search: must be a mapping"),
     ("search: {trials: 0}", "finetune.search.trials: must be a whole number of at least 1, not 0"),
     ("search: {trialz: 2}", "finetune.search.trialz: unknown key (did you mean trials?)"),
-    ("search: {trials: 2, space: {lrr: [0.1, 1]}}", "finetune.search.space.lrr: unknown parameter, which no "
-                                                    "backbone searches (did you mean lr?)"),
+    ("search: {trials: 2, space: {lrr: [0.1, 1]}}",
+     "finetune.search.space.lrr: unknown parameter, which no backbone searches (did you mean lr?)"),
     ("search: {trials: 2, space: {lr: [1, 0.1]}}", "finetune.search.space.lr: [1, 0.1] must have low below high"),
     ("search: {trials: 2, space: {lr: [0.1, 1]}}\n  grid: {lr: [0.1]}",
      "finetune.grid.lr: also in finetune.search.space; grid it or search it, not both"),
@@ -145,6 +145,17 @@ def test_a_grid_option_the_search_does_not_tune_combines_with_it(tmp_path):
     steps = finetune_steps(plan_of(config))
     assert sorted(steps) == ["ft-minilm-max_length128-s1", "ft-minilm-max_length64-s1", "ft-tfidf-s1"]
     assert all(step.options["search"] == 3 for step in steps.values())
+
+
+
+def test_a_search_space_is_cut_to_what_each_backbone_searches(tmp_path):
+    config = write_inputs(tmp_path, TFIDF_ONLY.replace("[tfidf]", "[tfidf, minilm]") +
+                          "  search: {trials: 3, space: {lr: [0.00001, 0.0001, log], head_c: [0.1, 10]}}\n")
+    plan = plan_of(config)
+    assert json.loads(plan.step("ft-tfidf-s1").options["search_space"]) == {"head_c": [0.1, 10]}
+    assert json.loads(plan.step("ft-minilm-s1").options["search_space"]) == {"lr": [0.00001, 0.0001, "log"],
+                                                                            "head_c": [0.1, 10]}
+    assert "search.space lr does not apply to tfidf (its search tunes head_c)" in plan.notes
 
 
 # -- the dry run's estimates ------------------------------------------------------------------

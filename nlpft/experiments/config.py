@@ -32,7 +32,8 @@ backbone does not use (see `nlpft.experiments.plan`) is left out of them.
 `search: {trials: N, space: {lr: [1e-5, 1e-3, log]}}` in the finetune section makes every
 run (backbone x grid point x seed) a `finetune --search N` of its own, with --search-space
 when `space` is given; the run's output is the best trial's model (trials.csv beside it),
-so the report compares the best model of each. The grid and the search combine as an
+so the report compares the best model of each; each backbone gets the part of `space`
+its search tunes (the plan cuts the rest). The grid and the search combine as an
 outer and an inner loop: a grid option the search tunes would be overwritten by every
 trial, so an option both in a grid and in `search.space` (or in the backbone's default
 search space, `nlpft finetune --help`) is an error.

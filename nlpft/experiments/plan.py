@@ -150,18 +150,12 @@ def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
     spec = config.finetune
     steps, notes = [], []
     for index, backbone in enumerate(spec.backbones):
-        label, own, grid = spec.backbone_labels[index], spec.backbone_options[index], spec.grid_of(index)
+        label, grid = spec.backbone_labels[index], spec.grid_of(index)
         runs: dict = {}
         for point in _grid_points(grid):
-            options = {**spec.options, **own, **point}
-            detectable = None if isinstance(backbone, StepRef) else backbone
-            method = options.get("method", _finetune_default("method"))
-            unused = options_without_effect(detectable, method)
-            kept = {k: v for k, v in point.items() if k not in unused}
-            if options.get("search"):
-                _refuse_searched_grid(config, index, kept, searched_options(detectable, method))
-            runs.setdefault(tuple(kept.items()), {k: v for k, v in options.items() if k not in unused})
-            notes += _unused_notes(label, grid, {**spec.options, **own}, unused)
+            kept, options, point_notes = _run_options(config, index, point)
+            runs.setdefault(tuple(kept.items()), options)
+            notes += point_notes
         for kept, options in runs.items():
             point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in kept)
             for seed in spec.seeds:
@@ -170,6 +164,42 @@ def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
                                   launch=spec.launch, model=label + point_name.replace("-", " ", 1).rstrip(),
                                   seed=seed, backbone=label))
     return steps, list(dict.fromkeys(notes))
+
+
+def _run_options(config: ExperimentConfig, index: int, point: dict) -> tuple[dict, dict, list[str]]:
+    """(`point` less the options backbone `index` does not use, the options of its run there,
+    notes on what was left out)."""
+    spec = config.finetune
+    backbone, label, own = spec.backbones[index], spec.backbone_labels[index], spec.backbone_options[index]
+    options = {**spec.options, **own, **point}
+    detectable = None if isinstance(backbone, StepRef) else backbone
+    method = options.get("method", _finetune_default("method"))
+    unused = options_without_effect(detectable, method)
+    kept = {k: v for k, v in point.items() if k not in unused}
+    notes = _unused_notes(label, spec.grid_of(index), {**spec.options, **own}, unused)
+    options = {k: v for k, v in options.items() if k not in unused}
+    if options.get("search"):
+        searched = searched_options(detectable, method)
+        _refuse_searched_grid(config, index, kept, searched)
+        options, cut = _space_searched_by(options, searched, label)
+        notes += cut
+    return kept, options, notes
+
+
+def _space_searched_by(options: dict, searched: frozenset, label: str) -> tuple[dict, list[str]]:
+    """The run's --search-space cut to what its backbone searches (a range for a
+    transformer's lr is nothing to TF-IDF, whose search tunes its C), and a note of the cut."""
+    space = json.loads(options.get("search_space") or "{}")
+    left_out = [k for k in space if k not in searched]
+    if not left_out:
+        return options, []
+    space = {k: v for k, v in space.items() if k in searched}
+    options = {k: v for k, v in options.items() if k != "search_space"}
+    if space:
+        options["search_space"] = json.dumps(space)
+    note = (f"search.space {', '.join(left_out)} {'does' if len(left_out) == 1 else 'do'} not apply to {label} "
+            f"(its search tunes {', '.join(sorted(searched))})")
+    return options, [note]
 
 
 def _refuse_searched_grid(config: ExperimentConfig, index: int, point: dict, searched: frozenset) -> None:
