@@ -49,6 +49,7 @@ def test_a_grid_option_tfidf_does_not_use_gives_it_one_run_per_seed(tmp_path, ca
     assert plan.count("grid lr does not apply to tfidf (one run per seed)") == 1
     assert "epochs does not apply to tfidf (left out of its runs)" in plan
     assert "0 cached, 7 to run" in plan
+    assert plan.splitlines()[-1] == "estimated: nothing yet (no step like the 7 steps to run has finished)"
 
 
 def test_another_backbones_option_is_left_out_of_tfidf_runs(tmp_path):

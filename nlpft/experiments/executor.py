@@ -151,9 +151,11 @@ def describe_plan(plan: Plan, out: Path) -> str:
                 cost = f"  ~{format_duration(guess[0])} ({guess[1]}{resumed})"
         lines.append(f"  {step.name:<28} {' '.join(step.words):<11} {step.key}  {shown}{after}{cost}")
     lines.append(f"{counts['done']} cached, {counts['run']} to run, {counts['resume']} to resume")
-    if estimated or unknown:
+    if estimated:
         without = f", {_count(unknown, 'step')} without an estimate" if unknown else ""
         lines.append(f"estimated: {format_duration(total)} for {_count(estimated, 'step')}{without}")
+    elif unknown:
+        lines.append(f"estimated: nothing yet (no step like the {_count(unknown, 'step')} to run has finished)")
     return "\n".join(lines)
 
 
