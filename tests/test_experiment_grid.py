@@ -182,3 +182,12 @@ def test_the_dry_run_estimates_never_run_steps_from_finished_ones_alike(tmp_path
     assert "  w2v " in text and text.split("  w2v ")[1].splitlines()[0].endswith("no estimate")
     # TF-IDF 2 x 240 s; word2vec 30 s + 50 s (their last runs) + 4 x 40 s
     assert text.splitlines()[-1] == "estimated: 12.0 min for 8 steps, 1 step without an estimate"
+
+
+def test_what_a_backbone_uses_depends_on_the_method_it_trains_by(tmp_path):
+    config = write_inputs(tmp_path, TFIDF_ONLY.replace("[tfidf]", "[minilm]") +
+                          "  grid: {lr: [0.00002, 0.00005], method: [standard, frozen]}\n")
+    plan = plan_of(config)
+    assert sorted(finetune_steps(plan)) == ["ft-minilm-lr2e-05-methodstandard-s1", "ft-minilm-lr5e-05-methodstandard-s1",
+                                            "ft-minilm-methodfrozen-s1"]
+    assert plan.notes == ["grid lr does not apply to minilm with method frozen (one run per seed and value of method)"]

@@ -176,7 +176,9 @@ def _run_options(config: ExperimentConfig, index: int, point: dict) -> tuple[dic
     method = options.get("method", _finetune_default("method"))
     unused = options_without_effect(detectable, method)
     kept = {k: v for k, v in point.items() if k not in unused}
-    notes = _unused_notes(label, spec.grid_of(index), {**spec.options, **own}, unused)
+    grid = spec.grid_of(index)
+    named = f"{label} with method {method}" if "method" in grid else label
+    notes = _unused_notes(named, grid, {**spec.options, **own}, unused)
     options = {k: v for k, v in options.items() if k not in unused}
     if options.get("search"):
         searched = searched_options(detectable, method)
