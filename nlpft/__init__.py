@@ -4,6 +4,7 @@
     vectors = nlpft.embed.train(corpus="austen.txt", algo="glove", out="runs/glove")
     result = nlpft.finetune(train="data.csv", model="minilm", epochs=3, out="runs/clf")
     clf = nlpft.load("runs/clf"); clf.predict(["great film", "dull mess"])
+    report = nlpft.compare(["runs/clf", "runs/clf-tfidf"], out="report")
 
 The functions live in `nlpft.api` (see there) and load on first use, so `import nlpft`
 stays cheap. Two entry points share their name with a package of models: the package
@@ -18,11 +19,11 @@ from nlpft import finetune, lm  # cheap: neither package imports anything itself
 from nlpft.errors import UserInputError
 from nlpft.version import __version__
 
-_API_NAMES = ("embed", "load", "pretrain", "EmbeddingResult", "FinetuneResult", "Prediction", "Predictor",
-              "RunResult")
+_API_NAMES = ("compare", "embed", "load", "pretrain", "CompareResult", "EmbeddingResult", "FinetuneResult",
+              "Prediction", "Predictor", "RunResult")
 
-__all__ = ["EmbeddingResult", "FinetuneResult", "Prediction", "Predictor", "RunResult", "UserInputError", "__version__",
-           "embed", "finetune", "lm", "load", "pretrain"]
+__all__ = ["CompareResult", "EmbeddingResult", "FinetuneResult", "Prediction", "Predictor", "RunResult",
+           "UserInputError", "__version__", "compare", "embed", "finetune", "lm", "load", "pretrain"]
 
 
 class _FinetunePackage(_ModuleType):

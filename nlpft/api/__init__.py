@@ -5,6 +5,7 @@
     result = nlpft.finetune(train="data.csv", model="minilm", epochs=3, out="runs/clf")
     result.metrics["accuracy"], result.path
     clf = nlpft.load("runs/clf"); clf.predict(["great film", "dull mess"])
+    report = nlpft.compare(["runs/clf", "runs/clf-tfidf"], out="report"); report.best, report.html
 
 A function runs what its command runs: `nlpft finetune` and `nlpft.finetune(...)` both
 call `nlpft.cli.finetune.finetune_from_args`, so the two cannot drift. Its keywords are the
@@ -30,6 +31,7 @@ run functions, and imports nothing heavy until called.
 
 from nlpft.api import embed
 from nlpft.api.commands import (
+    compare,
     finetune,
     parse_options,
     pretrain,
@@ -37,7 +39,7 @@ from nlpft.api.commands import (
     train_language_model,
 )
 from nlpft.api.predictor import Prediction, Predictor, load
-from nlpft.api.results import EmbeddingResult, FinetuneResult, RunResult
+from nlpft.api.results import CompareResult, EmbeddingResult, FinetuneResult, RunResult
 
-__all__ = ["EmbeddingResult", "FinetuneResult", "Prediction", "Predictor", "RunResult", "embed", "finetune", "load",
-           "parse_options", "pretrain", "train_embeddings", "train_language_model"]
+__all__ = ["CompareResult", "EmbeddingResult", "FinetuneResult", "Prediction", "Predictor", "RunResult", "compare",
+           "embed", "finetune", "load", "parse_options", "pretrain", "train_embeddings", "train_language_model"]

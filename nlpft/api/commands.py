@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nlpft.api.results import EmbeddingResult, FinetuneResult, RunResult
+from nlpft.api.results import CompareResult, EmbeddingResult, FinetuneResult, RunResult
 from nlpft.errors import UserInputError
 
 
@@ -41,6 +41,22 @@ def pretrain(**options) -> RunResult:
     from nlpft.cli.pretrain import pretrain_from_args
 
     return RunResult.read(_run(("pretrain",), options, pretrain_from_args, uses_torch=True))
+
+
+def compare(runs, out, primary: str | None = None, overwrite: bool = False) -> CompareResult:
+    """`nlpft compare`: the comparison report of finished fine-tuning runs (their output
+    directories, tested on the same rows) written to `out`; see `nlpft compare --help`."""
+    from nlpft.api.state import process_state_kept
+    from nlpft.cli.options import from_args
+    from nlpft.report.options import CompareOptions
+    from nlpft.runners.compare import run_compare
+
+    if isinstance(runs, (str, Path)):
+        raise UserInputError("nlpft.compare(): runs must be a list of run directories, not one path")
+    options = {"runs": [str(run) for run in runs], "out": str(out), "primary": primary, "overwrite": overwrite}
+    with process_state_kept(import_torch_first=False):
+        args = parse_options(("compare",), options, caller="nlpft.compare()")
+        return CompareResult.read(run_compare(from_args(CompareOptions, args)).parent)
 
 
 def _run(command: tuple[str, ...], options: dict, run_from_args, uses_torch: bool) -> Path:

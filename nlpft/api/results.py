@@ -68,5 +68,39 @@ class FinetuneResult(RunResult):
                    method_reason=meta.get("method_reason", ""), options=options)
 
 
+@dataclass(frozen=True)
+class CompareResult:
+    """`nlpft.compare`: path the report directory (report.html, report.md, report.json, the
+    plots); primary the metric models are ranked by; best the best model's name; models the
+    table, one dict per model (name, runs, and {"mean", "std"} of each metric: primary,
+    accuracy, train_time_s, ...); paired the best model against each other one; report
+    the whole report.json."""
+
+    path: Path
+    primary: str
+    best: str
+    models: list
+    paired: dict
+    report: dict
+
+    @classmethod
+    def read(cls, path: Path) -> CompareResult:
+        report = _read_json(path / "report.json")
+        return cls(path=path, primary=report["primary"], best=report["best"], models=report["models"],
+                   paired=report["paired"], report=report)
+
+    @property
+    def html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def markdown(self) -> Path:
+        return self.path / "report.md"
+
+    def model(self, name: str) -> dict:
+        """The table row of model `name`."""
+        return next(m for m in self.models if m["name"] == name)
+
+
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))

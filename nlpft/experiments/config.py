@@ -8,9 +8,10 @@
       lm:  {lm: {corpus: domain, init_vectors: w2v}}
       dapt: {pretrain: {from: minilm, corpus: domain, max_steps: 2000}}
     finetune:
-      backbones: [tfidf, w2v, lm, minilm, dapt]                    # aliases, or step names
+      backbones: [tfidf, w2v, lm, dapt,                            # aliases, or step names
+                  {name: minilm, model: minilm, grid: {lr: [2e-5, 5e-5]}}]
       seeds: [1, 2, 3]
-      grid: {lr: [2e-5, 5e-5]}
+      grid: {lr: [2e-5, 5e-5]}                                     # or search: {trials: 20}
       epochs: 3                                                    # any other FinetuneOptions field
     report: {primary: macro_f1}
 
@@ -20,12 +21,29 @@ rule the command enforces is reported here with its key path (`steps.w2v.embed.d
 Relative paths are relative to the YAML file. `corpus: NAME` names an entry of `corpora`;
 `init_vectors`, `tokenizer`, `from` and a backbone may name a step, whose output is then
 the value (an edge of the plan).
+
+A backbones entry is a name or a mapping {name, model, grid, OPTION: VALUE}: settings that
+backbone alone gets. Its options and its grid win over the finetune section's for it: an
+option in its own grid or among its own options is dropped from the finetune grid for that
+backbone (and the same option both in an entry's grid and beside it is an error, as in the
+finetune section). The runs of a backbone are its grid's points x seeds; an option the
+backbone does not use (see `nlpft.experiments.plan`) is left out of them.
+
+`search: {trials: N, space: {lr: [1e-5, 1e-3, log]}}` in the finetune section makes every
+run (backbone x grid point x seed) a `finetune --search N` of its own, with --search-space
+when `space` is given; the run's output is the best trial's model (trials.csv beside it),
+so the report compares the best model of each; each backbone gets the part of `space`
+its search tunes (the plan cuts the rest). The grid and the search combine as an
+outer and an inner loop: a grid option the search tunes would be overwritten by every
+trial, so an option both in a grid and in `search.space` (or in the backbone's default
+search space, `nlpft finetune --help`) is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +62,9 @@ KEY_ALIASES = {"from": "from_model", "max_memory": "max_memory_gb"}
 LAUNCH_KEYS = ("launcher", "nproc_per_node", "nnodes")
 TORCHRUN_COMMANDS = ("pretrain",)
 FINETUNE_KEYS = ("backbones", "seeds", "grid", "search", *LAUNCH_KEYS)
+SEARCH_KEYS = ("trials", "space")
+# FinetuneOptions fields an experiment sets for each run, or takes in another form (search:)
+NOT_FINETUNE_KEYS = (*MANAGED, "model", "seed", "task_options", "backbone_options", "search", "search_space")
 REPORT_KEYS = ("primary",)
 # backbones that are names, not paths (what --model takes besides a directory or a hub id)
 NAMED_BACKBONES = ("tfidf",)
@@ -90,6 +111,14 @@ class FinetuneSpec:
     options: dict                # data + the other finetune keys: FinetuneOptions fields
     launch: Launch = field(default_factory=Launch)
     backbone_options: list = field(default_factory=list)   # per backbone: options it alone gets
+    backbone_grids: list = field(default_factory=list)     # per backbone: its own grid
+
+    def grid_of(self, index: int) -> dict:
+        """The grid of backbone `index`: its own, then the finetune grid's options it sets
+        neither in its own grid nor as an option of its own (the entry wins)."""
+        own, own_grid = self.backbone_options[index], self.backbone_grids[index]
+        shared = {k: v for k, v in self.grid.items() if k not in own and k not in own_grid}
+        return {**shared, **own_grid}
 
 
 @dataclass(frozen=True)
@@ -307,16 +336,13 @@ def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpe
     from nlpft.finetune.options import FinetuneOptions
 
     plugin_keys = _plugin_option_names()
-    known = [n for n in _fields(FinetuneOptions) if n not in (*MANAGED, "model", "seed", "task_options",
-                                                                 "backbone_options")] + plugin_keys
+    known = [n for n in _fields(FinetuneOptions) if n not in NOT_FINETUNE_KEYS] + plugin_keys
     data = {k.replace("-", "_"): v for k, v in data.items()}
     section = {KEY_ALIASES.get(k, k).replace("-", "_"): v for k, v in section.items()}
     _refuse_unknown(data, known, "data.", "option of", " finetune")
     launch = _launch(section, "finetune.", torchrun_allowed=True)
     _refuse_unknown(section, [*FINETUNE_KEYS, *known], "finetune.", "option of", " finetune")
-    if "search" in section:
-        raise UserInputError("finetune.search: not supported by experiments yet; use grid, or run "
-                             "`nlpft finetune --search N` on its own")
+    search = _search(section.pop("search", None))
     for key in ("train", "valid", "test"):
         if isinstance(data.get(key), str):
             data[key] = _local(data[key], base)
@@ -327,38 +353,93 @@ def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpe
         raise UserInputError("finetune.backbones: must be a list of backbones (tfidf, minilm, a step name, ...)")
     seeds = section.pop("seeds", [1])
     seeds = seeds if isinstance(seeds, list) else [seeds]
-    grid = _mapping(section.pop("grid", None) or {}, "finetune.grid")
-    _refuse_unknown(grid, known, "finetune.grid.", "option of", " finetune")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UserInputError(f"finetune.grid.{key}: must be a list of values to try")
-    overlap = sorted(set(grid) & set(section))
-    if overlap:
-        raise UserInputError(f"finetune.{overlap[0]}: also in finetune.grid; give it in one place")
-    options = {**data, **section}
+    grid = _grid(section.pop("grid", None), "finetune", section, known)
+    options = {**data, **section, **search}
     entries = [_backbone(entry, f"finetune.backbones[{i}]", known, steps, base) for i, entry in enumerate(backbones)]
-    labels = [label for label, _, _ in entries]
+    labels = [label for label, _, _, _ in entries]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise UserInputError(f"finetune.backbones: {repeated[0]!r} appears twice; give one a name: "
                              "{name: NAME, model: ...}")
     for index, seed in enumerate(seeds):
         _check_finetune({**options, "seed": seed}, f"finetune.seeds[{index}].", plugin_keys)
+    _check_grid(grid, options, "finetune", plugin_keys)
+    searched = json.loads(search.get("search_space") or "{}")
+    for where, each in [("finetune", grid), *((f"finetune.backbones[{i}]", e[3]) for i, e in enumerate(entries))]:
+        both = sorted(set(each) & set(searched))
+        if both:
+            raise UserInputError(f"{where}.grid.{both[0]}: also in finetune.search.space; grid it or search it, "
+                                 "not both")
+    for index, (_, _, own, own_grid) in enumerate(entries):
+        where = f"finetune.backbones[{index}]"
+        _check_finetune({**options, **own}, f"{where}.", plugin_keys)
+        _check_grid(own_grid, {**options, **own}, where, plugin_keys)
+    return FinetuneSpec(backbones=[model for _, model, _, _ in entries], backbone_labels=labels, seeds=seeds,
+                        grid=grid, options=options, launch=launch,
+                        backbone_options=[own for _, _, own, _ in entries],
+                        backbone_grids=[own_grid for _, _, _, own_grid in entries])
+
+
+def _search(raw) -> dict:
+    """The options of `finetune: {search: {trials: N, space: {...}}}`: {"search": N,
+    "search_space": JSON} (nothing without it). The space's keys and ranges are checked
+    against what some backbone searches; the plan checks each backbone's own."""
+    if raw is None:
+        return {}
+    search = _mapping(raw, "finetune.search")
+    _refuse_unknown(search, SEARCH_KEYS, "finetune.search.", "key")
+    trials = search.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UserInputError(f"finetune.search.trials: must be a whole number of at least 1, not {trials!r}")
+    options = {"search": trials}
+    if search.get("space") is not None:
+        space = _mapping(search["space"], "finetune.search.space")
+        _check_search_space(space)
+        options["search_space"] = json.dumps(space)
+    return options
+
+
+def _check_search_space(space: dict) -> None:
+    from nlpft.finetune.backbones import backbone_class, backbone_names
+    from nlpft.finetune.search_space import resolve_space
+
+    declared: dict = {}
+    for name in backbone_names():
+        for parameter, spec in backbone_class(name).search_parameters.items():
+            declared.setdefault(parameter, spec)
+    _refuse_unknown(space, list(declared), "finetune.search.space.", "parameter", ", which no backbone searches")
+    try:
+        resolve_space(declared, json.dumps(space), "any backbone")
+    except UserInputError as exc:  # "search_space: lr: ..." -> "finetune.search.space.lr: ..."
+        raise UserInputError(str(exc).replace("search_space: ", "finetune.search.space.", 1)) from None
+
+
+def _grid(raw, where: str, fixed: dict, known: list) -> dict:
+    """The `grid` mapping of `where` (finetune, or a backbones entry): known options, each a
+    list of values, none also given as a plain option beside it."""
+    grid = _mapping(raw or {}, f"{where}.grid")
+    _refuse_unknown(grid, known, f"{where}.grid.", "option of", " finetune")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UserInputError(f"{where}.grid.{key}: must be a list of values to try")
+    overlap = sorted(set(grid) & set(fixed))
+    if overlap:
+        raise UserInputError(f"{where}.{overlap[0]}: also in {where}.grid; give it in one place")
+    return grid
+
+
+def _check_grid(grid: dict, options: dict, where: str, plugin_keys: list) -> None:
     for key, values in grid.items():
         for index, value in enumerate(values):
-            _check_finetune({**options, key: value}, f"finetune.grid.{key}[{index}].", plugin_keys)
-    for index, (_, _, own) in enumerate(entries):
-        _check_finetune({**options, **own}, f"finetune.backbones[{index}].", plugin_keys)
-    return FinetuneSpec(backbones=[model for _, model, _ in entries], backbone_labels=labels, seeds=seeds,
-                        grid=grid, options=options, launch=launch,
-                        backbone_options=[own for _, _, own in entries])
+            _check_finetune({**options, key: value}, f"{where}.grid.{key}[{index}].", plugin_keys)
 
 
-def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[str, object, dict]:
-    """(label, model, options of its own) of one backbones entry: a name, or a mapping
-    {name: LABEL, model: MODEL, OPTION: VALUE, ...} for settings this backbone alone gets."""
+def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[str, object, dict, dict]:
+    """(label, model, options of its own, grid of its own) of one backbones entry: a name,
+    or a mapping {name: LABEL, model: MODEL, grid: {...}, OPTION: VALUE, ...} for settings
+    this backbone alone gets."""
     if isinstance(entry, str):
-        label, model, own = entry, entry, {}
+        label, model, own, own_grid = entry, entry, {}, {}
     elif isinstance(entry, dict):
         own = {str(k).replace("-", "_"): v for k, v in entry.items()}
         label, model = own.pop("name", None), own.pop("model", None)
@@ -366,11 +447,13 @@ def _backbone(entry, where: str, known: list, steps: dict, base: Path) -> tuple[
         label = label or model
         if not isinstance(model, str) or not isinstance(label, str):
             raise UserInputError(f"{where}: a mapping needs model: (a backbone or step) and may have name:")
+        own_grid = own.pop("grid", None)
         _refuse_unknown(own, known, f"{where}.", "option of", " finetune")
+        own_grid = _grid(own_grid, where, own, known)
     else:
         raise UserInputError(f"{where}: {entry!r} is not a backbone name or a mapping")
     resolved = StepRef(model) if model in steps else _literal_model(model, where, steps, base)
-    return label, resolved, own
+    return label, resolved, own, own_grid
 
 
 def plugin_option_fields() -> list:

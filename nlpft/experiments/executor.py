@@ -127,20 +127,70 @@ def _now() -> str:
 # -- the dry run ---------------------------------------------------------------------------
 def describe_plan(plan: Plan, out: Path) -> str:
     """One line per step: name, command, key, cached / will run / will resume, what it
-    depends on, and how long it took last time when the state file knows."""
+    depends on, and for a step to run an estimate of its time (`estimate_seconds`); then
+    the counts and the estimated total."""
     state = read_state(out)
     lines = [f"experiment {plan.name}: {len(plan.steps)} steps, outputs under {out / 'steps'}"]
+    lines += [f"  note: {note}" for note in plan.notes]
     counts = {"done": 0, "resume": 0, "run": 0}
+    total, estimated, unknown = 0.0, 0, 0
     for step in plan.steps:
         status = step_state(out, step)
         counts[status] += 1
         shown = {"done": "cached", "resume": "will resume", "run": "will run"}[status]
         after = f"  after {', '.join(step.depends_on)}" if step.depends_on else ""
-        took = state.get(step.name, {}).get("seconds")
-        last = f"  (last run: {took:.0f} s)" if took is not None and status != "done" else ""
-        lines.append(f"  {step.name:<28} {' '.join(step.words):<11} {step.key}  {shown}{after}{last}")
+        cost = ""
+        if status != "done":
+            guess = estimate_seconds(step, plan, state)
+            if guess is None:
+                unknown += 1
+                cost = "  no estimate"
+            else:
+                total, estimated = total + guess[0], estimated + 1
+                resumed = ", less if resumed" if status == "resume" else ""
+                cost = f"  ~{format_duration(guess[0])} ({guess[1]}{resumed})"
+        lines.append(f"  {step.name:<28} {' '.join(step.words):<11} {step.key}  {shown}{after}{cost}")
     lines.append(f"{counts['done']} cached, {counts['run']} to run, {counts['resume']} to resume")
+    if estimated:
+        without = f", {_count(unknown, 'step')} without an estimate" if unknown else ""
+        lines.append(f"estimated: {format_duration(total)} for {_count(estimated, 'step')}{without}")
+    elif unknown:
+        lines.append(f"estimated: nothing yet (no step like the {_count(unknown, 'step')} to run has finished)")
     return "\n".join(lines)
+
+
+def estimate_seconds(step: Step, plan: Plan, state: dict) -> tuple[float, str] | None:
+    """(seconds, what they come from) for `step`: its own last finished run (with other
+    options, or its output since removed), else the mean of the finished runs of the same
+    command and backbone in this experiment (other seeds or grid points, also of earlier
+    plans), named by one of them; None when there is neither."""
+    own = state.get(step.name, {})
+    if own.get("status") == "done" and own.get("seconds") is not None:
+        return float(own["seconds"]), "last run"
+    if step.backbone is None:
+        return None
+    planned = {s.name: (s.kind, s.backbone) for s in plan.steps}
+    alike = [(name, float(entry["seconds"])) for name, entry in state.items()
+             if name != step.name and entry.get("status") == "done" and entry.get("seconds") is not None
+             and planned.get(name, (entry.get("kind"), entry.get("backbone"))) == (step.kind, step.backbone)]
+    if not alike:
+        return None
+    more = f" and {_count(len(alike) - 1, 'other')}" if len(alike) > 1 else ""
+    return sum(seconds for _, seconds in alike) / len(alike), f"like {alike[0][0]}{more}"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # -- the state file ------------------------------------------------------------------------
@@ -162,7 +212,7 @@ class StateFile:
         entry = self.steps.setdefault(step.name, {})
         if entry.get("key") != step.key:
             entry.clear()
-        entry.update(key=step.key, dir=step.directory_name, **values)
+        entry.update(key=step.key, dir=step.directory_name, kind=step.kind, backbone=step.backbone, **values)
         write_json(self.path, self.steps)
 
 

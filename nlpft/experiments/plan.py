@@ -9,7 +9,9 @@ its result: changing one step changes its key and the keys of everything downstr
 it, and nothing else.
 
 Fine-tuning runs are steps too: one per backbone x grid point x seed, named
-`ft-<backbone>[-<grid point>]-s<seed>`.
+`ft-<backbone>[-<grid point>]-s<seed>`. Options the backbone does not use (its plug-in
+says which: TF-IDF trains no optimiser) are left out of its runs: a grid over lr gives
+TF-IDF one run per seed, keyed without lr.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlpft.errors import UserInputError
 from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table
+from nlpft.finetune.methods import options_without_effect, searched_options
 from nlpft.options import flag_of, option_settings
 
 KEY_LENGTH = 12
@@ -42,6 +46,7 @@ class Step:
     launch: Launch = field(default_factory=Launch)
     model: str | None = None        # finetune: the backbone as the config names it
     seed: int | None = None         # finetune: the seed
+    backbone: str | None = None     # finetune: the backbones entry's name (model adds the grid point)
     key: str = ""
     inputs: dict = field(default_factory=dict)   # path -> content hash, for `status` to recheck
 
@@ -59,6 +64,7 @@ class Plan:
     name: str
     steps: list                     # Step, dependencies first
     primary: str | None = None
+    notes: list = field(default_factory=list)   # what the plan made of the config, e.g. options a backbone ignores
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -90,8 +96,10 @@ def build_plan(config: ExperimentConfig) -> Plan:
     steps = [Step(name=spec.name, kind=spec.command, words=commands[spec.command][0], options=spec.options,
                   launch=spec.launch) for spec in config.steps.values()]
     steps = _dependencies_first(steps)
+    notes = []
     if config.finetune is not None:
-        steps += _finetune_steps(config)
+        finetune_steps, notes = _finetune_steps(config)
+        steps += finetune_steps
     keys: dict[str, str] = {}
     for step in steps:
         step.inputs = _input_hashes(step)
@@ -105,7 +113,7 @@ def build_plan(config: ExperimentConfig) -> Plan:
                     "launch": dataclasses.asdict(step.launch)}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
         step.key = keys[step.name] = digest[:KEY_LENGTH]
-    return Plan(name=config.name, steps=steps, primary=config.primary)
+    return Plan(name=config.name, steps=steps, primary=config.primary, notes=notes)
 
 
 def _dependencies_first(steps: list[Step]) -> list[Step]:
@@ -131,21 +139,105 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "x"
 
 
-def _finetune_steps(config: ExperimentConfig) -> list[Step]:
+def _finetune_steps(config: ExperimentConfig) -> tuple[list[Step], list[str]]:
+    """The fine-tuning runs, and the notes saying which options a backbone does not use.
+
+    An option the backbone plug-in says cannot change its training (`options_without_effect`:
+    TF-IDF trains no optimiser, so lr is nothing to it) is left out of its runs, so it
+    neither multiplies them (a grid over lr gives TF-IDF one run per seed) nor enters
+    their keys (adding lr to the grid reuses the TF-IDF runs). A backbone that is a
+    step's output is not there to ask yet, so every option applies to it."""
     spec = config.finetune
-    grid_keys = list(spec.grid)
-    points = [dict(zip(grid_keys, values)) for values in itertools.product(*(spec.grid[k] for k in grid_keys))]
-    steps = []
-    for backbone, label, own in zip(spec.backbones, spec.backbone_labels, spec.backbone_options):
-        for point in points:
+    steps, notes = [], []
+    for index, backbone in enumerate(spec.backbones):
+        label, grid = spec.backbone_labels[index], spec.grid_of(index)
+        runs: dict = {}
+        for point in _grid_points(grid):
+            kept, options, point_notes = _run_options(config, index, point)
+            runs.setdefault(tuple(kept.items()), options)
+            notes += point_notes
+        for kept, options in runs.items():
+            point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in kept)
             for seed in spec.seeds:
-                point_name = "".join(f"-{_safe(k)}{_safe(str(v))}" for k, v in point.items())
                 steps.append(Step(name=f"ft-{_safe(Path(label).name)}{point_name}-s{seed}", kind="finetune",
-                                  words=("finetune",), options={**spec.options, **own, **point, "model": backbone,
-                                                                "seed": seed},
+                                  words=("finetune",), options={**options, "model": backbone, "seed": seed},
                                   launch=spec.launch, model=label + point_name.replace("-", " ", 1).rstrip(),
-                                  seed=seed))
-    return steps
+                                  seed=seed, backbone=label))
+    return steps, list(dict.fromkeys(notes))
+
+
+def _run_options(config: ExperimentConfig, index: int, point: dict) -> tuple[dict, dict, list[str]]:
+    """(`point` less the options backbone `index` does not use, the options of its run there,
+    notes on what was left out)."""
+    spec = config.finetune
+    backbone, label, own = spec.backbones[index], spec.backbone_labels[index], spec.backbone_options[index]
+    options = {**spec.options, **own, **point}
+    detectable = None if isinstance(backbone, StepRef) else backbone
+    method = options.get("method", _finetune_default("method"))
+    unused = options_without_effect(detectable, method)
+    kept = {k: v for k, v in point.items() if k not in unused}
+    grid = spec.grid_of(index)
+    named = f"{label} with method {method}" if "method" in grid else label
+    notes = _unused_notes(named, grid, {**spec.options, **own}, unused)
+    options = {k: v for k, v in options.items() if k not in unused}
+    if options.get("search"):
+        searched = searched_options(detectable, method)
+        _refuse_searched_grid(config, index, kept, searched)
+        options, cut = _space_searched_by(options, searched, label)
+        notes += cut
+    return kept, options, notes
+
+
+def _space_searched_by(options: dict, searched: frozenset, label: str) -> tuple[dict, list[str]]:
+    """The run's --search-space cut to what its backbone searches (a range for a
+    transformer's lr is nothing to TF-IDF, whose search tunes its C), and a note of the cut."""
+    space = json.loads(options.get("search_space") or "{}")
+    left_out = [k for k in space if k not in searched]
+    if not left_out:
+        return options, []
+    space = {k: v for k, v in space.items() if k in searched}
+    options = {k: v for k, v in options.items() if k != "search_space"}
+    if space:
+        options["search_space"] = json.dumps(space)
+    note = (f"search.space {', '.join(left_out)} {'does' if len(left_out) == 1 else 'do'} not apply to {label} "
+            f"(its search tunes {', '.join(sorted(searched))})")
+    return options, [note]
+
+
+def _refuse_searched_grid(config: ExperimentConfig, index: int, point: dict, searched: frozenset) -> None:
+    """A grid over a parameter the backbone's search tunes would be overridden by every trial."""
+    both = [key for key in point if key in searched]
+    if both:
+        spec = config.finetune
+        where = f"finetune.backbones[{index}]" if both[0] in spec.backbone_grids[index] else "finetune"
+        raise UserInputError(f"{config.source}: {where}.grid.{both[0]}: the search of {spec.backbone_labels[index]} "
+                             f"may tune {both[0]} (finetune.search); grid it or search it, not both")
+
+
+def _grid_points(grid: dict) -> list[dict]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _finetune_default(name: str):
+    from nlpft.finetune.options import FinetuneOptions
+
+    return next(f.default for f in dataclasses.fields(FinetuneOptions) if f.name == name)
+
+
+def _unused_notes(label: str, grid: dict, options: dict, unused: frozenset) -> list[str]:
+    """"grid lr does not apply to tfidf (one run per seed)", and the like for options given."""
+    notes = []
+    dropped = [k for k in grid if k in unused]
+    if dropped:
+        rest = [k for k in grid if k not in unused]
+        runs = f"one run per seed and value of {', '.join(rest)}" if rest else "one run per seed"
+        notes.append(f"grid {', '.join(dropped)} {'does' if len(dropped) == 1 else 'do'} not apply to {label} ({runs})")
+    given = [k for k in options if k in unused and k not in grid]
+    if given:
+        notes.append(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {label} (left out of "
+                     "its runs)")
+    return notes
 
 
 def _input_hashes(step: Step) -> dict:

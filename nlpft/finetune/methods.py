@@ -42,9 +42,14 @@ class Method:
         if self.backbone is None:
             return True
         from nlpft.finetune.backbones import backbone_class
+
+        return self.fits(backbone) and backbone_class(self.backbone)(backbone.spec).supports(task)
+
+    def fits(self, backbone) -> bool:
+        """Whether this method can train `backbone`, whatever the task."""
         from nlpft.finetune.backbones.hf_encoder import HFEncoder
 
-        return isinstance(backbone, HFEncoder) and backbone_class(self.backbone)(backbone.spec).supports(task)
+        return self.backbone is None or isinstance(backbone, HFEncoder)
 
     def training_backbone(self, backbone):
         """What trains: `backbone` itself, or this method's plug-in over the same --model."""
@@ -102,6 +107,35 @@ def choose_method(opts, backbone, task, train_rows: list) -> Choice:
     chosen = method.training_backbone(backbone)
     chosen.check(opts, task)
     return Choice(method, reason, chosen)
+
+
+def training_backbones(spec: str | None, method: str) -> list[type]:
+    """The backbone classes a run of `--model spec --method method` may train through, told
+    before any data is read: auto may pick any method that fits the backbone. For a spec
+    that names no backbone yet (None: a model still to be made; or one that detection
+    refuses), every registered backbone."""
+    from nlpft.finetune.backbones import backbone_class, backbone_names, detect_backbone
+
+    try:
+        backbone = detect_backbone(spec) if spec is not None else None
+    except UserInputError:
+        backbone = None
+    if backbone is None:
+        return [backbone_class(name) for name in backbone_names()]
+    methods = [m for m in (METHODS.values() if method == "auto" else [METHODS.get(method)]) if m is not None]
+    return [type(m.training_backbone(backbone)) for m in methods if m.fits(backbone)]
+
+
+def options_without_effect(spec: str | None, method: str) -> frozenset[str]:
+    """The options of `nlpft finetune` that cannot change a run of `--model spec --method
+    method`: those every backbone it may train through leaves unused."""
+    candidates = training_backbones(spec, method)
+    return frozenset.intersection(*(c.unused_options() for c in candidates)) if candidates else frozenset()
+
+
+def searched_options(spec: str | None, method: str) -> frozenset[str]:
+    """The parameters `finetune --search` may tune in such a run (any backbone's it may train through)."""
+    return frozenset().union(*(c.search_parameters for c in training_backbones(spec, method)))
 
 
 def _auto(backbone, task, train_rows: list) -> tuple[str, str]:

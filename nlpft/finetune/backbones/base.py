@@ -13,6 +13,10 @@ defaults      `default_epochs`, `default_lr(parameters)`, `uses_precision` (whet
               every torchrun process)
 search        `search_parameters` (what `finetune --search` tunes, listed in --help) and
               `search_space(opts)`, the space for one run (the default: those parameters)
+unused        `ignored_options`: the options of `nlpft finetune` its training never reads
+              (TF-IDF: the shared trainer's, `TRAINER_OPTIONS`); `unused_options()` adds
+              --precision without `uses_precision` and the other backbones' own options.
+              `nlpft experiment` runs a grid over such an option once for this backbone
 checks        `check(opts, task)`: a task whose head it cannot build (`heads`, `supports`)
               or options it cannot honour (`check_options`), before anything loads
 training      `prepare(opts)` -> `Prepared` (tokenizer, pad id, max length, framing ids and
@@ -53,6 +57,12 @@ if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins st
     import numpy as np
 
 
+# the options of `nlpft finetune` that only the shared trainer (`nlpft.finetune.fit`) reads
+TRAINER_OPTIONS = frozenset({"epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup", "scheduler",
+                             "weight_decay", "class_weights", "patience", "eval_every", "checkpoint_every",
+                             "group_by_length"})
+
+
 @dataclass
 class Prepared:
     """What the shared training and inference path needs from a backbone."""
@@ -86,6 +96,9 @@ class Backbone:
     search_parameters: ClassVar[dict[str, Param]] = {
         "lr": Param(1e-5, 1e-3, log=True), "batch_size": Param(choices=(8, 16, 32)),
         "epochs": Param(2, 5, whole=True), "weight_decay": Param(0.0, 0.1), "warmup": Param(0.0, 0.2)}
+    # options of `nlpft finetune` its training never reads: the shared trainer fits no
+    # scikit-learn head, so --head-c is TF-IDF's and the frozen encoder's alone
+    ignored_options: ClassVar[frozenset[str]] = frozenset({"head_c"})
 
     def __init__(self, spec: str):
         self.spec = spec
@@ -107,6 +120,16 @@ class Backbone:
     def saved_options(cls, meta: dict, bad=None):
         """This backbone's own options as finetune.json saved them (None when it declares none)."""
         return plugin_options.saved(plugin_options.BACKBONE, cls, meta, bad)
+
+    @classmethod
+    def unused_options(cls) -> frozenset[str]:
+        """The options of `nlpft finetune` that cannot change what this backbone trains: those it
+        ignores, --precision when it does not use it, and the options only other backbones
+        declare."""
+        own = {f.name for f in plugin_options.option_fields(cls)}
+        others = {f.name for f in plugin_options.declared_fields()
+                  if plugin_options.kind_of(f.name) == plugin_options.BACKBONE} - own
+        return cls.ignored_options | others | (frozenset() if cls.uses_precision else {"precision"})
 
     def check(self, opts, task) -> None:
         """Refuse a task or options this backbone cannot honour (UserInputError), before

@@ -28,6 +28,8 @@ class ContrastiveEncoder(FrozenEncoder):
     # the tuning's rate and the head's C; one epoch over capped pairs is the recipe
     search_parameters = {"lr": Param(1e-5, 1e-4, log=True), "head_c": Param(0.01, 100.0, log=True)}
     uses_precision = True  # the tuning runs under --precision; the embeddings the head reads are fp32
+    # the tuning reads --lr and --epochs (besides what the frozen encoder reads), nothing else of the trainer's
+    ignored_options = FrozenEncoder.ignored_options - {"lr", "epochs"}
     tuning = None  # the last `tune_encoder`'s TuningSummary (steps for metrics.json)
 
     def supports(self, task) -> bool:

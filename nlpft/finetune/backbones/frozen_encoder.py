@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.finetune.backbones.base import TRAINER_OPTIONS, Backbone, Prepared
 from nlpft.finetune.search_space import Param
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
@@ -34,6 +34,9 @@ class FrozenEncoder(Backbone):
     every_rank = False
     # the encoder is not trained, so the head's C is all there is to tune
     search_parameters = {"head_c": Param(0.01, 100.0, log=True)}
+    # no optimiser runs (--batch-size still sets how many texts are embedded at once), and a
+    # text is embedded once, cut at --max-length, never in windows
+    ignored_options = (TRAINER_OPTIONS - {"batch_size"}) | {"stride"}
 
     @classmethod
     def detect(cls, spec: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.backbones.base import Backbone, Prepared
+from nlpft.finetune.backbones.base import TRAINER_OPTIONS, Backbone, Prepared
 from nlpft.finetune.search_space import Param
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
@@ -28,6 +28,8 @@ class TfidfBackbone(Backbone):
     # the inverse regularisation of the linear model: 0.01 (nearly the class priors) to 100
     # (barely regularised) brackets the default 10; nothing else of TF-IDF is trained
     search_parameters: ClassVar[dict[str, Param]] = {"head_c": Param(0.01, 100.0, log=True)}
+    # it reads the raw texts whole and trains no network
+    ignored_options: ClassVar[frozenset[str]] = TRAINER_OPTIONS | {"max_length", "stride"}
 
     @classmethod
     def detect(cls, spec: str) -> bool:
