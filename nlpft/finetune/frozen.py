@@ -62,14 +62,24 @@ class FrozenEncoderClassifier:
         return np.hstack([first, second, np.abs(first - second)])
 
     def _embed(self, texts: list[str], batch_size: int, progress: Callable[[int], None] | None) -> np.ndarray:
-        done = [0]
-
-        def report(finished: int, _total: int) -> None:
-            progress(finished - done[0])
-            done[0] = finished
-
         return self.encoder.encode(texts, batch_size=batch_size, max_length=self.max_length, pooling="mean",
-                                   normalize=True, progress=report if progress else None)
+                                   normalize=True, progress=_increments(progress))
+
+    def document_features(self, encoded, batch_size: int = 32,
+                          progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(texts, dim) unit vectors of texts read in windows (`encoded`: the task's
+        `encode_windows` output, one entry per window): each text's vector is the mean of its
+        windows' vectors, L2-normalised again. The windows' vectors are unit vectors, so their
+        mean points along the text's average direction but is shorter the more its windows
+        disagree; renormalising keeps that direction and gives the head unit vectors, as it
+        gets for a text read whole, whatever the number of windows.
+        `progress(n)` is told each time n more windows are embedded."""
+        from nlpft.finetune.data import pool_windows
+
+        windows = self.encoder.encode_ids(encoded.input_ids, batch_size=batch_size, pooling="mean", normalize=True,
+                                          progress=_increments(progress))
+        mean = pool_windows(windows, encoded.documents, len(encoded.windows_made), "mean")
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
     def fit_head(self, features: np.ndarray, task, gold: np.ndarray, seed: int, C: float = HEAD_C) -> None:
         self.head = LinearHead.fit(features, task, gold, seed=seed, C=C)
@@ -113,3 +123,16 @@ class FrozenEncoderClassifier:
             raise UserInputError(f"{folder / HEAD_WEIGHTS}: a head over {head.coef.shape[1]} features, but the "
                                  f"encoder gives {expected}; the files come from different runs (retrain)")
         return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)))
+
+
+def _increments(progress: Callable[[int], None] | None) -> Callable[[int, int], None] | None:
+    """`progress(n more)` as the encoder's `(done, total)` callback."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def report(finished: int, _total: int) -> None:
+        progress(finished - done[0])
+        done[0] = finished
+
+    return report
