@@ -445,16 +445,23 @@ def test_frozen_windows_predict_evaluate_and_load_as_trained(frozen_windows_run,
     assert [p.label for p in api] == [r["predicted"] for r in written]
 
 
-def test_a_frozen_model_saved_without_long_text_keeps_truncating(frozen_windows_run, late_cue_data, tmp_path):
-    """Models saved before frozen read windows have no task.long_text: they read the first
-    --max-length tokens, as they were trained (here every test text then looks alike)."""
+@pytest.mark.parametrize("older", ["no task.long_text", "head fitted on cut texts"])
+def test_older_frozen_models_keep_truncating(frozen_windows_run, late_cue_data, tmp_path, older):
+    """Models saved before frozen read windows were fitted on texts cut at --max-length: those
+    whose finetune.json has no task.long_text, and those whose head JSON does not say windows
+    (a run given --long-text windows then saved that setting, yet cut its texts). They read
+    the first --max-length tokens, as they were trained (here every test text then looks alike)."""
     import shutil
 
     old = tmp_path / "old-format"
     shutil.copytree(frozen_windows_run, old)
-    meta = json.loads((old / "finetune.json").read_text())
-    del meta["task"]["long_text"]
-    (old / "finetune.json").write_text(json.dumps(meta), encoding="utf-8")
+    name, field = ("finetune.json", "task") if older == "no task.long_text" else ("frozen_head.json", None)
+    saved = json.loads((old / name).read_text())
+    if field:
+        del saved[field]["long_text"]
+    else:
+        assert saved.pop("windows")
+    (old / name).write_text(json.dumps(saved), encoding="utf-8")
     out = tmp_path / "old.csv"
     assert main(["predict", "--model", str(old), "--input", str(late_cue_data["test"]), "--out", str(out)]) == 0
     assert len({r["p_pos"] for r in read_csv(out)}) == 1  # the same opening, the same features

@@ -30,12 +30,17 @@ HEAD_C = 1.0
 
 
 class FrozenEncoderClassifier:
-    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool, head_c: float = HEAD_C):
+    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool, head_c: float = HEAD_C,
+                 windows: bool = False):
         self.encoder = encoder  # an nlpft.pretrained.encode.SentenceEncoder
         self.head = head
         self.head_c = head_c  # the C the head was (or will be) fitted with, saved in its JSON
         self.max_length = max_length
         self.pairs = pairs
+        # the head was fitted on texts read in windows (`document_features`); saved in its JSON,
+        # absent from heads saved before this method read windows, which were fitted on texts cut
+        # at max_length whatever their finetune.json says
+        self.windows = windows
 
     @classmethod
     def pretrained(cls, spec: str, tokenizer, max_length: int, pairs: bool) -> FrozenEncoderClassifier:
@@ -101,7 +106,8 @@ class FrozenEncoderClassifier:
         self.encoder.tokenizer.hf.save_pretrained(str(folder))
         save_numpy_file(self.head.arrays(), str(folder / HEAD_WEIGHTS))
         settings = {"pooling": "mean", "normalize": True, "pair_features": "u,v,|u-v|" if self.pairs else None,
-                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": self.head_c}
+                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": self.head_c,
+                    "windows": "mean of the windows' embeddings, normalised" if self.windows else None}
         (folder / HEAD_CONFIG).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -122,7 +128,8 @@ class FrozenEncoderClassifier:
         if head.coef.shape[1] != expected:
             raise UserInputError(f"{folder / HEAD_WEIGHTS}: a head over {head.coef.shape[1]} features, but the "
                                  f"encoder gives {expected}; the files come from different runs (retrain)")
-        return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)))
+        return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)),
+                   windows=settings.get("windows") is not None)
 
 
 def _increments(progress: Callable[[int], None] | None) -> Callable[[int, int], None] | None:

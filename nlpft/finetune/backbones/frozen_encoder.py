@@ -79,6 +79,7 @@ class FrozenEncoder(Backbone):
         features = self._embed_splits(model, task, splits, opts, windows)
         model.fit_head(features["train"], task, task.gold(splits.train), seed=opts.seed,
                        C=HEAD_C if opts.head_c is None else opts.head_c)
+        model.windows = windows is not None
         train_s = time.perf_counter() - started
         valid_logits = model.logits(features["valid"])
         report_validation(validation_value(task, valid_logits, task.gold(splits.valid)), evaluation=1,
@@ -146,10 +147,11 @@ class FrozenEncoder(Backbone):
                         max_length=min(model.max_length, tokenizer.max_length), model=model)
 
     def logits(self, prepared: Prepared, task, rows: list, batch_size: int) -> tuple[np.ndarray, int]:
-        """Texts read as training read them: in windows when finetune.json's task.long_text says
-        windows (the task's own encoding: the same stride and per-text window limit), else cut
-        at max_length (also every model saved before windows applied to this method)."""
-        if getattr(task, "windowed", False):
+        """Texts read as training read them: in windows when the head was fitted on windows and
+        finetune.json's task.long_text says how (the task's own encoding: the same stride, every
+        window up to its input bound), else cut at max_length, as every head saved before this
+        method read windows was fitted."""
+        if prepared.model.windows and getattr(task, "windowed", False):
             _, windows = task.encode(prepared, rows, with_targets=False)
             return prepared.model.logits(prepared.model.document_features(windows, batch_size)), windows.truncated
         texts, pairs = task.texts_and_pairs(rows)
