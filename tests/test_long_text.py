@@ -351,3 +351,175 @@ def test_a_huge_text_is_cut_at_a_bounded_number_of_windows(tokenizer, monkeypatc
     pairs = encode_windows(tokenizer, ["a question"], [huge], MAX_LENGTH, STRIDE)
     pairs_at_limit = encode_windows(tokenizer, ["a question"], [huge[:pair_limit]], MAX_LENGTH, STRIDE)
     assert pairs.truncated == 1 and pairs.input_ids == pairs_at_limit.input_ids
+
+
+# -- --method frozen and contrastive -------------------------------------------------------------
+#: the same opening for every text, longer than one window: read truncated, every text looks alike
+SHARED_OPENING = " ".join(FILLER[:20])
+SMALL_DATA = ["--max-length", str(MAX_LENGTH), "--stride", str(STRIDE), "--threads", "1", "--quiet",
+              "--precision", "fp32"]
+
+
+def late_cue_rows(n: int, seed: int) -> list[dict]:
+    """Texts whose label shows only after the first --max-length tokens: a shared opening,
+    then filler with the label's sentiment words every other word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label, sentiment = [("pos", POSITIVE), ("neg", NEGATIVE)][i % 2]
+        cue = [rng.choice(sentiment) if k % 2 == 0 else rng.choice(FILLER) for k in range(30)]
+        rows.append({"text": f"{SHARED_OPENING} {' '.join(cue)}", "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def late_cue_data(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("late-cue")
+    return {"train": write_csv(folder / "train.csv", late_cue_rows(60, 12)),
+            "valid": write_csv(folder / "valid.csv", late_cue_rows(20, 13)),
+            "test": write_csv(folder / "test.csv", late_cue_rows(20, 14))}
+
+
+def small_data_run(data: dict, model: Path, out: Path, method: str, long_text: str, *extra: str) -> dict:
+    assert main(["finetune", "--train", str(data["train"]), "--valid", str(data["valid"]), "--test",
+                 str(data["test"]), "--model", str(model), "--method", method, "--long-text", long_text,
+                 "--out", str(out), *SMALL_DATA, *extra]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def frozen_windows_run(tmp_path_factory, late_cue_data, tiny_bert) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "frozen-windows"
+    small_data_run(late_cue_data, tiny_bert, out, "frozen", "windows")
+    return out
+
+
+def test_frozen_reads_a_cue_after_the_first_window_only_with_windows(frozen_windows_run, late_cue_data, tiny_bert,
+                                                                     tmp_path):
+    windowed = json.loads((frozen_windows_run / "metrics.json").read_text())
+    truncated = small_data_run(late_cue_data, tiny_bert, tmp_path / "truncate", "frozen", "truncate")
+    assert windowed["test"]["accuracy"] >= 0.9, windowed["test"]
+    assert truncated["test"]["accuracy"] <= 0.6, truncated["test"]  # every opening alike: chance
+    splits = windowed["long_text"]["splits"]
+    assert splits["test"]["texts"] == 20 and splits["test"]["texts_split"] == 20 and splits["test"]["windows"] > 40
+    assert windowed["truncated"] == {"train": 0, "valid": 0, "test": 0}
+    assert "long texts: windows" in (frozen_windows_run / "report.md").read_text()
+    meta = json.loads((frozen_windows_run / "finetune.json").read_text())
+    assert meta["task"]["long_text"] == {"mode": "windows", "stride": STRIDE, "pooling": "mean", "max_windows": 8}
+    assert "long_text" not in truncated and \
+        json.loads((tmp_path / "truncate" / "finetune.json").read_text())["task"]["long_text"]["mode"] == "truncate"
+
+
+def test_a_frozen_text_is_the_renormalised_mean_of_its_windows(frozen_windows_run, late_cue_data):
+    """The features of a windowed text: its windows' unit vectors averaged, back to unit length."""
+    from nlpft.finetune.data import encode_windows
+    from nlpft.finetune.frozen import FrozenEncoderClassifier
+
+    model = FrozenEncoderClassifier.load(frozen_windows_run, max_length=MAX_LENGTH)
+    text = read_csv(late_cue_data["test"])[0]["text"]
+    encoded = encode_windows(model.encoder.tokenizer.hf, [text], None, MAX_LENGTH, STRIDE)
+    windows = model.encoder.encode_ids(encoded.input_ids, pooling="mean", normalize=True)
+    mean = windows.mean(axis=0)
+    assert len(windows) > 2
+    np.testing.assert_allclose(model.document_features(encoded)[0], mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_frozen_windows_predict_evaluate_and_load_as_trained(frozen_windows_run, late_cue_data, tmp_path, capsys):
+    import nlpft
+
+    out = tmp_path / "again.csv"
+    assert main(["predict", "--model", str(frozen_windows_run), "--input", str(late_cue_data["test"]),
+                 "--out", str(out)]) == 0
+    predicted, written = read_csv(out), read_csv(frozen_windows_run / "predictions.csv")
+    assert [r["predicted"] for r in predicted] == [r["predicted"] for r in written]
+    assert max(abs(float(a[k]) - float(b[k])) for a, b in zip(predicted, written, strict=True)
+               for k in ("p_pos", "p_neg")) <= 1e-5
+    assert main(["evaluate", "--model", str(frozen_windows_run), "--input", str(late_cue_data["test"]),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == json.loads((frozen_windows_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert result["accuracy"] >= 0.9  # read in windows: the cue after the opening counts
+    assert sum(map(sum, result["confusion_matrix"])) == 20  # per text, not per window
+    texts = [r["text"] for r in written]
+    api = nlpft.load(frozen_windows_run).predict(texts)
+    assert [p.label for p in api] == [r["predicted"] for r in written]
+
+
+@pytest.mark.parametrize("older", ["no task.long_text", "head fitted on cut texts"])
+def test_older_frozen_models_keep_truncating(frozen_windows_run, late_cue_data, tmp_path, older):
+    """Models saved before frozen read windows were fitted on texts cut at --max-length: those
+    whose finetune.json has no task.long_text, and those whose head JSON does not say windows
+    (a run given --long-text windows then saved that setting, yet cut its texts). They read
+    the first --max-length tokens, as they were trained (here every test text then looks alike)."""
+    import shutil
+
+    old = tmp_path / "old-format"
+    shutil.copytree(frozen_windows_run, old)
+    name, field = ("finetune.json", "task") if older == "no task.long_text" else ("frozen_head.json", None)
+    saved = json.loads((old / name).read_text())
+    if field:
+        del saved[field]["long_text"]
+    else:
+        assert saved.pop("windows")
+    (old / name).write_text(json.dumps(saved), encoding="utf-8")
+    out = tmp_path / "old.csv"
+    assert main(["predict", "--model", str(old), "--input", str(late_cue_data["test"]), "--out", str(out)]) == 0
+    assert len({r["p_pos"] for r in read_csv(out)}) == 1  # the same opening, the same features
+
+
+def test_contrastive_tunes_on_windows_and_predicts_as_trained(late_cue_data, tiny_bert, tmp_path):
+    out = tmp_path / "contrastive"
+    metrics = small_data_run(late_cue_data, tiny_bert, out, "contrastive", "windows", "--lr", "1e-3")
+    assert metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert metrics["long_text"]["splits"]["train"]["texts_split"] == 60 and metrics["steps"] > 0
+    again = tmp_path / "again.csv"
+    assert main(["predict", "--model", str(out), "--input", str(late_cue_data["test"]), "--out", str(again)]) == 0
+    written = read_csv(out / "predictions.csv")
+    assert max(abs(float(a[k]) - float(b[k])) for a, b in zip(read_csv(again), written, strict=True)
+               for k in ("p_pos", "p_neg")) <= 1e-5
+
+
+def test_contrastive_pairs_read_drawn_windows_of_each_row(tiny_bert):
+    """With windows, each side of a pair is one of its row's windows, drawn with the seed:
+    over the steps every window of a row is read, and nothing else is."""
+    import torch
+
+    from nlpft.finetune import contrastive
+    from nlpft.pretrained.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_bert))
+    cls, sep = tokenizer.hf.cls_token_id, tokenizer.hf.sep_token_id
+    windows = [[[cls, 10 + row * 3 + k, sep] for k in range(3)] for row in range(8)]  # 3 windows a row
+    read: set[int] = set()
+    original = contrastive._padded
+
+    def remember(sequences, pad_id, device):
+        read.update(seq[1] for seq in sequences)
+        return original(sequences, pad_id, device)
+
+    texts = [f"row {row}" for row in range(8)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(contrastive, "_padded", remember)
+        contrastive.tune_encoder(load_model(str(tiny_bert), head="base", quiet=True), tokenizer, texts,
+                                 [("a",), ("b",)] * 4, batch_size=4, max_pairs=64, progress=False, windows=windows)
+    assert read == {ids[1] for row in windows for ids in row}
+    with pytest.raises(ValueError, match="rows of windows"):
+        contrastive.tune_encoder(torch.nn.Linear(1, 1), tokenizer, texts, [("a",), ("b",)] * 4, windows=windows[:2])
+
+
+def test_small_data_methods_refuse_windows_for_pairs_and_max_pooling(late_cue_data, tiny_bert, tmp_path, capsys):
+    rows = [{"question": "was it good", "text": r["text"], "label": r["label"]} for r in late_cue_rows(40, 15)]
+    pairs = write_csv(tmp_path / "pairs.csv", rows, fields=("question", "text", "label"))
+    common = ["--model", str(tiny_bert), "--method", "frozen", *SMALL_DATA]
+    assert main(["finetune", "--train", str(pairs), "--text-col", "question", "--text-pair-col", "text",
+                 "--long-text", "windows", "--out", str(tmp_path / "pairs"), *common]) == 2
+    assert "windows are for single texts" in capsys.readouterr().err
+    assert not (tmp_path / "pairs").exists()
+    assert main(["finetune", "--train", str(late_cue_data["train"]), "--long-text", "windows", "--window-pooling",
+                 "max", "--out", str(tmp_path / "max"), *common]) == 2
+    assert "--window-pooling max and --method frozen" in capsys.readouterr().err
+    # auto on pairs reads them truncated, and says so
+    assert main(["finetune", "--train", str(pairs), "--text-col", "question", "--text-pair-col", "text",
+                 "--out", str(tmp_path / "auto"), *[a for a in common if a != "--quiet"]]) == 0
+    assert "each text of a pair is read up to 16 tokens" in capsys.readouterr().err
+    assert json.loads((tmp_path / "auto" / "finetune.json").read_text())["task"]["long_text"]["mode"] == "truncate"

@@ -73,7 +73,8 @@ class Predictor:
     def predict(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
                 batch_size: int = 32) -> Prediction | list[Prediction]:
         """A Prediction per text (one for a single text). `text_pairs`: the second texts, for
-        a model trained on text pairs. Texts longer than the model's limit are cut."""
+        a model trained on text pairs. Texts longer than the model's limit are read as
+        in training: in windows (--long-text windows) or cut."""
         from nlpft.api.state import process_state_kept
         from nlpft.finetune.inference import rows_from_texts
 

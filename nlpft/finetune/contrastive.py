@@ -163,7 +163,8 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
                  iterations: int = 20, max_pairs: int | None = DEFAULT_MAX_PAIRS, epochs: int = 1,
                  lr: float = 2e-5, batch_size: int = 16,
                  max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 13,
-                 precision: str = "fp32", progress: bool = True) -> TuningSummary:
+                 precision: str = "fp32", progress: bool = True,
+                 windows: Sequence[Sequence[Sequence[int]]] | None = None) -> TuningSummary:
     """Tune `encoder` (a Hugging Face AutoModel, changed in place and left in eval mode) so that
     the cosine of two rows' mean-pooled embeddings approaches their label similarity.
 
@@ -172,9 +173,16 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
     trained. AdamW with linear warm-up and decay; dropout, pair order and pairs all follow
     `seed` (the global torch RNG is restored afterwards). `precision` "bf16" runs the forward
     pass under bf16 autocast (weights, optimizer and loss stay fp32), as `--precision`
-    resolves it for the machine. Writes nothing to disk."""
-    if len(texts) != len(label_sets):
-        raise ValueError(f"{len(texts)} texts but {len(label_sets)} label sets")
+    resolves it for the machine. Writes nothing to disk.
+
+    `windows` (--long-text windows): per row, the token ids of its windows (special tokens
+    included). Each time a row takes part in a pair, one of its windows is read, drawn with
+    `seed`, instead of its first `max_length` tokens: every part of a long text can be
+    pulled toward its class, as the head will read every part, at the cost of truncation
+    (the same pairs and steps, each side at most one window long)."""
+    if len(texts) != len(label_sets) or (windows is not None and len(windows) != len(texts)):
+        raise ValueError(f"{len(texts)} texts but {len(label_sets)} label sets"
+                         + (f" and {len(windows)} rows of windows" if windows is not None else ""))
     for name, value in (("epochs", epochs), ("batch size", batch_size), ("max length", max_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserInputError(f"contrastive {name} must be a whole number of at least 1, not {value!r}")
@@ -190,14 +198,16 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
 
     from nlpft.training.divergence import check_loss
 
-    token_ids = tokenizer.encode_batch([str(t) for t in texts], add_special_tokens=True,
-                                       max_length=min(max_length, tokenizer.max_length))
+    if windows is None:  # one "window" per row: its text cut at max_length
+        windows = [[ids] for ids in tokenizer.encode_batch([str(t) for t in texts], add_special_tokens=True,
+                                                            max_length=min(max_length, tokenizer.max_length))]
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     device = next(encoder.parameters()).device
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     total_steps = steps_per_epoch * epochs
     loss_module = CosineSimilarityLoss(mean_pooled(encoder))
     order_rng = np.random.default_rng([seed, 1])  # apart from the pair draw, same seed
+    window_rng = np.random.default_rng([seed, 2])  # which window of a long text each pair reads
 
     losses: list[float] = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -211,8 +221,8 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
                 order = order_rng.permutation(len(pairs))
                 for start in range(0, len(order), batch_size):
                     batch = [pairs[k] for k in order[start:start + batch_size]]
-                    features = [_padded([token_ids[pair[side]] for pair in batch], pad_id, device)
-                                for side in (0, 1)]
+                    features = [_padded([_one_window(window_rng, windows[pair[side]]) for pair in batch], pad_id,
+                                        device) for side in (0, 1)]
                     targets = torch.tensor([pair[2] for pair in batch], dtype=torch.float32, device=device)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                         loss = loss_module(features, targets).float()
@@ -231,6 +241,11 @@ def tune_encoder(encoder, tokenizer, texts: Sequence[str], label_sets: Sequence[
                 bar.close()
     return TuningSummary(pairs=len(pairs), steps=len(losses), first_loss=losses[0], last_loss=losses[-1],
                          seconds=time.perf_counter() - started)
+
+
+def _one_window(rng: np.random.Generator, windows: Sequence[Sequence[int]]) -> Sequence[int]:
+    """One of a row's windows, drawn; a row read whole (one window) draws nothing."""
+    return windows[0] if len(windows) == 1 else windows[int(rng.integers(len(windows)))]
 
 
 def mean_pooled(encoder):

@@ -160,12 +160,16 @@ def pool_windows(logits, documents: Sequence[int], num_texts: int, pooling: str)
     import numpy as np
 
     logits = np.asarray(logits, dtype=np.float32)
-    documents = np.asarray(documents)
-    pooled = np.empty((num_texts, *logits.shape[1:]), dtype=np.float32)
-    for text in range(num_texts):
-        rows = logits[documents == text]
-        pooled[text] = rows.max(axis=0) if pooling == "max" else rows.mean(axis=0)
-    return pooled
+    documents = np.asarray(documents, dtype=np.int64)
+    if pooling == "max":
+        pooled = np.full((num_texts, *logits.shape[1:]), -np.inf, dtype=np.float32)
+        np.maximum.at(pooled, documents, logits)
+        return pooled
+    # one pass over the windows (not one per text): a large input stays linear in its windows
+    pooled = np.zeros((num_texts, *logits.shape[1:]), dtype=np.float64)
+    np.add.at(pooled, documents, logits)
+    counts = np.bincount(documents, minlength=num_texts).reshape(-1, *([1] * (logits.ndim - 1)))
+    return (pooled / counts).astype(np.float32)
 
 
 def first_windows(documents: Sequence[int], num_texts: int) -> list[int]:

@@ -41,7 +41,7 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
     for name in ("train", "valid", "test"):
         datasets[name], encoded[name] = task.encode(prepared, getattr(splits, name), training=name == "train")
     _warn_about_encoding(opts, backbone, prepared, encoded["train"])
-    windows = _windows_read(opts, encoded)
+    windows = windows_read(opts, encoded)
     task.fit_targets(splits.train, opts.class_weights)
 
     torch.manual_seed(opts.seed)
@@ -106,7 +106,7 @@ def _warn_about_encoding(opts, backbone, prepared, train_encoded) -> None:
               "were cut (raise --max-length to keep more)", file=sys.stderr)
 
 
-def _windows_read(opts, encoded: dict) -> dict | None:
+def windows_read(opts, encoded: dict) -> dict | None:
     """Per split, how the texts were read in windows (None when none were); said on stderr."""
     from nlpft.finetune.data import describe_windows, window_counts
 

@@ -30,12 +30,17 @@ HEAD_C = 1.0
 
 
 class FrozenEncoderClassifier:
-    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool, head_c: float = HEAD_C):
+    def __init__(self, encoder, head: LinearHead | None, max_length: int, pairs: bool, head_c: float = HEAD_C,
+                 windows: bool = False):
         self.encoder = encoder  # an nlpft.pretrained.encode.SentenceEncoder
         self.head = head
         self.head_c = head_c  # the C the head was (or will be) fitted with, saved in its JSON
         self.max_length = max_length
         self.pairs = pairs
+        # the head was fitted on texts read in windows (`document_features`); saved in its JSON,
+        # absent from heads saved before this method read windows, which were fitted on texts cut
+        # at max_length whatever their finetune.json says
+        self.windows = windows
 
     @classmethod
     def pretrained(cls, spec: str, tokenizer, max_length: int, pairs: bool) -> FrozenEncoderClassifier:
@@ -62,14 +67,24 @@ class FrozenEncoderClassifier:
         return np.hstack([first, second, np.abs(first - second)])
 
     def _embed(self, texts: list[str], batch_size: int, progress: Callable[[int], None] | None) -> np.ndarray:
-        done = [0]
-
-        def report(finished: int, _total: int) -> None:
-            progress(finished - done[0])
-            done[0] = finished
-
         return self.encoder.encode(texts, batch_size=batch_size, max_length=self.max_length, pooling="mean",
-                                   normalize=True, progress=report if progress else None)
+                                   normalize=True, progress=_increments(progress))
+
+    def document_features(self, encoded, batch_size: int = 32,
+                          progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(texts, dim) unit vectors of texts read in windows (`encoded`: the task's
+        `encode_windows` output, one entry per window): each text's vector is the mean of its
+        windows' vectors, L2-normalised again. The windows' vectors are unit vectors, so their
+        mean points along the text's average direction but is shorter the more its windows
+        disagree; renormalising keeps that direction and gives the head unit vectors, as it
+        gets for a text read whole, whatever the number of windows.
+        `progress(n)` is told each time n more windows are embedded."""
+        from nlpft.finetune.data import pool_windows
+
+        windows = self.encoder.encode_ids(encoded.input_ids, batch_size=batch_size, pooling="mean", normalize=True,
+                                          progress=_increments(progress))
+        mean = pool_windows(windows, encoded.documents, len(encoded.windows_made), "mean")
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
     def fit_head(self, features: np.ndarray, task, gold: np.ndarray, seed: int, C: float = HEAD_C) -> None:
         self.head = LinearHead.fit(features, task, gold, seed=seed, C=C)
@@ -91,7 +106,8 @@ class FrozenEncoderClassifier:
         self.encoder.tokenizer.hf.save_pretrained(str(folder))
         save_numpy_file(self.head.arrays(), str(folder / HEAD_WEIGHTS))
         settings = {"pooling": "mean", "normalize": True, "pair_features": "u,v,|u-v|" if self.pairs else None,
-                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": self.head_c}
+                    "features": int(self.head.coef.shape[1]), "outputs": int(self.head.coef.shape[0]), "C": self.head_c,
+                    "windows": "mean of the windows' embeddings, normalised" if self.windows else None}
         (folder / HEAD_CONFIG).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -112,4 +128,18 @@ class FrozenEncoderClassifier:
         if head.coef.shape[1] != expected:
             raise UserInputError(f"{folder / HEAD_WEIGHTS}: a head over {head.coef.shape[1]} features, but the "
                                  f"encoder gives {expected}; the files come from different runs (retrain)")
-        return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)))
+        return cls(encoder, head, max_length, pairs, head_c=float(settings.get("C", HEAD_C)),
+                   windows=settings.get("windows") is not None)
+
+
+def _increments(progress: Callable[[int], None] | None) -> Callable[[int, int], None] | None:
+    """`progress(n more)` as the encoder's `(done, total)` callback."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def report(finished: int, _total: int) -> None:
+        progress(finished - done[0])
+        done[0] = finished
+
+    return report

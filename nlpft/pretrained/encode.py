@@ -49,8 +49,6 @@ class SentenceEncoder:
                pooling: str = "mean", normalize: bool = False,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """float32 array (len(texts), dim). `progress(done, total)` is called after each batch."""
-        import torch
-
         if pooling not in POOLINGS:
             raise UserInputError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         if pooling == "cls" and self.family == "decoder":
@@ -66,6 +64,16 @@ class SentenceEncoder:
         empty = [i for i, seq in enumerate(ids) if not seq]
         if empty:
             raise UserInputError(f"text {empty[0]} has no tokens; drop empty texts before encoding")
+        return self.encode_ids(ids, batch_size=batch_size, pooling=pooling, normalize=normalize, progress=progress)
+
+    def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 32, pooling: str = "mean",
+                   normalize: bool = False, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """`encode` of texts already tokenized (special tokens included, none empty, each within
+        the model's positions): e.g. the windows of long texts."""
+        import torch
+
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
         pad = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: memory peaks early
         out = np.empty((len(ids), self.dim), dtype=np.float32)

@@ -8,6 +8,12 @@ the saved directory also loads with `sentence_transformers.SentenceTransformer`.
 --lr (default 2e-5), --epochs (default 1) and --batch-size set the encoder's tuning; the
 pairs are capped (`contrastive.DEFAULT_MAX_PAIRS`) so that a few hundred rows tune in about
 two minutes on a CPU.
+
+--long-text windows: the head reads each text as the mean of its windows' embeddings (as
+frozen does), and the tuning reads, each time a row is in a pair, one of its training
+windows (at most --max-windows, evenly spaced) drawn with the seed, so every part of a text
+is pulled toward its class. The tuning costs what it costs truncated: the same capped
+pairs and steps, each text at most one window long.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ class ContrastiveEncoder(FrozenEncoder):
     # the tuning reads --lr and --epochs (besides what the frozen encoder reads), nothing else of the trainer's
     ignored_options = FrozenEncoder.ignored_options - {"lr", "epochs"}
     tuning = None  # the last `tune_encoder`'s TuningSummary (steps for metrics.json)
+    method_name = "contrastive"
 
     def supports(self, task) -> bool:
         # its pairs are pairs of labeled rows, so it needs classes to compare and one text per row
         return task.target_kind in ("class", "label-set") and not task.reading.get("text_pair_col")
 
-    def tune_encoder(self, encoder, opts, task, splits) -> None:
+    def tune_encoder(self, encoder, opts, task, splits, windows: dict | None) -> None:
         from nlpft.finetune.contrastive import tune_encoder
 
         texts, _ = task.texts_and_pairs(splits.train)
@@ -44,7 +51,8 @@ class ContrastiveEncoder(FrozenEncoder):
         summary = tune_encoder(encoder.model, encoder.tokenizer, texts, label_sets,
                                lr=opts.lr or CONTRASTIVE_LR, epochs=int(opts.epochs or CONTRASTIVE_EPOCHS),
                                batch_size=opts.batch_size, max_length=opts.max_length, seed=opts.seed,
-                               precision=opts.precision, progress=not opts.quiet)
+                               precision=opts.precision, progress=not opts.quiet,
+                               windows=windows_per_text(windows["train"]) if windows is not None else None)
         self.tuning = summary
 
     def fit(self, opts, task, splits, work: Path, output) -> dict:
@@ -58,3 +66,11 @@ class ContrastiveEncoder(FrozenEncoder):
         if self.tuning is not None:
             result = {**result, "steps": self.tuning.steps, "epochs": float(opts.epochs or CONTRASTIVE_EPOCHS)}
         return result
+
+
+def windows_per_text(encoded) -> list[list[list[int]]]:
+    """Each text's windows' token ids, in order (`encoded`: an `encode_windows` output)."""
+    grouped: list[list[list[int]]] = [[] for _ in encoded.windows_made]
+    for ids, text in zip(encoded.input_ids, encoded.documents, strict=True):
+        grouped[text].append(ids)
+    return grouped

@@ -38,10 +38,12 @@ class TextOptions:
         "auto", "transformers: truncate = read the first --max-length tokens of a text; windows = read all of it in "
                 "windows of --max-length tokens sharing --stride tokens, trained on with the text's label and pooled "
                 f"into one prediction per text; auto = windows when more than {AUTO_WINDOWS_SHARE:.0%}% of the "
-                "training texts are longer than --max-length (default: %(default)s)",
+                "training texts are longer than --max-length. --method frozen/contrastive: a text's embedding is the "
+                "mean of its windows' embeddings, and contrastive tuning reads one window of a row, drawn, per pair; "
+                "they read text pairs truncated (default: %(default)s)",
         choices=["auto", "truncate", "windows"], fingerprinted=True)
-    window_pooling: str = option("mean", "--long-text windows: one text's window logits pooled by their mean or "
-                                         "their maximum (default: %(default)s)", choices=["mean", "max"],
+    window_pooling: str = option("mean", "--long-text windows, --method standard: one text's window logits pooled "
+                                         "by their mean or their maximum (default: %(default)s)", choices=["mean", "max"],
                                  fingerprinted=True)
     max_windows: int = option(8, "--long-text windows: training reads at most this many windows of one text, evenly "
                                  "spaced over it (first and last included); prediction reads every window (default: "
