@@ -35,9 +35,9 @@ class FrozenEncoder(Backbone):
     method_name = "frozen"  # the --method that trains through it, for errors
     # the encoder is not trained, so the head's C is all there is to tune
     search_parameters = {"head_c": Param(0.01, 100.0, log=True)}
-    # no optimiser runs (--batch-size still sets how many texts are embedded at once), and a
-    # text is embedded once, cut at --max-length, never in windows
-    ignored_options = (TRAINER_OPTIONS - {"batch_size"}) | {"stride"}
+    # no optimiser runs (--batch-size still sets how many texts are embedded at once; --stride
+    # and --long-text say how a long text is read, as for the standard method)
+    ignored_options = TRAINER_OPTIONS - {"batch_size"}
 
     @classmethod
     def detect(cls, spec: str) -> bool:
