@@ -215,13 +215,16 @@ class GloveTrainer:
                 for index in range(t, len(superbatches), n_threads):
                     rows, cols, logx, weight = self._gather(epoch, index, superbatches[index])
                     cost = 0.0
-                    for s in range(0, rows.shape[0], cfg.batch_size):
-                        if max_steps is not None and next(step_counter) >= max_steps:
-                            stopped.set()
-                            break
-                        e = s + cfg.batch_size
-                        cost += self._step(rows[s:e], cols[s:e], logx[s:e], weight[s:e])
-                        done[t] += min(e, rows.shape[0]) - s
+                    # a diverging run overflows to inf/NaN, which the epoch's checks report in
+                    # one line; numpy's warnings would be noise (its error state is per thread)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        for s in range(0, rows.shape[0], cfg.batch_size):
+                            if max_steps is not None and next(step_counter) >= max_steps:
+                                stopped.set()
+                                break
+                            e = s + cfg.batch_size
+                            cost += self._step(rows[s:e], cols[s:e], logx[s:e], weight[s:e])
+                            done[t] += min(e, rows.shape[0]) - s
                     costs[t] += float(cost)
                     if stopped.is_set():
                         return
