@@ -106,6 +106,30 @@ def test_spilled_runs_merge_to_the_in_memory_result(tmp_path, monkeypatch):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+def test_a_small_corpus_is_counted_in_a_small_budget():
+    """The budget follows what the corpus can fill, not the cap: 20k words in a 5,000-word
+    vocabulary need a few MiB, not the 2 GiB cap (nor the 100 MiB table of every pair)."""
+    vocab_size, window, cap = 5000, 15, 2 << 30
+    plan = cooccurrence._plan_memory(vocab_size, window, cap, True, n_words=20_000)
+    assert plan.cap <= 20_000 * window * 8 + (16 << 20)
+    assert plan.dense_bytes + plan.raw_entries * 40 + plan.run_entries * 12 <= plan.cap
+    # a huge corpus over a small vocabulary needs no more than the table of every pair
+    # (5000 x 5001 / 2 cells of 8 bytes, ~100 MB) and the chunk temporaries
+    assert cooccurrence._plan_memory(vocab_size, window, cap, True, n_words=10**9).cap < 160 << 20
+    # a large corpus over a large vocabulary is bounded by the cap; without n_words the cap is the budget
+    assert cooccurrence._plan_memory(200_000, window, cap, True, n_words=10**9).cap == cap
+    assert cooccurrence._plan_memory(vocab_size, window, cap, True).cap == cap
+
+
+def test_counts_do_not_depend_on_the_budget():
+    rng = np.random.default_rng(5)
+    vocab_size = 2000
+    lines = zipf_lines(rng, vocab_size, 60, 400)
+    n_words = sum(x.size for x in lines)
+    sized = count_cooccurrences(lines, vocab_size, window=10, n_words=n_words)
+    assert_same_matrix(sized, brute_force(lines, vocab_size, 10))
+
+
 def test_one_shot_iterator_and_progress():
     lines = [np.arange(10, dtype=np.int32) % 4 for _ in range(5)]
     seen = []
@@ -204,3 +228,33 @@ def test_max_steps_stops_early(small_cooc):
     trainer = GloveTrainer(small_cooc, GloveConfig(dim=8, epochs=3, batch_size=100, threads=2))
     trainer.train(max_steps=5)
     assert len(trainer.losses) == 1 and trainer.epochs_done == 0
+
+
+def test_counting_and_training_do_not_import_torch(tmp_path):
+    """torch's import alone holds ~170 MiB resident, half of what the C tools need."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from nlpft.embeddings.cooccurrence import count_cooccurrences\n"
+            "from nlpft.embeddings.glove import GloveConfig, GloveTrainer\n"
+            "lines = [np.arange(50, dtype=np.int32) % 30 for _ in range(20)]\n"
+            "m = count_cooccurrences(lines, 30, window=5, n_words=1000)\n"
+            f"GloveTrainer(m, GloveConfig(dim=4, epochs=1, threads=2)).train(checkpoint_dir={str(tmp_path)!r})\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_repeated_rows_are_all_added():
+    from nlpft.embeddings.glove import _distinct_rounds
+
+    index = np.array([3, 3, 5, 7, 7, 7, 1, 3, 9])
+    rows = np.arange(index.size * 2, dtype=np.float64).reshape(-1, 2)
+    got = np.zeros((10, 2))
+    for pick in _distinct_rounds(index):
+        assert len(set(index[pick].tolist())) == pick.size  # distinct within a round
+        got[index[pick]] += rows[pick]
+    expected = np.zeros((10, 2))
+    np.add.at(expected, index, rows)
+    np.testing.assert_array_equal(got, expected)

@@ -11,7 +11,7 @@ views `(ids[:-d], ids[d:])`.  Like the C code we split pairs in two by their fre
 
 * frequent pairs, (i+1)(j+1) < max_product, land in a dense float64 table whose rows are
   cut to the hyperbola (row r holds columns up to max_product / (r+1)), so a few hundred MiB
-  cover ~90% of all pair occurrences.  They are added with one `torch.index_add_` per d.  float64 (as in the C code) because
+  cover ~90% of all pair occurrences.  They are added with one `np.add.at` per d.  float64 (as in the C code) because
   float32 sums of ~1e6 identical 1/d weights drift by percents for the most frequent pairs.
   In symmetric mode the table stores only the upper triangle (i <= j): X is symmetric, so
   half the memory covers twice the vocabulary.
@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nlpft.errors import ResourceLimitError, UserInputError
 
@@ -186,12 +185,24 @@ class _MemoryPlan:
     raw_entries: int  # sparse pairs buffered before a sort-and-reduce
     run_entries: int  # reduced entries kept in memory before merging / spilling
     merge_entries: int  # entries handled at once by the final merge
-    cap: int  # the user's max_memory_bytes
+    cap: int  # the budget: the user's max_memory_bytes, or less for a small corpus
 
 
-def _plan_memory(vocab_size: int, window: int, max_memory_bytes: int, symmetric: bool) -> _MemoryPlan:
-    """Split the cap between the dense table, the chunk temporaries and the sparse buffers,
-    or raise ResourceLimitError when even the smallest workable setup does not fit."""
+def _useful_bytes(n_words: int, window: int, full_dense: int) -> int:
+    """The most memory counting `n_words` words can put to use: one float64 cell for each
+    pair occurrence (every occurrence a distinct pair, at worst), and never more than the
+    table of every pair, plus the chunk temporaries.  A bigger budget only sits empty."""
+    cells = min(n_words * window * 8, full_dense)
+    return cells + _BYTES_PER_CHUNK_WORD * int(np.clip(n_words, MIN_CHUNK_WORDS, MAX_CHUNK_WORDS))
+
+
+def _plan_memory(vocab_size: int, window: int, max_memory_bytes: int, symmetric: bool,
+                 n_words: int | None = None) -> _MemoryPlan:
+    """Split the budget between the dense table, the chunk temporaries and the sparse buffers,
+    or raise ResourceLimitError when even the smallest workable setup does not fit.
+
+    The budget is the cap, or less when the corpus size `n_words` is known: a small corpus
+    gets a small budget (see `_useful_bytes`), a large one is bounded by the cap."""
     full_dense = int(_DenseLayout.cells(vocab_size, vocab_size * vocab_size + 1, symmetric)[1].sum()) * 8
     min_dense = min(full_dense, 1 << 20)
     fixed = _BYTES_PER_VOCAB * vocab_size + _BYTES_PER_CHUNK_WORD * MIN_CHUNK_WORDS
@@ -201,6 +212,8 @@ def _plan_memory(vocab_size: int, window: int, max_memory_bytes: int, symmetric:
             f"counting co-occurrences needs ~{minimum / GIB:.3g} GiB for a vocabulary of "
             f"{vocab_size:,} words (the cap is {max_memory_bytes / GIB:.3g} GiB); raise --max-memory "
             "or lower --max-vocab / raise --min-count")
+    if n_words is not None:
+        max_memory_bytes = max(minimum, min(max_memory_bytes, _useful_bytes(n_words, window, full_dense)))
     chunk_words = int(np.clip(max_memory_bytes // 10 // _BYTES_PER_CHUNK_WORD, MIN_CHUNK_WORDS,
                               MAX_CHUNK_WORDS))
     free = max_memory_bytes - _BYTES_PER_VOCAB * vocab_size - _BYTES_PER_CHUNK_WORD * chunk_words
@@ -297,7 +310,7 @@ class _Counter:
         self.layout = _DenseLayout.fit(vocab_size, plan.dense_bytes, symmetric)
         # one extra cell at the end swallows the pairs that are not dense (masked out)
         self.trash = self.layout.size
-        self.dense = torch.zeros(self.layout.size + 1, dtype=torch.float64)
+        self.dense = np.zeros(self.layout.size + 1, dtype=np.float64)
         self.d_bits = max(1, int(window).bit_length())
         if (vocab_size * vocab_size) >= (1 << (63 - self.d_bits)):
             raise UserInputError(f"a vocabulary of {vocab_size:,} words is too large to count "
@@ -381,8 +394,7 @@ class _Counter:
             flat, weight = item
             if self._adder_error is None:
                 try:
-                    source = torch.tensor([weight], dtype=torch.float64).expand(flat.size)
-                    self.dense.index_add_(0, torch.from_numpy(flat), source)
+                    np.add.at(self.dense, flat, weight)
                 except BaseException as exc:  # reported by drain()
                     self._adder_error = exc
 
@@ -424,7 +436,7 @@ class _Counter:
         runs = self.runs.all_runs()
         V = self.V
         layout = self.layout
-        dense = self.dense.numpy()[:-1]
+        dense = self.dense[:-1]
 
         # per-row entry counts (upper bounds for dense) decide the row blocks
         row_keys = np.arange(V + 1, dtype=np.int64) * V
@@ -541,7 +553,8 @@ def _iter_chunks(sentences: Iterable[np.ndarray], vocab_size: int, chunk_words: 
 def count_cooccurrences(sentences: Iterable[np.ndarray], vocab_size: int, window: int = 15,
                         symmetric: bool = True, max_memory_bytes: int = 2 << 30,
                         tmp_dir: str | os.PathLike | None = None,
-                        progress: Callable[[int], None] | None = None) -> CooccurrenceMatrix:
+                        progress: Callable[[int], None] | None = None,
+                        n_words: int | None = None) -> CooccurrenceMatrix:
     """Count weighted co-occurrences (1/distance, window words each side) of id arrays.
 
     `sentences` yields 1-D integer arrays of ids in [0, vocab_size), one per line; windows
@@ -549,13 +562,15 @@ def count_cooccurrences(sentences: Iterable[np.ndarray], vocab_size: int, window
     `tmp_dir`, a private temp dir removed afterwards); ResourceLimitError says what to change
     when even the minimum does not fit.  `progress(n)` is told how many words were consumed.
     If the result itself would not fit in the cap it is returned memory-mapped from a temp
-    directory that lives as long as the returned matrix.
+    directory that lives as long as the returned matrix.  `n_words`, the number of words
+    `sentences` holds when known, lets a small corpus count in a budget its size needs
+    instead of the whole cap.
     """
     if vocab_size <= 0:
         raise UserInputError("the vocabulary is empty; lower --min-count or use a larger corpus")
     if window < 1:
         raise UserInputError(f"--window must be at least 1 (got {window})")
-    plan = _plan_memory(vocab_size, window, int(max_memory_bytes), symmetric)
+    plan = _plan_memory(vocab_size, window, int(max_memory_bytes), symmetric, n_words)
     tmp_root = Path(tmp_dir) if tmp_dir is not None else None
     if tmp_root is not None:
         tmp_root.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""GloVe training on a co-occurrence matrix, vectorised in torch, with pickle-free checkpoints.
+"""GloVe training on a co-occurrence matrix, vectorised in numpy, with pickle-free checkpoints.
 
 The model and the update are those of the Stanford C `glove` (current master):
 
@@ -21,12 +21,14 @@ The model and the update are those of the Stanford C `glove` (current master):
   stops training with `TrainingDiverged` (lower --glove-lr) before its checkpoint is written.
 
 Why it is fast in Python: instead of one pair at a time, a mini-batch of B pairs (default
-1024: the gathered rows, ~1.6 MiB, stay in L2) is done with a handful of torch ops:
-one `index_select` gathers parameters and AdaGrad state of both words (they live side by
-side in one (2V, 2, dim+1) tensor), and one `index_add_` writes both updates back.  Pairs
-that share a word inside a batch add their updates, like lock-free Hogwild threads in the C
-code.  With `threads` > 1 that many Python threads run batches concurrently (torch releases
-the GIL inside its kernels), each with one intra-op thread.
+1024: the gathered rows, ~1.6 MiB, stay in L2) is done with a handful of numpy operations on
+contiguous (2B, dim+1) arrays: one `take` gathers the parameters of both words (word rows
+and context rows live in one (2V, dim+1) array, the AdaGrad sums in a second one), and the
+updates are added back row by row with repeated words summed (`_add_rows`).  Pairs that
+share a word inside a batch add their updates, like lock-free Hogwild threads in the C code.
+With `threads` > 1 that many Python threads run batches concurrently (numpy releases the
+GIL inside its array loops).  numpy, not torch: torch's import alone would hold ~170 MiB of
+resident memory for the whole run, half of what the C tools need in all.
 
 Order: the pairs are cut into blocks of 4096 consecutive entries; each epoch permutes the
 blocks and then every super-batch of 64 blocks (262,144 pairs) with generators seeded from
@@ -46,13 +48,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
+from safetensors.numpy import load_file
 
 from nlpft.embeddings.cooccurrence import CooccurrenceMatrix
 from nlpft.errors import UserInputError
 from nlpft.training.divergence import check_loss, check_weights
-from nlpft.training.weights import save_file
+from nlpft.training.weights import save_numpy_file
 
 CHECKPOINT_FORMAT = 1
 #: consecutive pairs that move together when an epoch is shuffled
@@ -84,6 +85,24 @@ class GloveConfig:
             raise UserInputError("GloVe x_max and learning rate must be positive")
 
 
+def _distinct_rounds(index: np.ndarray) -> list[np.ndarray]:
+    """Positions of `index` in rounds whose values are distinct: round k holds the k-th
+    occurrence of every value.  numpy's `a[index] += b` keeps one row of a repeated index;
+    applied round by round every row is added (torch's index_add_ in one call; np.add.at
+    is 10x slower on rows)."""
+    order = np.argsort(index)
+    sorted_index = index[order]
+    first = np.empty(index.size, bool)
+    first[0] = True
+    np.not_equal(sorted_index[1:], sorted_index[:-1], out=first[1:])
+    if first.all():
+        return [order]
+    starts = np.flatnonzero(first)
+    rank = np.arange(index.size) - np.repeat(starts, np.diff(np.append(starts, index.size)))
+    by_rank = np.argsort(rank)
+    return np.split(order[by_rank], np.cumsum(np.bincount(rank))[:-1])
+
+
 def _seed_for(*parts: int) -> int:
     """A 63-bit seed from a tuple of ints (stable across runs and platforms)."""
     state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
@@ -102,12 +121,12 @@ class GloveTrainer:
         self.config = config
         self.vocab_size = V = int(cooc.vocab_size)
         D = config.dim
-        # (2V, 2, D+1): row v < V is word v, row V + v is context word v;
-        # [:, 0] = vector and bias (last column), [:, 1] = AdaGrad squared-gradient sums
-        self.state = torch.empty(2 * V, 2, D + 1, dtype=torch.float32)
-        gen = torch.Generator().manual_seed(_seed_for(config.seed, 0x61_07e))
-        self.state[:, 0].uniform_(-0.5 / (D + 1), 0.5 / (D + 1), generator=gen)
-        self.state[:, 1].fill_(1.0)
+        # row v < V is word v, row V + v is context word v; the last column is the bias
+        rng = np.random.default_rng(_seed_for(config.seed, 0x61_07e))
+        self.params = rng.random((2 * V, D + 1), dtype=np.float32)
+        self.params -= 0.5
+        self.params /= D + 1
+        self.gradsq = np.ones((2 * V, D + 1), dtype=np.float32)  # AdaGrad's squared-gradient sums
         self.losses: list[float] = []
         self.epochs_done = 0
 
@@ -132,35 +151,30 @@ class GloveTrainer:
         if resume and ckpt is not None:
             self._load_latest(ckpt)
         step_counter = itertools.count()
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # parallelism comes from our own threads, one kernel each
-        try:
-            while self.epochs_done < cfg.epochs:
-                epoch = self.epochs_done
-                loss, complete = self._run_epoch(epoch, progress, step_counter, max_steps)
-                self._check_diverged(epoch, loss)
-                self.losses.append(loss)
-                if not complete:
-                    break
-                self.epochs_done += 1
-                if ckpt is not None:
-                    self._save_checkpoint(ckpt)
-                if on_epoch_end is not None:
-                    on_epoch_end(self.epochs_done, loss)
-        finally:
-            torch.set_num_threads(previous_threads)
+        while self.epochs_done < cfg.epochs:
+            epoch = self.epochs_done
+            loss, complete = self._run_epoch(epoch, progress, step_counter, max_steps)
+            self._check_diverged(epoch, loss)
+            self.losses.append(loss)
+            if not complete:
+                break
+            self.epochs_done += 1
+            if ckpt is not None:
+                self._save_checkpoint(ckpt)
+            if on_epoch_end is not None:
+                on_epoch_end(self.epochs_done, loss)
         return self.vectors()
 
     def _check_diverged(self, epoch: int, loss: float) -> None:
         """Once an epoch: its loss and every parameter (a pass as cheap as one mini-batch)."""
         where, hint = f"epoch {epoch + 1}", "lower --glove-lr"
         check_loss(loss, where, hint=hint)
-        check_weights([("vectors and biases", self.state[:, 0])], where, hint=hint)
+        check_weights([("vectors and biases", self.params)], where, hint=hint)
 
     def vectors(self) -> np.ndarray:
         """W + W~ without biases (glove.c -model 2), (vocab_size, dim) float32."""
         V, D = self.vocab_size, self.config.dim
-        return (self.state[:V, 0, :D] + self.state[V:, 0, :D]).numpy().copy()
+        return self.params[:V, :D] + self.params[V:, :D]
 
     # ------------------------------------------------------------------ epoch
 
@@ -176,14 +190,15 @@ class GloveTrainer:
         idx = (blocks[:, None].astype(np.int64) * BLOCK + np.arange(BLOCK)).ravel()  # (blocks*BLOCK,)
         if blocks.max() == (n - 1) // BLOCK:  # the last block is partial
             idx = idx[idx < n]
-        gen = torch.Generator().manual_seed(_seed_for(self.config.seed, epoch, index + 1))
-        idx = idx[torch.randperm(idx.size, generator=gen).numpy()]
-        rows = torch.from_numpy(np.asarray(self.cooc.rows[idx], dtype=np.int64))
-        cols = torch.from_numpy(np.asarray(self.cooc.cols[idx], dtype=np.int64))
+        shuffle = np.random.default_rng(_seed_for(self.config.seed, epoch, index + 1))
+        idx = idx[shuffle.permutation(idx.size)]
+        rows = self.cooc.rows[idx].astype(np.intp)
+        cols = self.cooc.cols[idx].astype(np.intp)
         cols += self.vocab_size  # context vectors live in rows V..2V-1
-        x = torch.from_numpy(np.asarray(self.cooc.values[idx], dtype=np.float32))
-        weight = torch.clamp_max(x / self.config.x_max, 1.0).pow_(self.config.alpha)
-        return rows, cols, torch.log(x), weight
+        x = np.asarray(self.cooc.values[idx], dtype=np.float32)
+        weight = np.minimum(x / np.float32(self.config.x_max), np.float32(1.0))
+        weight **= np.float32(self.config.alpha)
+        return rows, cols, np.log(x), weight
 
     def _run_epoch(self, epoch: int, progress, step_counter, max_steps) -> tuple[float, bool]:
         """One pass over all pairs; returns (mean loss, whether the epoch ran to the end)."""
@@ -199,14 +214,17 @@ class GloveTrainer:
             try:
                 for index in range(t, len(superbatches), n_threads):
                     rows, cols, logx, weight = self._gather(epoch, index, superbatches[index])
-                    cost = torch.zeros((), dtype=torch.float64)
-                    for s in range(0, rows.shape[0], cfg.batch_size):
-                        if max_steps is not None and next(step_counter) >= max_steps:
-                            stopped.set()
-                            break
-                        e = s + cfg.batch_size
-                        cost += self._step(rows[s:e], cols[s:e], logx[s:e], weight[s:e])
-                        done[t] += min(e, rows.shape[0]) - s
+                    cost = 0.0
+                    # a diverging run overflows to inf/NaN, which the epoch's checks report in
+                    # one line; numpy's warnings would be noise (its error state is per thread)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        for s in range(0, rows.shape[0], cfg.batch_size):
+                            if max_steps is not None and next(step_counter) >= max_steps:
+                                stopped.set()
+                                break
+                            e = s + cfg.batch_size
+                            cost += self._step(rows[s:e], cols[s:e], logx[s:e], weight[s:e])
+                            done[t] += min(e, rows.shape[0]) - s
                     costs[t] += float(cost)
                     if stopped.is_set():
                         return
@@ -234,45 +252,47 @@ class GloveTrainer:
         pairs = max(sum(done), 1)
         return sum(costs) / pairs, not stopped.is_set()
 
-    def _step(self, rows: torch.Tensor, cols: torch.Tensor, logx: torch.Tensor,
-              weight: torch.Tensor) -> torch.Tensor:
+    def _step(self, rows: np.ndarray, cols: np.ndarray, logx: np.ndarray, weight: np.ndarray) -> float:
         """One AdaGrad update for B pairs; returns their summed cost 0.5 * f * diff^2."""
         B = rows.shape[0]
         D = self.config.dim
-        eta = self.config.learning_rate
-        state = self.state
-        idx = torch.cat((rows, cols))  # (2B,) words then contexts
-        g = state.index_select(0, idx)  # (2B, 2, D+1) copies: params and gradsq
-        p, gradsq = g[:, 0], g[:, 1]  # (2B, D+1) each
-        w, c = p[:B, :D], p[B:, :D]  # (B, D) word and context vectors
-        diff = torch.linalg.vecdot(w, c) + p[:B, D] + p[B:, D] - logx  # (B,)
-        diff.nan_to_num_(0.0, 0.0, 0.0)  # glove.c skips such a pair: zero cost and update
+        eta = np.float32(self.config.learning_rate)
+        idx = np.concatenate((rows, cols))  # (2B,) words then contexts
+        p = self.params.take(idx, axis=0)  # (2B, D+1) copies: vectors and biases
+        gradsq = self.gradsq.take(idx, axis=0)  # (2B, D+1)
+        diff = np.einsum("ij,ij->i", p[:B, :D], p[B:, :D])  # (B,) w_i . w~_j
+        diff += p[:B, D]
+        diff += p[B:, D]
+        diff -= logx
+        np.nan_to_num(diff, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # glove.c skips such a pair
         fdiff = weight * diff
-        cost = 0.5 * torch.dot(fdiff, diff)
-        neg = fdiff.neg().unsqueeze(1)  # (B, 1): the update is minus the gradient
-        # update[:, 0] = -grad / sqrt(gradsq), update[:, 1] = grad^2, for all 2B rows at once
-        update = torch.empty(2 * B, 2, D + 1, dtype=torch.float32)
-        grad = update[:, 1]  # (2B, D+1) view, holds -grad until squared below
-        torch.mul(c, neg, out=grad[:B, :D])  # d loss / d w_i = fdiff * w~_j
-        torch.mul(w, neg, out=grad[B:, :D])  # d loss / d w~_j = fdiff * w_i
-        grad[:B, D] = neg[:, 0]  # biases: not clipped, but scaled by eta (see module doc)
-        grad[B:, D] = neg[:, 0]
-        grad[:, :D].clamp_(-GRAD_CLIP, GRAD_CLIP)
-        grad.mul_(eta)
-        torch.mul(grad, gradsq.pow(-0.5), out=update[:, 0])  # pow(-0.5) is 3x faster than sqrt here
-        grad.square_()
-        state.view(state.shape[0], -1).index_add_(0, idx, update.view(2 * B, -1))  # (2B, 2*(D+1))
+        cost = 0.5 * float(np.dot(fdiff, diff))
+        neg = fdiff.reshape(B, 1) * -eta  # (B, 1): the step is minus the gradient
+        # step[:, :D] = -eta * clip(grad): d loss / d w_i = fdiff * w~_j and the other way round
+        step = np.empty_like(p)  # (2B, D+1)
+        np.multiply(p[B:], neg, out=step[:B])
+        np.multiply(p[:B], neg, out=step[B:])
+        np.clip(step, -GRAD_CLIP * eta, GRAD_CLIP * eta, out=step)
+        step[:B, D] = neg[:, 0]  # biases: not clipped, but scaled by eta (see module doc)
+        step[B:, D] = neg[:, 0]
+        np.sqrt(gradsq, out=gradsq)
+        np.divide(step, gradsq, out=gradsq)  # gradsq now holds the parameter update
+        np.square(step, out=step)  # and step the increment of the squared-gradient sums
+        for pick in _distinct_rounds(idx):
+            target = idx[pick]
+            self.params[target] += gradsq[pick]
+            self.gradsq[target] += step[pick]
         return cost
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _arrays(self) -> dict[str, torch.Tensor]:
+    def _arrays(self) -> dict[str, np.ndarray]:
         V, D = self.vocab_size, self.config.dim
-        s = self.state
+        p, g = self.params, self.gradsq
         return {
-            "W": s[:V, 0, :D], "W_context": s[V:, 0, :D], "b": s[:V, 0, D], "b_context": s[V:, 0, D],
-            "gradsq_W": s[:V, 1, :D], "gradsq_W_context": s[V:, 1, :D],
-            "gradsq_b": s[:V, 1, D], "gradsq_b_context": s[V:, 1, D],
+            "W": p[:V, :D], "W_context": p[V:, :D], "b": p[:V, D], "b_context": p[V:, D],
+            "gradsq_W": g[:V, :D], "gradsq_W_context": g[V:, :D],
+            "gradsq_b": g[:V, D], "gradsq_b_context": g[V:, D],
         }
 
     def _save_checkpoint(self, directory: Path) -> None:
@@ -280,9 +300,9 @@ class GloveTrainer:
         older checkpoints are removed only after the new marker exists."""
         directory.mkdir(parents=True, exist_ok=True)
         name = f"glove-epoch{self.epochs_done:04d}"
-        tensors = {k: v.contiguous() for k, v in self._arrays().items()}
+        tensors = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
         tmp = directory / f"{name}.safetensors.tmp"
-        save_file(tensors, str(tmp))
+        save_numpy_file(tensors, str(tmp))
         os.replace(tmp, directory / f"{name}.safetensors")
         meta = {
             "format_version": CHECKPOINT_FORMAT, "epochs_done": self.epochs_done,
@@ -324,6 +344,6 @@ class GloveTrainer:
             if key not in tensors or tuple(tensors[key].shape) != tuple(target.shape):
                 raise UserInputError(f"the GloVe checkpoint {meta_path} is damaged ({key}); delete "
                                      f"{directory} to start over")
-            target.copy_(tensors[key])
+            target[...] = tensors[key]
         self.epochs_done = int(meta["epochs_done"])
         self.losses = [float(x) for x in meta.get("losses", [])]

@@ -30,8 +30,9 @@ from nlpft.training.memory import set_phase
 from nlpft.version import __version__
 
 GIB = 1 << 30
-#: working memory for GloVe co-occurrence counting: a bigger dense table did not count
-#: faster on a 17M-word corpus (8.9 s either way) but doubled peak memory (2.6 vs 1.5 GB)
+#: most working memory for GloVe co-occurrence counting (a smaller corpus gets what its size
+#: needs): a bigger dense table did not count faster on a 17M-word corpus (8.9 s either way)
+#: but doubled peak memory (2.6 vs 1.5 GB)
 COUNT_BUDGET_BYTES = 2 * GIB
 #: a "step" of word2vec/fastText for --max-steps: one gensim job of this many words
 WORDS_PER_GENSIM_STEP = 10_000
@@ -109,7 +110,8 @@ def _train_into(config: EmbedTrainOptions, text, work: Path, output: RunOutput, 
     train_started = time.perf_counter()
     extra_metrics: dict = {}
     if config.algo == "glove":
-        vectors, extra_metrics = _train_glove(config, token_file, vocabulary, output, resume, quiet)
+        vectors, extra_metrics = _train_glove(config, token_file, vocabulary, in_vocab_tokens, output, resume,
+                                              quiet)
         kv = _keyed_vectors(vocabulary, vectors)
         trained_words = in_vocab_tokens * config.epochs
     else:
@@ -209,9 +211,10 @@ def _train_gensim(config, prepared, vocabulary, output: RunOutput, resume: bool,
     return model, losses
 
 
-def _train_glove(config, token_file: Path, vocabulary, output: RunOutput, resume: bool, quiet: bool):
+def _train_glove(config, token_file: Path, vocabulary, n_words: int, output: RunOutput, resume: bool,
+                 quiet: bool):
     from nlpft.embeddings.cooccurrence import CooccurrenceMatrix, count_cooccurrences
-    from nlpft.embeddings.glove import GloveConfig, GloveTrainer
+    from nlpft.training.allocator import release_freed_memory
 
     cooc_dir = output.checkpoint_dir / "cooccurrence"
     metrics: dict = {}
@@ -223,12 +226,17 @@ def _train_glove(config, token_file: Path, vocabulary, output: RunOutput, resume
             cooc = count_cooccurrences(
                 iter_token_ids(token_file, vocabulary), len(vocabulary), window=config.window,
                 max_memory_bytes=min(int(config.max_memory_gb * GIB), COUNT_BUDGET_BYTES), tmp_dir=output.partial,
-                progress=bar.update,
+                progress=bar.update, n_words=n_words,
             )
         output.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         cooc.save(cooc_dir)
     count_s = time.perf_counter() - started
     metrics["cooccurrence"] = {"nonzero_pairs": int(cooc.nnz), "count_s": count_s}
+
+    # the counting buffers go back to the system, and the trainer's torch is imported only
+    # now: neither stays resident under the other's peak
+    release_freed_memory()
+    from nlpft.embeddings.glove import GloveConfig, GloveTrainer
 
     trainer = GloveTrainer(cooc, GloveConfig(
         dim=config.dim, epochs=config.epochs, x_max=config.x_max, alpha=config.weight_power,

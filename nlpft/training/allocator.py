@@ -36,3 +36,21 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel now (glibc's `malloc_trim`); True if done.
+
+    For the end of a phase whose buffers the next phase does not reuse (GloVe's counting
+    before its training): with the thresholds `keep_freed_memory` sets, those pages would
+    otherwise stay resident under every later phase."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    return bool(malloc_trim(0))
