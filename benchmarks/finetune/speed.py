@@ -5,8 +5,10 @@ Rows, each a child process run through `loop_clock.py` (which times the training
 any Hugging Face `Trainer` the same way), interleaved over --repeats (the order reversed
 on every other repeat):
 
-  nlpft       `nlpft finetune --model minilm --long-text truncate` (its per-epoch validation
-              and best-weights save happen outside the timed loop)
+  nlpft       `nlpft finetune --model minilm --method standard --long-text truncate` (its per-epoch validation
+              and best-weights save happen outside the timed loop; --method standard because
+              `--method auto` picks the contrastive frozen-encoder method below 100 examples
+              in the smallest class, which smaller --train-size runs reach)
   competent   competent_trainer.py: tokenized once, `DataCollatorWithPadding`,
               `train_sampling_strategy="group_by_length"`, no evaluation during training
   pad-to-max  plain_trainer.py: every text padded to --max-length, random batches
@@ -160,7 +162,7 @@ def run_row(row: str, files: dict, args, precision: str, work: Path, repeat: int
         out = work / f"nlpft-{repeat}"
         _, loop = _clocked(clock, "-m", "nlpft", "finetune", *common, "--valid", str(files["valid"]),
                            "--model", "minilm", "--out", str(out), "--overwrite", "--quiet",
-                           "--long-text", "truncate", "--precision", args.precision)
+                           "--long-text", "truncate", "--method", "standard", "--precision", args.precision)
         metrics = json.loads((out / "metrics.json").read_text())
         result = {"accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
                   "precision": metrics["precision"]}
