@@ -1,10 +1,11 @@
 """The example-script way to fine-tune MiniLM (or any BERT) on a CSV, with stock transformers
 and no nlpft import: every text padded to --max-length (the `run_glue` default), plain
-random batches, fp32. `run.py` compares nlpft's examples/s with this one's.
+random batches, fp32 (--precision bf16: bf16 autocast, for a comparison at nlpft's precision).
+`run.py` compares nlpft's examples/s with this one's; `speed.py` times it as its pad-to-max row.
 
     python benchmarks/finetune/plain_trainer.py --model DIR --train train.csv --test test.csv
 
-Prints one JSON line: {"train_s": ..., "examples_per_s": ..., "accuracy": ..., "macro_f1": ...}.
+Prints one JSON line: {"train_s": ..., "examples_per_s": ..., "accuracy": ..., "macro_f1": ..., "precision": ...}.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
 
     train_x, train_y = read(args.train)
@@ -72,7 +74,7 @@ def main() -> None:
         targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size,
                                   per_device_eval_batch_size=32, learning_rate=args.lr, num_train_epochs=args.epochs,
                                   warmup_steps=0.1, weight_decay=0.01, save_strategy="no", eval_strategy="no",
-                                  logging_steps=50, report_to="none", seed=args.seed, use_cpu=True,
+                                  bf16=args.precision == "bf16", logging_steps=50, report_to="none", seed=args.seed, use_cpu=True,
                                   dataloader_num_workers=0, disable_tqdm=True)
         trainer = Trainer(model=model, args=targs, train_dataset=train)
         started = time.perf_counter()
@@ -83,7 +85,8 @@ def main() -> None:
     gold = np.asarray(test.labels)
     print(json.dumps({"train_s": train_s, "examples_per_s": len(train) * args.epochs / train_s,
                       "accuracy": float(accuracy_score(gold, predicted)),
-                      "macro_f1": float(f1_score(gold, predicted, average="macro"))}))
+                      "macro_f1": float(f1_score(gold, predicted, average="macro")),
+                      "precision": args.precision}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ backbone trains on the same files with `nlpft finetune`, for each of --seeds:
 Reported per backbone: test accuracy and macro F1 (mean ± std over seeds), training time,
 training examples/s, parameters, peak RSS. In the same run, for MiniLM, the examples/s of
 plain_trainer.py (stock transformers, every text padded to --max-length, fp32) and the
-ratio nlpft / plain.
+ratio nlpft / plain: a pad-to-max fp32 baseline, not the one to quote. speed.py is the speed
+comparison: nlpft against a competent Trainer script at the same precision, with MFU.
 
     python benchmarks/finetune/run.py --quick              # 1 MiniLM epoch, fewer for the rest: < 1 hour
     python benchmarks/finetune/run.py --backbones tfidf minilm --seeds 13
