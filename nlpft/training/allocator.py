@@ -6,8 +6,8 @@ activation buffers that size or larger (MiniLM at batch 16 x 256: the attention 
 one layer are 50 MB), so every step faults in and zeroes millions of fresh pages. On the
 2-core machine a quarter of a BBC fine-tuning run's CPU time went to the kernel that way
 (137 million page faults). With the thresholds raised, freed buffers stay in the heap and
-are reused: MiniLM training steps ran 1.45x faster, peak RSS within 5%
-(`benchmarks/finetune/results/results.md`).
+are reused: a MiniLM training step (16 x 256 tokens, bf16) took 2.36-2.62 s of CPU instead
+of 2.74-3.39 s (`benchmarks/finetune/results/levers.md`).
 
 Training commands call `keep_freed_memory()` once at start. It is a no-op off glibc, and
 `NLPFT_MALLOC_TUNING=0` turns it off.
