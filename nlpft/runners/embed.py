@@ -254,4 +254,8 @@ def _train_glove(config, token_file: Path, vocabulary, n_words: int, output: Run
     metrics["final_loss"] = float(trainer.losses[-1]) if trainer.losses else None
     metrics["losses"] = [float(x) for x in trainer.losses]
     metrics["train_pairs_per_s"] = cooc.nnz * max(len(trainer.losses), 1) / max(train_s, 1e-9)
+    # the pairs and the AdaGrad state go back to the system before the vectors are written
+    # (gensim's import there), which would otherwise stack on numba's ~160 MiB
+    del trainer, cooc
+    release_freed_memory()
     return vectors, metrics
