@@ -111,6 +111,7 @@ def main() -> None:
         "mean_epoch_s": round(float(np.mean(epoch_times)), 2),
         "losses": [round(x, 5) for x in trainer.losses],
         "threads": args.threads,
+        "kernel": trainer.kernel,
     }
     if args.evaluate:
         result.update(evaluate(vocab, vectors))
