@@ -32,7 +32,7 @@ resident memory for the whole run, half of what the C tools need in all.
 
 The compiled kernel: with numba installed (`pip install 'nlpft[fast]'`) the same update runs
 pair by pair, as glove.c does it, in `glove_kernel.py` (Hogwild over numba threads); an
-epoch then takes less than half the numpy step's CPU time. `GloveConfig.kernel` picks one:
+epoch then takes about a quarter of the numpy step's CPU time. `GloveConfig.kernel` picks one:
 "auto" (numba when it imports, else numpy), "numba" or "numpy". The two agree: with one
 thread and batch_size 1 they give the same vectors up to float rounding.
 
@@ -181,7 +181,7 @@ class GloveTrainer:
             return "glove: training with the compiled numba kernel"
         if self.config.kernel == "numpy":
             return "glove: training with the numpy kernel"
-        return f"glove: numba is not installed, training with the numpy kernel (about 2x slower; {FAST_EXTRA_HINT})"
+        return f"glove: numba is not installed, training with the numpy kernel (about 4x slower; {FAST_EXTRA_HINT})"
 
     # ------------------------------------------------------------------ public
 
