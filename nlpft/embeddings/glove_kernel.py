@@ -91,8 +91,8 @@ def _train_chunks(params, gradsq, rows, cols, values, order, n_chunks,
     cost = 0.0
     # Hogwild, as the C reference: each thread takes a contiguous chunk of the shuffled
     # pairs and updates the shared rows without locks. Two threads that touch one row at
-    # the same moment may lose one of the two updates (a benign race: rare, and SGD does
-    # not mind); the result then depends on thread timing, so only 1 thread is reproducible.
+    # the same moment may lose part of one update (a race glove.c has too, and SGD
+    # tolerates); the result then depends on thread timing, so only 1 thread reproduces.
     for chunk in prange(n_chunks):
         cost += _train_range(params, gradsq, rows, cols, values, order,
                              chunk * n // n_chunks, (chunk + 1) * n // n_chunks,
