@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 
 import numpy as np
 import pytest
@@ -170,8 +171,13 @@ def small_cooc():
     return count_cooccurrences(zipf_lines(rng, 400, 200, 200), 400, window=5)
 
 
-def test_training_lowers_the_loss(small_cooc):
-    trainer = GloveTrainer(small_cooc, GloveConfig(dim=16, epochs=6, batch_size=256, threads=2))
+KERNELS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="numba is not installed"))]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_training_lowers_the_loss(small_cooc, kernel):
+    trainer = GloveTrainer(small_cooc, GloveConfig(dim=16, epochs=6, batch_size=256, threads=2, kernel=kernel))
     vectors = trainer.train()
     assert vectors.shape == (400, 16) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
@@ -179,8 +185,9 @@ def test_training_lowers_the_loss(small_cooc):
     assert trainer.losses[-1] < 0.5 * trainer.losses[0]
 
 
-def test_resume_after_epoch_k_equals_uninterrupted(small_cooc, tmp_path):
-    cfg = GloveConfig(dim=8, epochs=4, batch_size=128, threads=1, seed=5)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_resume_after_epoch_k_equals_uninterrupted(small_cooc, tmp_path, kernel):
+    cfg = GloveConfig(dim=8, epochs=4, batch_size=128, threads=1, seed=5, kernel=kernel)
     straight = GloveTrainer(small_cooc, cfg).train(checkpoint_dir=str(tmp_path / "a"))
 
     class Stop(Exception):
@@ -224,10 +231,13 @@ def test_checkpoint_mismatch_raises_user_input_error(small_cooc, tmp_path):
             checkpoint_dir=str(ckpt), resume=True)
 
 
-def test_max_steps_stops_early(small_cooc):
-    trainer = GloveTrainer(small_cooc, GloveConfig(dim=8, epochs=3, batch_size=100, threads=2))
-    trainer.train(max_steps=5)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_max_steps_stops_early(small_cooc, kernel):
+    trainer = GloveTrainer(small_cooc, GloveConfig(dim=8, epochs=3, batch_size=100, threads=2, kernel=kernel))
+    pairs = []
+    trainer.train(max_steps=5, progress=pairs.append)
     assert len(trainer.losses) == 1 and trainer.epochs_done == 0
+    assert sum(pairs) == 500
 
 
 def test_counting_and_training_do_not_import_torch(tmp_path):

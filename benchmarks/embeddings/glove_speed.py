@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-memory-gb", type=float, default=2.0)
     ap.add_argument("--evaluate", action="store_true", help="also score analogies / WS353 / SimLex")
+    ap.add_argument("--out", type=Path, help="also write the result, with the machine it ran on, to this JSON file")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -91,9 +92,10 @@ def main() -> None:
         last[0] = now
         print(f"epoch {epoch}: loss {loss:.5f} in {epoch_times[-1]:.1f}s", file=sys.stderr)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     vectors = trainer.train(on_epoch_end=on_epoch_end)
     train_s = time.perf_counter() - t0
+    train_cpu_s = time.process_time() - cpu0  # all threads
     result = {
         "corpus": [Path(p).name for p in args.corpus],
         "tokens": n_tokens,
@@ -106,16 +108,26 @@ def main() -> None:
         "count_peak_rss_gib": round(count_rss, 3),
         "epochs": args.epochs,
         "train_s": round(train_s, 2),
+        "train_cpu_s": round(train_cpu_s, 2),
+        "train_pairs_per_cpu_s": round(cooc.nnz * len(epoch_times) / train_cpu_s),
         "train_pairs_per_s": round(cooc.nnz / min(epoch_times)),  # fastest epoch
         "train_pairs_per_s_mean": round(cooc.nnz * len(epoch_times) / sum(epoch_times)),
         "mean_epoch_s": round(float(np.mean(epoch_times)), 2),
         "losses": [round(x, 5) for x in trainer.losses],
         "threads": args.threads,
+        "kernel": trainer.kernel,
     }
     if args.evaluate:
         result.update(evaluate(vocab, vectors))
     result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20), 3)
     print(json.dumps(result))
+    if args.out is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/harness.py
+        import harness
+
+        result["machine"] = harness.machine()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

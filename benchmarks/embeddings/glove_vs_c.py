@@ -9,6 +9,12 @@ peak RSS (C: its largest step; nlpft: the process) and the quality of the vector
 (analogies, WordSim-353, SimLex-999 through nlpft's evaluation; C's vectors.txt loads
 through nlpft's vectors_io).
 
+nlpft trains with its compiled numba kernel when numba is installed (`pip install
+'nlpft[fast]'`; the kernel each run used is recorded). Its machine code is cached on disk
+after the first run, so the repeats run with a warm cache (filled by a tiny run first, in a
+cache folder of the benchmark's own) and one extra run with an empty cache measures the
+first run ever, which compiles the kernel.
+
     python benchmarks/embeddings/glove_vs_c.py --glove-c /path/to/GloVe/build --threads 1 --cpu 0
 
 --glove-c is the folder holding the C binaries: git clone https://github.com/stanfordnlp/GloVe
@@ -44,13 +50,13 @@ def _children() -> tuple[float, int]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def _timed(cmd: list[str], stdin=None, stdout=None) -> tuple[float, float, int]:
+def _timed(cmd: list[str], stdin=None, stdout=None, env=None) -> tuple[float, float, int]:
     """(wall s, CPU s, peak RSS bytes) of one command, run under /usr/bin/time for its own peak."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         full = ["/usr/bin/time", "-f", "%M", "-o", report.name, *cmd]
         cpu0, _ = _children()
         started = time.perf_counter()
-        result = subprocess.run(full, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        result = subprocess.run(full, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
         wall = time.perf_counter() - started
         if result.returncode != 0:
             sys.exit(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr.decode()[-3000:]}")
@@ -85,15 +91,26 @@ def run_c(bin_dir: Path, tokens: Path, out: Path, args) -> dict:
     }
 
 
-def run_nlpft(tokens: Path, out: Path, args) -> dict:
+def run_nlpft(tokens: Path, out: Path, args, numba_cache: Path) -> dict:
     cmd = [sys.executable, "-m", "nlpft", "embed", "train", "--algo", "glove", "--corpus", str(tokens),
            "--out", str(out), "--quiet", "--dim", str(args.dim), "--window", str(args.window), "--min-count",
            str(args.min_count), "--epochs", str(args.iterations), "--threads", str(args.threads), "--seed", "1"]
-    wall, cpu, peak = _timed(cmd)
+    wall, cpu, peak = _timed(cmd, env={**os.environ, "NUMBA_CACHE_DIR": str(numba_cache)})
     metrics = json.loads((out / "metrics.json").read_text())
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak / 2**20,
             "count_s": metrics["cooccurrence"]["count_s"], "train_s": metrics["time_s"]["train"],
+            "kernel": metrics.get("kernel", "numpy"), "losses": metrics["losses"],
             "vectors": str(out / "vectors.bin")}
+
+
+def warm_numba_cache(tokens: Path, work: Path, numba_cache: Path) -> None:
+    """Compile the kernel into `numba_cache` with a tiny run on the corpus's first lines."""
+    head = work / "warm-up.txt"
+    with open(tokens, encoding="utf-8") as src:
+        head.write_text("".join(line for _, line in zip(range(2000), src)), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "nlpft", "embed", "train", "--algo", "glove", "--corpus", str(head),
+                    "--out", str(work / "warm-up"), "--quiet", "--dim", "4", "--min-count", "1", "--epochs", "1"],
+                   check=True, env={**os.environ, "NUMBA_CACHE_DIR": str(numba_cache)})
 
 
 def quality(vectors: str) -> dict:
@@ -125,8 +142,13 @@ def markdown(report: dict) -> str:
     for who in ("nlpft", "C"):
         if who in s:
             q = report["quality"][who]
-            lines.append(f"| {who} | {s[who]['wall_s']:.1f} | {s[who]['cpu_s']:.1f} | {s[who]['peak_rss_mib']:.0f} | "
+            label = f"nlpft ({report['runs']['nlpft'][0]['kernel']} kernel)" if who == "nlpft" else who
+            lines.append(f"| {label} | {s[who]['wall_s']:.1f} | {s[who]['cpu_s']:.1f} | {s[who]['peak_rss_mib']:.0f} | "
                          f"{q['analogy']:.4f} | {q['wordsim353']:.3f} | {q['simlex999']:.3f} |")
+    cold = report.get("cold_cache")
+    if cold:
+        lines.append(f"| nlpft, first run (compiles the kernel; 1 run) | {cold['wall_s']:.1f} | {cold['cpu_s']:.1f} | "
+                     f"{cold['peak_rss_mib']:.0f} | | | |")
     if "C" in s:
         r = report["ratios"]
         lines += ["", f"nlpft speed vs C: **{r['speed_wall']:.2f}×** by wall time, **{r['speed_cpu']:.2f}×** by CPU time "
@@ -151,6 +173,7 @@ def main() -> int:
     p.add_argument("--min-count", type=int, default=5)
     p.add_argument("--iterations", type=int, default=15)
     p.add_argument("--c-memory", type=float, default=4.0, help="the C tools' -memory (GB; demo.sh's value)")
+    p.add_argument("--skip-cold", action="store_true", help="no extra nlpft run with an empty numba cache")
     p.add_argument("--results", type=Path, default=HERE / "results")
     args = p.parse_args()
     if args.cpu is not None:
@@ -166,21 +189,30 @@ def main() -> int:
         work = Path(tmp)
         tokens = work / "tokens.txt"
         n_tokens = tokenize(args.corpus, tokens)
+        warm_cache = work / "numba-cache"
+        warm_numba_cache(tokens, work, warm_cache)
         for r in range(args.repeats):
             for who in tools if r % 2 == 0 else tools[::-1]:
                 harness.say("glove", f"repeat {r + 1}: {who}")
                 out = work / f"{who}-{r}"
-                run = run_nlpft(tokens, out, args) if who == "nlpft" else run_c(args.glove_c, tokens, out, args)
+                run = (run_nlpft(tokens, out, args, warm_cache) if who == "nlpft"
+                       else run_c(args.glove_c, tokens, out, args))
                 if r == 0:
                     run["quality"] = quality(run["vectors"])
                 runs[who].append(run)
-                harness.say("glove", json.dumps({k: v for k, v in run.items() if k != "steps"}))
+                harness.say("glove", json.dumps({k: v for k, v in run.items() if k not in ("steps", "losses")}))
+        cold = None
+        if runs["nlpft"][0]["kernel"] == "numba" and not args.skip_cold:
+            harness.say("glove", "nlpft with an empty numba cache")
+            cold = run_nlpft(tokens, work / "nlpft-cold", args, work / "numba-cache-cold")
+            harness.say("glove", json.dumps({k: v for k, v in cold.items() if k != "losses"}))
     s = {who: summary(rs) for who, rs in runs.items()}
     report = {
         "corpus": "+".join(args.corpus), "tokens": n_tokens, "machine": harness.machine(), "repeats": args.repeats,
         "settings": (f"dim {args.dim}, window {args.window}, min count {args.min_count}, {args.iterations} "
                      f"iterations, {args.threads} thread(s)" + (f", pinned to CPU {args.cpu}" if args.cpu else "")),
         "runs": runs, "summary": s, "quality": {who: rs[0]["quality"] for who, rs in runs.items()},
+        "cold_cache": cold,
     }
     if "C" in s:
         report["ratios"] = {"speed_wall": s["C"]["wall_s"] / s["nlpft"]["wall_s"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -170,8 +171,11 @@ def main() -> int:
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--min-count", type=int, default=5)
     p.add_argument("--glove-corpus", nargs="*", default=[], help="also run GloVe on this corpus (e.g. text17m)")
+    p.add_argument("--cpu", help="pin every run to these CPUs (taskset list, e.g. 0)")
     p.add_argument("--results", default=str(HERE / "results"))
     args = p.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {int(c) for c in args.cpu.split(",")})  # children inherit it
 
     from nlpft.data.registry import resolve_corpus
     from nlpft.errors import UserInputError
@@ -208,7 +212,8 @@ def main() -> int:
         "corpus_name": corpus.name,
         "files": [Path(f).name for f in files],
         "tokens": rows[0]["tokens"] if rows else None,
-        "settings": f"dim {args.dim}, min count {args.min_count}, {args.threads} threads, other options default",
+        "settings": (f"dim {args.dim}, min count {args.min_count}, {args.threads} threads, other options default"
+                     + (f", pinned to CPU {args.cpu}" if args.cpu else "")),
         "machine": harness.machine(),
         "rows": rows,
         "word2vec_vs_gensim": cmp,

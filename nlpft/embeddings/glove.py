@@ -30,6 +30,12 @@ With `threads` > 1 that many Python threads run batches concurrently (numpy rele
 GIL inside its array loops).  numpy, not torch: torch's import alone would hold ~170 MiB of
 resident memory for the whole run, half of what the C tools need in all.
 
+The compiled kernel: with numba installed (`pip install 'nlpft[fast]'`) the same update runs
+pair by pair, as glove.c does it, in `glove_kernel.py` (Hogwild over numba threads); an
+epoch then takes about a quarter of the numpy step's CPU time. `GloveConfig.kernel` picks one:
+"auto" (numba when it imports, else numpy), "numba" or "numpy". The two agree: with one
+thread and batch_size 1 they give the same vectors up to float rounding.
+
 Order: the pairs are cut into blocks of 4096 consecutive entries; each epoch permutes the
 blocks and then every super-batch of 64 blocks (262,144 pairs) with generators seeded from
 (seed, epoch, super-batch).  That is a full shuffle for the optimizer's purposes, costs a
@@ -38,7 +44,7 @@ fraction of a global 40M-element permutation, and makes a resumed run replay the
 
 from __future__ import annotations
 
-import itertools
+import importlib
 import json
 import os
 import threading
@@ -64,6 +70,8 @@ BLOCKS_PER_SUPERBATCH = 64
 GRAD_CLIP = 100.0
 #: config fields a checkpoint must share with the run that resumes it
 _MUST_MATCH = ("dim", "x_max", "alpha", "learning_rate", "batch_size", "seed")
+KERNELS = ("auto", "numba", "numpy")
+FAST_EXTRA_HINT = "pip install 'nlpft[fast]'"
 
 
 @dataclass
@@ -73,9 +81,10 @@ class GloveConfig:
     x_max: float = 10.0
     alpha: float = 0.75
     learning_rate: float = 0.05
-    batch_size: int = 1024  # pairs per update; 1024 measured fastest on 2 cores (L2-sized rows)
+    batch_size: int = 1024  # pairs per numpy update; 1024 measured fastest on 2 cores (L2-sized rows)
     threads: int = 2
     seed: int = 1
+    kernel: str = "auto"  # see KERNELS and the module doc
 
     def validate(self) -> None:
         for name in ("dim", "epochs", "batch_size", "threads"):
@@ -83,6 +92,16 @@ class GloveConfig:
                 raise UserInputError(f"GloVe {name} must be at least 1 (got {getattr(self, name)})")
         if self.x_max <= 0 or self.learning_rate <= 0:
             raise UserInputError("GloVe x_max and learning rate must be positive")
+        if self.kernel not in KERNELS:
+            raise UserInputError(f"GloVe kernel must be one of {', '.join(KERNELS)} (got {self.kernel!r})")
+
+
+def load_compiled_kernel():
+    """The numba kernel module, or None when numba is not installed (or does not import)."""
+    try:
+        return importlib.import_module("nlpft.embeddings.glove_kernel")
+    except ImportError:
+        return None
 
 
 def _distinct_rounds(index: np.ndarray) -> list[np.ndarray]:
@@ -101,6 +120,24 @@ def _distinct_rounds(index: np.ndarray) -> list[np.ndarray]:
     rank = np.arange(index.size) - np.repeat(starts, np.diff(np.append(starts, index.size)))
     by_rank = np.argsort(rank)
     return np.split(order[by_rank], np.cumsum(np.bincount(rank))[:-1])
+
+
+class _StepBudget:
+    """The mini-batches max_steps still allows, shared by the epochs and threads of one
+    train() call (no limit when max_steps is None)."""
+
+    def __init__(self, max_steps: int | None):
+        self.left = max_steps
+        self._lock = threading.Lock()
+
+    def take(self, steps: int) -> int:
+        """Up to `steps` steps; returns how many were granted."""
+        if self.left is None:
+            return steps
+        with self._lock:
+            granted = min(steps, self.left)
+            self.left -= granted
+        return granted
 
 
 def _seed_for(*parts: int) -> int:
@@ -129,6 +166,22 @@ class GloveTrainer:
         self.gradsq = np.ones((2 * V, D + 1), dtype=np.float32)  # AdaGrad's squared-gradient sums
         self.losses: list[float] = []
         self.epochs_done = 0
+        self._compiled = None if config.kernel == "numpy" else load_compiled_kernel()
+        if config.kernel == "numba" and self._compiled is None:
+            raise UserInputError(f"the numba GloVe kernel needs numba: {FAST_EXTRA_HINT}")
+
+    @property
+    def kernel(self) -> str:
+        """"numba" or "numpy": which update this trainer runs."""
+        return "numpy" if self._compiled is None else "numba"
+
+    def kernel_note(self) -> str:
+        """One line for the run's log: the kernel, and how to get the fast one."""
+        if self._compiled is not None:
+            return "glove: training with the compiled numba kernel"
+        if self.config.kernel == "numpy":
+            return "glove: training with the numpy kernel"
+        return f"glove: numba is not installed, training with the numpy kernel (about 4x slower; {FAST_EXTRA_HINT})"
 
     # ------------------------------------------------------------------ public
 
@@ -150,10 +203,10 @@ class GloveTrainer:
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if resume and ckpt is not None:
             self._load_latest(ckpt)
-        step_counter = itertools.count()
+        budget = _StepBudget(max_steps)
         while self.epochs_done < cfg.epochs:
             epoch = self.epochs_done
-            loss, complete = self._run_epoch(epoch, progress, step_counter, max_steps)
+            loss, complete = self._run_epoch(epoch, progress, budget)
             self._check_diverged(epoch, loss)
             self.losses.append(loss)
             if not complete:
@@ -184,14 +237,18 @@ class GloveTrainer:
         order = np.random.default_rng(_seed_for(self.config.seed, epoch, 0)).permutation(n_blocks)
         return [order[i:i + BLOCKS_PER_SUPERBATCH] for i in range(0, n_blocks, BLOCKS_PER_SUPERBATCH)]
 
-    def _gather(self, epoch: int, index: int, blocks: np.ndarray):
-        """Pairs of one super-batch in their shuffled order: (rows, cols, log X, f(X))."""
+    def _pair_order(self, epoch: int, index: int, blocks: np.ndarray) -> np.ndarray:
+        """Positions of one super-batch's pairs in the co-occurrence arrays, shuffled."""
         n = self.cooc.nnz
         idx = (blocks[:, None].astype(np.int64) * BLOCK + np.arange(BLOCK)).ravel()  # (blocks*BLOCK,)
         if blocks.max() == (n - 1) // BLOCK:  # the last block is partial
             idx = idx[idx < n]
         shuffle = np.random.default_rng(_seed_for(self.config.seed, epoch, index + 1))
-        idx = idx[shuffle.permutation(idx.size)]
+        return idx[shuffle.permutation(idx.size)]
+
+    def _gather(self, epoch: int, index: int, blocks: np.ndarray):
+        """Pairs of one super-batch in their shuffled order: (rows, cols, log X, f(X))."""
+        idx = self._pair_order(epoch, index, blocks)
         rows = self.cooc.rows[idx].astype(np.intp)
         cols = self.cooc.cols[idx].astype(np.intp)
         cols += self.vocab_size  # context vectors live in rows V..2V-1
@@ -200,8 +257,10 @@ class GloveTrainer:
         weight **= np.float32(self.config.alpha)
         return rows, cols, np.log(x), weight
 
-    def _run_epoch(self, epoch: int, progress, step_counter, max_steps) -> tuple[float, bool]:
+    def _run_epoch(self, epoch: int, progress, budget: _StepBudget) -> tuple[float, bool]:
         """One pass over all pairs; returns (mean loss, whether the epoch ran to the end)."""
+        if self._compiled is not None:
+            return self._run_compiled_epoch(epoch, progress, budget)
         cfg = self.config
         superbatches = self._superbatches(epoch)
         n_threads = max(1, min(cfg.threads, len(superbatches)))
@@ -219,7 +278,7 @@ class GloveTrainer:
                     # one line; numpy's warnings would be noise (its error state is per thread)
                     with np.errstate(over="ignore", invalid="ignore"):
                         for s in range(0, rows.shape[0], cfg.batch_size):
-                            if max_steps is not None and next(step_counter) >= max_steps:
+                            if not budget.take(1):
                                 stopped.set()
                                 break
                             e = s + cfg.batch_size
@@ -251,6 +310,27 @@ class GloveTrainer:
             progress(sum(done) - reported)
         pairs = max(sum(done), 1)
         return sum(costs) / pairs, not stopped.is_set()
+
+    def _run_compiled_epoch(self, epoch: int, progress, budget: _StepBudget) -> tuple[float, bool]:
+        """The epoch of `_run_epoch` through the numba kernel, one super-batch per call, in
+        the numpy path's order (a step of the budget is batch_size pairs here too)."""
+        cfg = self.config
+        cost, pairs = 0.0, 0
+        for index, blocks in enumerate(self._superbatches(epoch)):
+            order = self._pair_order(epoch, index, blocks)
+            steps = -(-order.size // cfg.batch_size)
+            granted = budget.take(steps)
+            order = order[:granted * cfg.batch_size]
+            cost += self._compiled.train_pairs(
+                self.params, self.gradsq, self.cooc.rows, self.cooc.cols, self.cooc.values, order,
+                vocab_size=self.vocab_size, x_max=cfg.x_max, alpha=cfg.alpha,
+                learning_rate=cfg.learning_rate, grad_clip=GRAD_CLIP, threads=cfg.threads)
+            pairs += order.size
+            if progress is not None:
+                progress(order.size)
+            if granted < steps:
+                return cost / max(pairs, 1), False
+        return cost / max(pairs, 1), True
 
     def _step(self, rows: np.ndarray, cols: np.ndarray, logx: np.ndarray, weight: np.ndarray) -> float:
         """One AdaGrad update for B pairs; returns their summed cost 0.5 * f * diff^2."""

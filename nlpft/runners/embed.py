@@ -233,7 +233,7 @@ def _train_glove(config, token_file: Path, vocabulary, n_words: int, output: Run
     count_s = time.perf_counter() - started
     metrics["cooccurrence"] = {"nonzero_pairs": int(cooc.nnz), "count_s": count_s}
 
-    # the counting buffers go back to the system, and the trainer's torch is imported only
+    # the counting buffers go back to the system, and the trainer's numba is imported only
     # now: neither stays resident under the other's peak
     release_freed_memory()
     from nlpft.embeddings.glove import GloveConfig, GloveTrainer
@@ -242,6 +242,9 @@ def _train_glove(config, token_file: Path, vocabulary, n_words: int, output: Run
         dim=config.dim, epochs=config.epochs, x_max=config.x_max, alpha=config.weight_power,
         learning_rate=config.glove_lr, threads=config.threads, seed=config.seed,
     ))
+    metrics["kernel"] = trainer.kernel
+    if not quiet:
+        print(trainer.kernel_note(), file=sys.stderr)
     total = cooc.nnz * config.epochs
     train_started = time.perf_counter()
     with _bar("glove", quiet, total=total, unit="pair") as bar:
@@ -251,4 +254,8 @@ def _train_glove(config, token_file: Path, vocabulary, n_words: int, output: Run
     metrics["final_loss"] = float(trainer.losses[-1]) if trainer.losses else None
     metrics["losses"] = [float(x) for x in trainer.losses]
     metrics["train_pairs_per_s"] = cooc.nnz * max(len(trainer.losses), 1) / max(train_s, 1e-9)
+    # the pairs and the AdaGrad state go back to the system before the vectors are written
+    # (gensim's import there), which would otherwise stack on numba's ~160 MiB
+    del trainer, cooc
+    release_freed_memory()
     return vectors, metrics
