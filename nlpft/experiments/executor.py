@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,15 @@ from nlpft.experiments.plan import (
     recorded_input,
     step_argv,
 )
-from nlpft.runners.output import MARKER_FILE, RunOutput, write_json
+from nlpft.runners.output import (
+    MARKER_FILE,
+    RunOutput,
+    flock_held,
+    lock_holder,
+    record_holder,
+    try_flock,
+    write_json,
+)
 
 LOCK_FILE = "experiment.lock"
 PLAN_FILE = "plan.json"
@@ -72,52 +79,21 @@ def thread_budget(jobs: int) -> int:
 def experiment_locked(out: Path, command: str):
     """Hold `OUT/experiment.lock` (flock) for the block; a second holder gets exit code 2
     naming the first. The kernel drops the lock when the holder dies."""
-    import fcntl
-
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = try_flock(path)
+    if fd is None:
+        raise UserInputError(f"{out}: another `nlpft experiment` is running on it "
+                             f"({lock_holder(path) or f'lock {path}'}); wait for it to finish or pass another --out")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UserInputError(f"{out}: another `nlpft experiment` is running on it ({_lock_holder(path)}); "
-                             "wait for it to finish or pass another --out") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                                 "started": _now()}).encode())
+        record_holder(fd, command)
         yield
     finally:
         os.close(fd)
 
 
-def _lock_holder(path: Path) -> str:
-    try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
-        return f"pid {holder['pid']} on {holder['host']}, `nlpft {holder['command']}` since {holder['started']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"lock {path}"
-
-
 def lock_is_held(out: Path) -> bool:
     return flock_held(out / LOCK_FILE)
-
-
-def flock_held(path: Path) -> bool:
-    """Whether some process holds an flock on the file `path` (False when it is absent)."""
-    import fcntl
-
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:

@@ -183,32 +183,20 @@ class RunOutput:
         self._lock_fd = None
 
     def _lock(self) -> None:
-        import fcntl
-
         while True:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise UserInputError(f"{self.final}: another nlpft run is writing it ({self._holder()}); "
-                                     "wait for it to finish or pass another --out") from None
+            fd = try_flock(self.lock_path)
+            if fd is None:
+                holder = lock_holder(self.lock_path)
+                where = f"{holder}; lock {self.lock_path}" if holder else f"lock {self.lock_path}"
+                raise UserInputError(f"{self.final}: another nlpft run is writing it ({where}); "
+                                     "wait for it to finish or pass another --out")
             # the previous holder unlinks the file when done: lock the file that is there now
             with contextlib.suppress(FileNotFoundError):
                 if os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino:
                     break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({**_this_process(), "command": self.command}).encode())
+        record_holder(fd, self.command)
         self._lock_fd = fd
-
-    def _holder(self) -> str:
-        try:
-            holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
-            return (f"pid {holder['pid']} on {holder['host']}, `nlpft {holder.get('command') or '...'}` "
-                    f"since {holder['started']}; lock {self.lock_path}")
-        except (OSError, ValueError, KeyError, TypeError):
-            return f"lock {self.lock_path}"
 
     def _check_replaceable(self) -> None:
         if not self.final.is_dir() or not any(self.final.iterdir()):
@@ -282,6 +270,53 @@ class RunOutput:
                   "rerun the same command with --resume to continue", file=sys.stderr)
         else:
             self.discard()
+
+
+# -- lock files ---------------------------------------------------------------------------------
+def try_flock(path: Path) -> int | None:
+    """A descriptor of `path` (created when absent) holding an exclusive flock, or None when
+    another process holds one. The kernel drops the lock when its holder dies."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def record_holder(fd: int, command: str | None) -> None:
+    """Write into the locked file `fd` who holds it: pid, host, start time and command."""
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({**_this_process(), "command": command}).encode())
+
+
+def lock_holder(path: Path) -> str | None:
+    """The holder `record_holder` wrote into `path`, for an error message; None when unreadable."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        return (f"pid {holder['pid']} on {holder['host']}, `nlpft {holder.get('command') or '...'}` "
+                f"since {holder['started']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def flock_held(path: Path) -> bool:
+    """Whether some process holds an flock on the file `path` (False when it is absent)."""
+    import fcntl
+
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _this_process() -> dict:
