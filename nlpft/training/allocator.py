@@ -24,17 +24,28 @@ MMAP_THRESHOLD = 1 << 30  # only allocations above 1 GiB get their own mapping
 TRIM_THRESHOLD = 2**31 - 1  # never shrink the heap top between steps
 
 
-def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process; True if applied."""
-    if not sys.platform.startswith("linux") or os.environ.get("NLPFT_MALLOC_TUNING") == "0":
-        return False
+def _glibc_function(name: str, *argtypes):
+    """glibc's function `name` with its argument types, or None off Linux/glibc (musl and
+    others have no such knobs)."""
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc; musl and others have no such knobs
+        function = getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+    function.argtypes = [getattr(ctypes, kind) for kind in argtypes]
+    return function
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process; True if applied."""
+    if os.environ.get("NLPFT_MALLOC_TUNING") == "0":
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt = _glibc_function("mallopt", "c_int", "c_int")
+    if mallopt is None:
+        return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
@@ -44,13 +55,5 @@ def release_freed_memory() -> bool:
     For the end of a phase whose buffers the next phase does not reuse (GloVe's counting
     before its training): with the thresholds `keep_freed_memory` sets, those pages would
     otherwise stay resident under every later phase."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim.argtypes = [ctypes.c_size_t]
-    return bool(malloc_trim(0))
+    malloc_trim = _glibc_function("malloc_trim", "c_size_t")
+    return malloc_trim is not None and bool(malloc_trim(0))
