@@ -99,14 +99,13 @@ class FrozenEncoder(Backbone):
         """Change the encoder's weights before the head is fitted: nothing, for a frozen one.
         `windows`: each split's windows (`Encoded`) under --long-text windows, else None."""
 
-    @staticmethod
-    def _plan_long_texts(opts, task, checked, train_rows: list, pairs: bool) -> None:
+    def _plan_long_texts(self, opts, task, checked, train_rows: list, pairs: bool) -> None:
         """--long-text decided as the standard method decides it (the task's `plan_encoding`:
         the same auto rule and stride), said on stderr. Text pairs are read truncated: `check`
         refused windows for them, and auto does not pick windows for them."""
         if pairs and getattr(task, "long_text", None) is not None:
             asked, task.long_text["mode"] = task.long_text["mode"], "truncate"
-            note = (f"long texts: each text of a pair is read up to {checked.max_length} tokens (--method frozen "
+            note = (f"long texts: each text of a pair is read up to {checked.max_length} tokens (--method {self.method_name} "
                     "embeds the two texts apart; windows are for single texts)" if asked == "auto" else None)
         else:
             note = task.plan_encoding(checked, train_rows)
