@@ -110,8 +110,8 @@ def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
     return paths
 
 
-def write_results(results_dir: Path, results: dict, report: str) -> None:
-    """results.json (every measurement) and results.md (the report) in `results_dir`."""
+def write_results(results_dir: Path, results: dict, report: str, stem: str = "results") -> None:
+    """STEM.json (every measurement) and STEM.md (the report) in `results_dir`."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (results_dir / "results.md").write_text(report + "\n")
+    (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (results_dir / f"{stem}.md").write_text(report + "\n")

@@ -218,10 +218,9 @@ def main() -> int:
         report["ratios"] = {"speed_wall": s["C"]["wall_s"] / s["nlpft"]["wall_s"],
                             "speed_cpu": s["C"]["cpu_s"] / s["nlpft"]["cpu_s"],
                             "memory": s["nlpft"]["peak_rss_mib"] / s["C"]["peak_rss_mib"]}
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "glove_vs_c.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results / "glove_vs_c.md").write_text(markdown(report))
-    print(markdown(report))
+    text = markdown(report)
+    harness.write_results(args.results, report, text.rstrip("\n"), stem="glove_vs_c")
+    print(text)
     return 0
 
 

@@ -291,10 +291,8 @@ def main() -> None:
                "matmul_peak": peak, "matmul_peaks": peaks, "runs": runs, "rows": summarise(runs, flops, peak),
                "total_wall_s": time.perf_counter() - started,
                "command": " ".join(["python benchmarks/finetune/speed.py", *sys.argv[1:]])}
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _md(results)
-    (args.results / "speed.md").write_text(report + "\n")
+    harness.write_results(args.results, results, report, stem="speed")
     print(report)
 
 
