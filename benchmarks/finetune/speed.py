@@ -230,8 +230,8 @@ def _md(results: dict) -> str:
             "padding shows as lower MFU).", "",
             "Timing: the training loop only (`loop_clock.py`: time inside `Trainer.train()` minus its logging, "
             "evaluation and checkpoint writes; nlpft validates once per epoch and saves its best weights there, the "
-            "stock scripts do neither), on the process's CPU time (user + system) because CPU 0 is shared with other "
-            "short runs; the rows were interleaved for the same reason.", "",
+            "stock scripts do neither), on the process's CPU time (user + system), which other work sharing the core "
+            "does not inflate; the rows were interleaved so that drift touches them alike.", "",
             f"`{results['command']}`, {results['total_wall_s'] / 60:.1f} min"]
     return "\n".join(out)
 
