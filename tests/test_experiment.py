@@ -113,6 +113,18 @@ def test_config_errors_name_the_key_path_before_anything_runs(tmp_path, capsys, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_registry_corpus_missing_here_is_an_error_of_the_plan(tmp_path, capsys, monkeypatch):
+    from nlpft.data.registry import CorpusEntry
+
+    monkeypatch.setattr(CorpusEntry, "path", lambda entry: None)  # as on a machine without the shared corpora
+    config = write_inputs(tmp_path, CONFIG.replace("train: data.csv", "train: bbc-news"))
+    assert "bbc-news" in config.read_text()
+    assert main(["experiment", "run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "step ft-tfidf-s1, train: 'bbc-news' is not on this machine; to get it: download" in error
+    assert error.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     config = write_inputs(tmp_path)
     assert main(["experiment", "run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
@@ -229,9 +241,12 @@ def test_per_backbone_settings_and_plugin_options_reach_the_command_line(tmp_pat
     assert "--freeze-embeddings" not in step_argv(plan.step("ft-tfidf-s1"), {}, tmp_path / "o", 1, False)
 
 
-def test_the_bbc_benchmark_config_plans_every_backbone_and_seed():
+def test_the_bbc_benchmark_config_plans_every_backbone_and_seed(monkeypatch):
+    from nlpft.data.registry import CorpusEntry
     from nlpft.experiments.config import load_experiment
     from nlpft.experiments.plan import build_plan
+
+    monkeypatch.setattr(CorpusEntry, "path", lambda entry: Path(entry.location.get("shared", "here")))  # installed or not
 
     plan = build_plan(load_experiment(Path(__file__).parents[1] / "benchmarks" / "finetune" / "bbc.yaml"))
     finetune = [s for s in plan.steps if s.kind == "finetune"]

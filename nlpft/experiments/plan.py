@@ -102,6 +102,7 @@ def build_plan(config: ExperimentConfig) -> Plan:
         steps += finetune_steps
     keys: dict[str, str] = {}
     for step in steps:
+        _check_installed(step, config.source)
         step.inputs = _input_hashes(step)
         keyed_options = {k: (f"step:{keys[v.step]}" if isinstance(v, StepRef) else v)
                          for k, v in sorted(step.options.items())
@@ -238,6 +239,23 @@ def _unused_notes(label: str, grid: dict, options: dict, unused: frozenset) -> l
         notes.append(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {label} (left out of "
                      "its runs)")
     return notes
+
+
+def _check_installed(step: Step, source) -> None:
+    """Every name of `nlpft corpus list` the step reads is on this machine: a missing one is an
+    error of the plan (dry run included), not of each step that reads it."""
+    from nlpft.data.registry import load_registry
+
+    registry = None
+    for name in INPUT_FIELDS:
+        for item in _input_items(step, name):
+            if os.path.exists(item):
+                continue
+            registry = registry or load_registry()
+            entry = registry.get(item)
+            if entry is not None and entry.path() is None:
+                raise UserInputError(f"{source}: step {step.name}, {name}: {item!r} is not on this machine; to get "
+                                     f"it: {entry.obtain}")
 
 
 def _input_hashes(step: Step) -> dict:
