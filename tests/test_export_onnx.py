@@ -157,6 +157,41 @@ def test_int8_export_is_smaller_quantized_and_agrees(bert_clf, bert_onnx, new_te
                             predictions(out, new_texts, tmp_path / "int8.csv"), tolerance=0.05)
 
 
+def test_int8_quantizes_every_matmul_when_that_agrees(bert_clf, tmp_path):
+    import onnx
+
+    out = tmp_path / "int8"
+    assert export(bert_clf, out, "--quantize", "int8") == 0
+    meta = json.loads((out / "finetune.json").read_text())
+    assert meta["onnx"]["int8_layout"] == "all MatMuls" and parity(out)["int8_layout"] == "all MatMuls"
+    assert "MatMul" not in {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+
+
+def test_int8_keeps_the_down_projections_fp32_when_every_matmul_agrees_less(bert_clf, tmp_path, capsys,
+                                                                             monkeypatch):
+    import onnx
+
+    from nlpft.finetune import onnx_export as ox
+
+    real_compare = ox.compare
+
+    def every_matmul_flips_labels(*args, **kwargs):  # as on a model whose GELU outputs int8 cannot hold
+        found = real_compare(*args, **kwargs)
+        if kwargs.get("int8_layout") == "all MatMuls":
+            found.agreement = 0.98
+        return found
+
+    monkeypatch.setattr(ox, "compare", every_matmul_flips_labels)
+    out = tmp_path / "int8"
+    assert export(bert_clf, out, "--quantize", "int8") == 0
+    assert "int8, all MatMuls: parity on 30 test texts: 98.0% same label" in capsys.readouterr().err
+    report = parity(out)
+    assert report["int8_layout"] == "down-projections fp32" and report["agreement"] >= ox.ALL_MATMULS_AGREEMENT
+    assert "(int8, down-projections fp32)" in report["line"]
+    graph = onnx.load(str(out / "model.onnx"))
+    assert [n.op_type for n in graph.graph.node].count("MatMul") == len(ox.down_projections(graph)) == 2  # 2 layers
+
+
 @pytest.mark.parametrize("kind", ["mean-pooling", "pairs"])
 def test_mean_pooling_and_text_pairs_export(kind, data_csv, tiny_bert, tmp_path):
     if kind == "pairs":  # the label is the second text's: the token types must reach the graph
