@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -55,8 +56,19 @@ def machine() -> str:
     versions, for the head of a results file (our machines change CPU kind between runs)."""
     import torch
 
+    capped = kernel_limits()
     return (f"{cpu_model()} ({', '.join(cpu_features()) or 'no AVX2'}), {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+            f"torch {torch.__version__}, Python {platform.python_version()}"
+            + (f"; kernels limited by {capped}" if capped else ""))
+
+
+#: environment variables that keep torch, oneDNN and MKL off instructions the CPU has
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_limits() -> str:
+    """"NAME=value, ..." of the KERNEL_LIMITS set in this process's environment, or ""."""
+    return ", ".join(f"{name}={os.environ[name]}" for name in KERNEL_LIMITS if os.environ.get(name))
 
 
 # /proc/cpuinfo flag -> the name the results give it: what decides fp32 and bf16 speed

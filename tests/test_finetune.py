@@ -87,7 +87,10 @@ FAST = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--max-length", "
 @pytest.fixture(scope="module")
 def bert_run(tmp_path_factory, data_csv, tiny_bert) -> Path:
     out = tmp_path_factory.mktemp("runs") / "bert-clf"
-    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out), *FAST]) == 0
+    # --lr 1e-3: at FAST's 3e-3 this tiny BERT settled on two of the three classes for about
+    # one seed in ten (with torch's dropout masks or nlpft's); at 1e-3 it learned on 11 of 11
+    assert main(["finetune", "--train", str(data_csv), "--model", str(tiny_bert), "--out", str(out), *FAST,
+                 "--lr", "1e-3"]) == 0
     return out
 
 

@@ -32,6 +32,8 @@ def rank() -> int:
 def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
     import torch
 
+    from nlpft.training.dropout import use_fast_dropout
+
     prepared = backbone.prepare(opts)
     set_phase("encoding the texts")
     plan = task.plan_encoding(prepared, splits.train)
@@ -46,6 +48,7 @@ def train_neural(backbone, opts, task, splits, work: Path, output) -> dict:
 
     torch.manual_seed(opts.seed)
     model = prepared.build_model(task)
+    use_fast_dropout(model)  # the same dropout with cheaper random masks (nlpft.training.dropout)
     trainer = _trainer(opts, backbone, prepared, model, datasets, task, work, output)
     from nlpft.training.hf import (
         StopOnSignal,

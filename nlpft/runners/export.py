@@ -30,7 +30,7 @@ def run_export(opts: ExportOptions) -> dict:
     for a model it cannot export and for an export below the agreement threshold."""
     from nlpft.finetune import onnx_export as ox
     from nlpft.finetune.inference import META_FILE, load_for_inference
-    from nlpft.finetune.onnx_runtime import require_onnx_extra, sha256_of
+    from nlpft.finetune.onnx_runtime import require_onnx_extra
 
     opts.validate()
     require_onnx_extra("nlpft export", modules=("onnx", "onnxruntime", "onnxscript"))

@@ -158,6 +158,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, objective: str, work: Pa
 
     from nlpft.data.token_ids import SPLIT_MIN_LINES, EncodedSplits
     from nlpft.pretrained import pretraining
+    from nlpft.training.dropout import use_fast_dropout
 
     started = time.perf_counter()
     preset = SIZES[opts.size]
@@ -178,6 +179,7 @@ def _pretrain_into(opts: PretrainOptions, text, source, objective: str, work: Pa
     set_phase("building the model")
     torch.manual_seed(opts.seed)
     model, new_head = _model(opts, source, preset, tokenizer, block_size, objective)
+    use_fast_dropout(model)  # the same dropout with cheaper random masks (nlpft.training.dropout)
     if opts.freeze_base:
         trainable = pretraining.freeze_all_but_head(model)
         if trainable == 0:
