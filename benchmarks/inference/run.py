@@ -258,6 +258,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--load-timeout", type=float, default=600)
     ap.add_argument("--skip-load-test", action="store_true")
+    ap.add_argument("--stem", default="results", help="the results files' name: STEM.md and STEM.json")
     ap.add_argument("--smoke", action="store_true", help="one repeat, 10 latency texts, 100 requests")
     args = ap.parse_args()
     if args.smoke:
@@ -320,7 +321,7 @@ def main() -> None:
                                                       "server_options": serve_options + extra}
                 _say(f"  {load['requests_per_s']:.1f} requests/s, {load['errors']} errors, exit {load_exit}")
     text = report(results)
-    harness.write_results(Path(args.results), results, text)
+    harness.write_results(Path(args.results), results, text, stem=args.stem)
     print(text)
 
 
