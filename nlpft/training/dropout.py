@@ -27,6 +27,7 @@ dropout in place.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -39,9 +40,7 @@ _THRESHOLD_RANGE = 1 << 16
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device=None) -> torch.Tensor:
     """A bool tensor of `shape`: True (keep) with probability 1 - p, drawn from 16 random bits
     per element."""
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     words = -(-count // 4)  # four int16 values per int64 word
     bits = torch.randint(-(1 << 63), (1 << 63) - 1, (words,), dtype=torch.int64, device=device)
     values = bits.view(torch.int16)[:count].view(shape)  # uniform over -32768..32767
