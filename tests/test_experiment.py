@@ -250,7 +250,7 @@ def test_the_bbc_benchmark_config_plans_every_backbone_and_seed(monkeypatch):
 
     plan = build_plan(load_experiment(Path(__file__).parents[1] / "benchmarks" / "finetune" / "bbc.yaml"))
     finetune = [s for s in plan.steps if s.kind == "finetune"]
-    assert len(finetune) == 7 * 3 and {s.seed for s in finetune} == {13, 14, 15}
+    assert len(finetune) == 8 * 3 and {s.seed for s in finetune} == {13, 14, 15}
     assert plan.step("ft-minilm-mean-s13").options["pooling"] == "mean"
 
 

@@ -1,4 +1,4 @@
-"""`nlpft finetune | predict | evaluate`: classify (or score) a labeled CSV with any backbone."""
+"""`nlpft finetune | predict | evaluate | split`: classify (or score) a labeled CSV with any backbone."""
 
 from __future__ import annotations
 
@@ -76,6 +76,25 @@ examples:
   nlpft predict  --model runs/ner --text "Obama visited the Empire State Building"
 """
 
+SPLIT_DESCRIPTION = """\
+Write the seeded, stratified train/valid/test split that `nlpft finetune` makes from --train
+(same reading, same checks, same rule: --seed, or --split-seed, and the same fractions) as
+files: train.csv, valid.csv, test.csv (--task tag: CoNLL) in the columns read, train.txt
+(the training text alone, one text a line: a corpus for `embed train` and `lm train` that
+holds no validation or test row) and split.json (source, seed, fractions, row counts).
+
+`nlpft finetune --train DATA --seed N` and `nlpft finetune --train OUT/train.csv --valid
+OUT/valid.csv --test OUT/test.csv` train on the same rows. In an experiment, the corpus
+`data:train` is this command's train.txt for the experiment's data.
+"""
+
+SPLIT_EPILOG = """\
+examples:
+  nlpft split --train bbc-news --seed 13 --out runs/bbc-split
+  nlpft lm train --corpus runs/bbc-split/train.txt --out runs/bbc-lm      # an LM that never saw a test row
+  nlpft finetune --train bbc-news --split-seed 13 --seed 2 --model runs/bbc-lm --out runs/bbc-rnn
+"""
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     from nlpft.finetune import plugin_options
@@ -127,6 +146,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_config_option(ev)
     ev.set_defaults(_handler=run_evaluate, _parser=ev)
 
+    sp = commands.add_parser("split", help="write the train/valid/test split that finetune makes, as files",
+                             description=SPLIT_DESCRIPTION, epilog=SPLIT_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(sp, FinetuneOptions, groups=(DATA,))
+    add_common_options(sp)
+    for section in plugin_options.sections():  # how a task reads its files (--task tag: --tag-col, ...)
+        if all(plugin_options.kind_of(field.name) == plugin_options.TASK for field in section.fields):
+            add_given_only_options(sp, section.title, section.fields)
+    sp.set_defaults(_handler=run_split, _parser=sp)
+
 
 def _backbone_line(backbone) -> str:
     """One registered backbone for the description: its name, then its summary wrapped."""
@@ -149,6 +178,16 @@ def finetune_from_args(args: argparse.Namespace) -> Path:
 
     given = given_values(args, plugin_options.declared_fields())
     return finetune(from_args(FinetuneOptions, args, **plugin_options.split_given(given)))
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from nlpft.finetune import plugin_options
+    from nlpft.finetune.options import FinetuneOptions
+    from nlpft.runners.split import split
+
+    given = given_values(args, plugin_options.declared_fields())
+    split(from_args(FinetuneOptions, args, **plugin_options.split_given(given)))
+    return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:

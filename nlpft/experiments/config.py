@@ -19,6 +19,9 @@ The options of a step are the fields of the command's own options dataclass (the
 flags are generated from), so there is no second list: an unknown key, a bad value or a
 rule the command enforces is reported here with its key path (`steps.w2v.embed.dimm: ...`).
 Relative paths are relative to the YAML file. `corpus: NAME` names an entry of `corpora`;
+a corpora entry may hold `data:train`, the training text of `data` after its split (no
+validation or test row): the plan then adds the step `data-split` (`nlpft split`), which
+needs one split for every seed, `data.split_seed` (or `data.valid` and `data.test` files);
 `init_vectors`, `tokenizer`, `from` and a backbone may name a step, whose output is then
 the value (an edge of the plan).
 
@@ -53,6 +56,9 @@ from nlpft.options import CONFIG_MAX_BYTES, load_yaml
 TOP_LEVEL = ("name", "data", "corpora", "steps", "finetune", "report")
 # options the experiment decides for every step: where it writes and whether it resumes
 MANAGED = ("out", "resume", "overwrite")
+# a corpora item meaning the training text of `data`: the corpus file of the step SPLIT_STEP
+DATA_TRAIN = "data:train"
+SPLIT_STEP = "data-split"
 # options whose value may name another step (its output directory becomes the value)
 STEP_REFERENCES = {"lm": ("init_vectors",), "pretrain": ("from_model", "tokenizer"), "embed": ()}
 # options naming a file or directory: relative to the YAML file like every other path
@@ -73,11 +79,18 @@ NAMED_BACKBONES = ("tfidf",)
 def _command_table() -> dict:
     """{YAML command name: (nlpft command words, options dataclass)}."""
     from nlpft.embeddings.options import EmbedTrainOptions
+    from nlpft.finetune.options import FinetuneOptions
     from nlpft.lm.options import LMTrainOptions
     from nlpft.pretrained.options import PretrainOptions
 
     return {"embed": (("embed", "train"), EmbedTrainOptions), "lm": (("lm", "train"), LMTrainOptions),
-            "pretrain": (("pretrain",), PretrainOptions)}
+            "pretrain": (("pretrain",), PretrainOptions),
+            "split": (("split",), FinetuneOptions)}  # the plan's own step for data:train, not the config's
+
+
+def _step_commands() -> list:
+    """The commands a step of the config may run."""
+    return [name for name in _command_table() if name != "split"]
 
 
 @dataclass(frozen=True)
@@ -98,8 +111,18 @@ class StepSpec:
 
 @dataclass(frozen=True)
 class StepRef:
-    """An option value that is another step's output directory."""
+    """An option value (or an item of a list value) that is another step's output
+    directory, or the file `file` in it."""
     step: str
+    file: str | None = None
+
+
+def step_references(options: dict) -> list:
+    """The `StepRef`s among option values, list items included."""
+    found = []
+    for value in options.values():
+        found += [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, StepRef)]
+    return found
 
 
 @dataclass(frozen=True)
@@ -162,12 +185,15 @@ def parse_experiment(data, source: Path) -> ExperimentConfig:
     raw_steps = _mapping(data.get("steps") or {}, "steps")
     steps = {step: _step(step, spec, corpora, raw_steps, base) for step, spec in raw_steps.items()}
     _refuse_cycles(steps)
+    split = _split_step(steps, corpora, _mapping(data.get("data") or {}, "data"), base)
     finetune = None
     if data.get("finetune") is not None:
         finetune = _finetune(_mapping(data["finetune"], "finetune"), _mapping(data.get("data") or {}, "data"),
                              steps, base)
-    elif data.get("data"):
-        raise UserInputError("data: given without a finetune section, so nothing would use it")
+    elif data.get("data") and split is None:
+        raise UserInputError("data: given without a finetune section or a data:train corpus, so nothing would use it")
+    if split is not None:
+        steps = {SPLIT_STEP: split, **steps}
     report = _mapping(data.get("report") or {}, "report")
     _refuse_unknown(report, REPORT_KEYS, "report.", "key")
     return ExperimentConfig(name=name, source=source, corpora=corpora, steps=steps, finetune=finetune,
@@ -210,7 +236,11 @@ def _fields(cls) -> dict:
 
 
 def _step(name: str, spec, corpora: dict, all_steps: dict, base: Path) -> StepSpec:
-    commands = _command_table()
+    from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE
+
+    commands = {name: entry for name, entry in _command_table().items() if name in _step_commands()}
+    if name == SPLIT_STEP:
+        raise UserInputError(f"steps.{name}: the name is the plan's own (the split behind data:train); rename it")
     spec = _mapping(spec, f"steps.{name}")
     if len(spec) != 1:
         raise UserInputError(f"steps.{name}: must hold exactly one command ({', '.join(commands)}), "
@@ -232,7 +262,8 @@ def _step(name: str, spec, corpora: dict, all_steps: dict, base: Path) -> StepSp
             if not isinstance(value, str) or value not in corpora:
                 raise UserInputError(f"{prefix}corpus: {value!r} is no entry of corpora "
                                      f"({', '.join(corpora) or 'none defined'})")
-            resolved[key] = list(corpora[value])
+            resolved[key] = [StepRef(SPLIT_STEP, SPLIT_CORPUS_FILE) if item == DATA_TRAIN else item
+                             for item in corpora[value]]
         elif key in STEP_REFERENCES[command] and isinstance(value, str) and value in all_steps:
             if value == name:
                 raise UserInputError(f"{prefix}{key}: refers to its own step")
@@ -281,7 +312,10 @@ def _launch(options: dict, prefix: str, torchrun_allowed: bool) -> Launch:
 def _placeholders(values: dict) -> dict:
     """`values` with each step reference replaced by a stand-in path, so the dataclass can
     check everything else (the referenced output does not exist yet)."""
-    return {k: (f"<output of step {v.step}>" if isinstance(v, StepRef) else v) for k, v in values.items()}
+    def stand_in(value):
+        return f"<output of step {value.step}>" if isinstance(value, StepRef) else value
+
+    return {k: ([stand_in(item) for item in v] if isinstance(v, list) else stand_in(v)) for k, v in values.items()}
 
 
 def _check_with_dataclass(cls, values: dict, prefix: str) -> None:
@@ -313,7 +347,7 @@ def _keyed(message: str, cls, prefix: str) -> str:
 
 def _refuse_cycles(steps: dict) -> None:
     def references(step: StepSpec) -> list[str]:
-        return [v.step for v in step.options.values() if isinstance(v, StepRef)]
+        return [ref.step for ref in step_references(step.options) if ref.step in steps]
 
     state: dict[str, str] = {}
 
@@ -330,6 +364,35 @@ def _refuse_cycles(steps: dict) -> None:
 
     for name in steps:
         visit(name, [])
+
+
+def _split_step(steps: dict, corpora: dict, data: dict, base: Path) -> StepSpec | None:
+    """The step writing the split of `data` whose training text `data:train` names, when a
+    step reads it. One split must serve every fine-tuning seed (else each seed's test rows
+    would be in another seed's corpus): data.split_seed, or valid and test files."""
+    from nlpft.finetune import plugin_options
+    from nlpft.finetune.options import DATA, FinetuneOptions
+    from nlpft.options import option_settings
+
+    readers = [name for name, spec in steps.items()
+               if any(ref.step == SPLIT_STEP for ref in step_references(spec.options))]
+    if not readers:
+        return None
+    entry = next(name for name, items in corpora.items() if DATA_TRAIN in items)
+    where = f"corpora.{entry}: {DATA_TRAIN}"
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = [n for n in _fields(FinetuneOptions) if n not in NOT_FINETUNE_KEYS] + _plugin_option_names()
+    _refuse_unknown(data, known, "data.", "option of", " finetune")
+    if "train" not in data:
+        raise UserInputError(f"{where} is the training text of data, but data.train is missing")
+    if data.get("split_seed") is None and not (data.get("valid") and data.get("test")):
+        raise UserInputError(f"{where} needs one split for every seed, so that no test row reaches step "
+                             f"{readers[0]}: set data.split_seed (e.g. 13), or give data.valid and data.test")
+    reading = {f.name for f in dataclasses.fields(FinetuneOptions) if (option_settings(f) or {}).get("group") == DATA}
+    reading |= {f.name for f in plugin_option_fields() if plugin_options.kind_of(f.name) == plugin_options.TASK}
+    options = {k: (_local(v, base) if k in ("train", "valid", "test") and isinstance(v, str) else v)
+               for k, v in data.items() if k in reading}
+    return StepSpec(name=SPLIT_STEP, command="split", options=options)
 
 
 def _finetune(section: dict, data: dict, steps: dict, base: Path) -> FinetuneSpec:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table
+from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table, step_references
 from nlpft.finetune.methods import options_without_effect, searched_options
 from nlpft.options import flag_of, option_settings
 
@@ -52,7 +52,7 @@ class Step:
 
     @property
     def depends_on(self) -> list[str]:
-        return [v.step for v in self.options.values() if isinstance(v, StepRef)]
+        return list(dict.fromkeys(ref.step for ref in step_references(self.options)))
 
     @property
     def directory_name(self) -> str:
@@ -104,9 +104,8 @@ def build_plan(config: ExperimentConfig) -> Plan:
     for step in steps:
         _check_installed(step, config.source)
         step.inputs = _input_hashes(step)
-        keyed_options = {k: (f"step:{keys[v.step]}" if isinstance(v, StepRef) else v)
-                         for k, v in sorted(step.options.items())
-                         if k not in NOT_IN_KEY and (k not in INPUT_FIELDS or isinstance(v, StepRef))}
+        keyed_options = {k: _keyed_value(v, keys) for k, v in sorted(step.options.items())
+                         if k not in NOT_IN_KEY and (k not in INPUT_FIELDS or step_references({k: v}))}
         # the inputs by content, not by path: a moved experiment keeps its keys
         contents = {name: [step.inputs[item] for item in _input_items(step, name)] for name in INPUT_FIELDS}
         material = {"command": list(step.words), "options": keyed_options, "inputs": contents,
@@ -115,6 +114,18 @@ def build_plan(config: ExperimentConfig) -> Plan:
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
         step.key = keys[step.name] = digest[:KEY_LENGTH]
     return Plan(name=config.name, steps=steps, primary=config.primary, notes=notes)
+
+
+def _keyed_value(value, keys: dict):
+    """An option value as the key sees it: a step reference as that step's key (and the file
+    in its output); in a list mixing references and inputs, each input as a stand-in (its
+    content is hashed with the inputs), so that a moved experiment keeps its keys."""
+    def one(item):
+        if isinstance(item, StepRef):
+            return f"step:{keys[item.step]}" + (f"/{item.file}" if item.file else "")
+        return "input" if isinstance(value, list) else item
+
+    return [one(item) for item in value] if isinstance(value, list) else one(value)
 
 
 def _dependencies_first(steps: list[Step]) -> list[Step]:
@@ -289,9 +300,13 @@ def step_argv(step: Step, directories: dict, out: Path, threads: int | None, res
     config sets none, and `--resume` when resuming."""
     fields = _option_fields(step)
     argv = list(step.words)
+    def path_of(item):
+        if not isinstance(item, StepRef):
+            return item
+        return str(directories[item.step] / item.file) if item.file else str(directories[item.step])
+
     for name, value in step.options.items():
-        if isinstance(value, StepRef):
-            value = str(directories[value.step])
+        value = [path_of(item) for item in value] if isinstance(value, list) else path_of(value)
         argv += _flag_values(fields[name], value)
     if threads is not None and step.options.get("threads") is None and "threads" in fields:
         argv += ["--threads", str(threads)]
@@ -317,6 +332,14 @@ def _option_fields(step: Step) -> dict:
         from nlpft.finetune.options import FinetuneOptions
 
         return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]}
+    if step.kind == "split":  # `nlpft split` takes finetune's data options (and the tasks' own)
+        from nlpft.experiments.config import plugin_option_fields
+        from nlpft.finetune import plugin_options
+        from nlpft.finetune.options import DATA, FinetuneOptions
+
+        return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]
+                if (option_settings(f) or {}).get("group") == DATA or f.name in ("seed", "out")
+                or plugin_options.kind_of(f.name) == plugin_options.TASK}
     return {f.name: f for f in dataclasses.fields(_command_table()[step.kind][1])}
 
 

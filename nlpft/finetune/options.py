@@ -102,6 +102,10 @@ class FinetuneOptions:
     test_fraction: float | None = option(None, "share of --train held out for the test when --test is not given "
                                                "(default: 0.1, or enough for 40 rows on a small file, up to 0.2)",
                                          type=float, group=DATA, fingerprinted=True)
+    split_seed: int | None = option(None, "seed of the split made from --train when --valid or --test is not "
+                                          "given (default: --seed); fix it to compare seeds or models on one "
+                                          "split, as `nlpft split` writes it", type=seed_int, group=DATA,
+                                    fingerprinted=True)
     epochs: int | None = option(None, type=positive_int, shared=True)
     max_steps: int | None = option(None, type=positive_int, shared=True)
     lr: float | None = option(None, "peak learning rate (default: 2e-5 for BERT-style, 5e-5 for GPT-style "
@@ -154,6 +158,11 @@ class FinetuneOptions:
     # `finetune` resolves each into the selected plug-in's dataclass
     task_options: Any = None
     backbone_options: Any = None
+
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the train/valid/test split made from --train."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def validate(self) -> None:
         """Every option's type and choices, then the rules that tie values together."""

@@ -98,7 +98,7 @@ def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
     from nlpft.finetune.tasks import task_class
 
     opts.validate()
-    opts = _resolve_inputs(opts)
+    opts = resolve_inputs(opts)
     task_type = task_class(opts.task)
     opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
         plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
@@ -284,7 +284,7 @@ def _launch_id() -> str:
     return os.environ.get("TORCHELASTIC_RUN_ID", "")
 
 
-def _resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:
+def resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:
     """Dataset names (such as `polarity`) resolved to paths."""
     from nlpft.data.registry import resolve_labeled_file
 

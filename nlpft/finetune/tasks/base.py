@@ -4,7 +4,7 @@ A task owns everything that depends on what is predicted, so the runner, the tra
 `predict` and `evaluate` never ask which task they run:
 
 reading      `read_splits` (train/valid/test, split when needed, label space built and
-             checked), `read_file` (predict/evaluate input), `rows_from_text` (predict --text)
+             checked), `write_split` (the split as files: `nlpft split`), `read_file` (predict/evaluate input), `rows_from_text` (predict --text)
 labels       `describe_labels`, `check_rows`, `fit_targets` (class weights), state in
              `to_meta` / `from_meta` (the keys of finetune.json the task owns)
 model side   `head` and `hf_problem_type` (the Hugging Face head), `num_outputs`, `encode`
@@ -46,6 +46,10 @@ from nlpft.finetune import plugin_options
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
     import numpy as np
+
+
+# the training text alone, one text a line, that `write_split` writes beside the parts
+SPLIT_CORPUS_FILE = "train.txt"
 
 
 @dataclass
@@ -97,6 +101,13 @@ class Task:
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
         """Every file read and checked, split when valid/test are not given, the label space
         built from train and checked against valid/test. `warn(text)` reports data problems."""
+        raise NotImplementedError
+
+    def write_split(self, directory: Path, splits: Splits) -> dict:
+        """`nlpft split`: the three parts as files this task reads back (`finetune --train
+        DIR/train.X --valid DIR/valid.X --test DIR/test.X` trains on the same rows) and
+        `train.txt`, the training text one text a line, a corpus for `embed train` and `lm
+        train`. Returns {part: file name}."""
         raise NotImplementedError
 
     def read_file(self, path: str, overrides: dict, require_label: bool):

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.tasks.base import Splits, Task, json_kind
+from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE, Splits, Task, json_kind
 from nlpft.options import option, positive_int
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
@@ -237,13 +237,27 @@ class TagTask(Task):
                                                               opts.test_fraction)
             rows["train"], split_valid, split_test = split_sentences(
                 rows["train"], valid_fraction=0.0 if rows["valid"] is not None else valid_fraction,
-                test_fraction=0.0 if rows["test"] is not None else test_fraction, seed=opts.seed)
+                test_fraction=0.0 if rows["test"] is not None else test_fraction, seed=opts.data_split_seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
             rows["test"] = rows["test"] if rows["test"] is not None else split_test
         if not rows["valid"] or not rows["test"]:
             raise UserInputError(f"{opts.train}: too few sentences to hold out validation and test ones; "
                                  "pass --valid and --test files or use a larger file")
         return Splits(rows["train"], rows["valid"], rows["test"], {})
+
+    def write_split(self, directory: Path, splits: Splits) -> dict:
+        """CoNLL files: token TAB tag, a blank line between sentences, tags as read;
+        train.txt: one sentence a line, its tokens joined by spaces."""
+        files = {}
+        for part in ("train", "valid", "test"):
+            files[part] = f"{part}.conll"
+            with open(directory / files[part], "w", encoding="utf-8", newline="\n") as fh:
+                for sentence in getattr(splits, part):
+                    fh.writelines(f"{token}\t{tag}\n" for token, tag in zip(sentence.tokens, sentence.tags))
+                    fh.write("\n")
+        with open(directory / SPLIT_CORPUS_FILE, "w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(" ".join(sentence.tokens) + "\n" for sentence in splits.train)
+        return files
 
     def read_file(self, path: str, overrides: dict, require_label: bool):
         """predict: a .txt file is raw text, one text per line, split into words; any other

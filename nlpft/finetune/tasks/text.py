@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.tasks.base import Splits, Task, json_kind
+from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE, Splits, Task, json_kind
 from nlpft.options import option, positive_int
 
 if TYPE_CHECKING:  # numpy loads when a method needs it: listing the plug-ins stays cheap
@@ -187,7 +187,7 @@ class TextTask(Task):
             fractions = (0.0 if rows["valid"] is not None else valid_fraction,
                          0.0 if rows["test"] is not None else test_fraction)
             rows["train"], split_valid, split_test = stratified_split(
-                rows["train"], valid_fraction=fractions[0], test_fraction=fractions[1], seed=opts.seed)
+                rows["train"], valid_fraction=fractions[0], test_fraction=fractions[1], seed=opts.data_split_seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
             rows["test"] = rows["test"] if rows["test"] is not None else split_test
         if not rows["valid"] or not rows["test"]:
@@ -198,6 +198,31 @@ class TextTask(Task):
             check_labels(rows["valid"], self.label_map, opts.valid or f"{opts.train} (validation split)")
             check_labels(rows["test"], self.label_map, opts.test or f"{opts.train} (test split)")
         return Splits(rows["train"], rows["valid"], rows["test"], skipped)
+
+    def write_split(self, directory: Path, splits: Splits) -> dict:
+        """CSV files in the columns this task reads (multi-label cells joined by the label
+        delimiter, numbers as Python writes them), rows in file order."""
+        pair_col = self.reading["text_pair_col"]
+        header = [self.reading["text_col"], *([pair_col] if pair_col else []), self.reading["label_col"]]
+        files = {}
+        for part in ("train", "valid", "test"):
+            files[part] = f"{part}.csv"
+            with open(directory / files[part], "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                for row in getattr(splits, part):
+                    writer.writerow([row.text, *([row.text_pair or ""] if pair_col else []), self._label_cell(row.label)])
+        with open(directory / SPLIT_CORPUS_FILE, "w", encoding="utf-8") as fh:
+            for row in splits.train:  # one text a line: a line break inside a text becomes a space
+                for text in (row.text, row.text_pair):
+                    if text:
+                        fh.write(" ".join(text.split()) + "\n")
+        return files
+
+    def _label_cell(self, label) -> str:
+        if isinstance(label, tuple):
+            return self.reading["label_delimiter"].join(label)
+        return str(label)
 
     def read_file(self, path: str, overrides: dict, require_label: bool):
         data = self._read(path, training=False, require_label=require_label, **self._pair_override(overrides))
