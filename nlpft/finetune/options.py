@@ -10,6 +10,7 @@ resolves them into a new object (`dataclasses.replace`) and saves that one with 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,16 @@ class FinetuneOptions:
     def data_split_seed(self) -> int:
         """The seed of the train/valid/test split made from --train."""
         return self.seed if self.split_seed is None else self.split_seed
+
+    def with_inputs_resolved(self) -> FinetuneOptions:
+        """A copy with dataset names (such as `polarity`) resolved to paths. A dataset source
+        (hf:NAME, Parquet, save_to_disk) stays as given: finetune.json records it so, and a
+        resumed run compares it as given."""
+        from nlpft.data.registry import resolve_labeled_file
+
+        return dataclasses.replace(self, train=resolve_labeled_file(self.train),
+                                   valid=resolve_labeled_file(self.valid) if self.valid else None,
+                                   test=resolve_labeled_file(self.test) if self.test else None)
 
     def validate(self) -> None:
         """Every option's type and choices, then the rules that tie values together."""

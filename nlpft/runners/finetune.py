@@ -98,7 +98,7 @@ def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
     from nlpft.finetune.tasks import task_class
 
     opts.validate()
-    opts = resolve_inputs(opts)
+    opts = opts.with_inputs_resolved()
     task_type = task_class(opts.task)
     opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
         plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
@@ -282,17 +282,6 @@ def _wait_for_launch(path: Path) -> dict:
 def _launch_id() -> str:
     """The same in every process that torchrun started together, new in every launch."""
     return os.environ.get("TORCHELASTIC_RUN_ID", "")
-
-
-def resolve_inputs(opts: FinetuneOptions) -> FinetuneOptions:
-    """Dataset names (such as `polarity`) resolved to paths."""
-    from nlpft.data.registry import resolve_labeled_file
-
-    # a dataset source (hf:NAME, Parquet, save_to_disk) stays as given: finetune.json records
-    # it so, and a resumed run compares it as given
-    return dataclasses.replace(opts, train=resolve_labeled_file(opts.train),
-                               valid=resolve_labeled_file(opts.valid) if opts.valid else None,
-                               test=resolve_labeled_file(opts.test) if opts.test else None)
 
 
 def _resolve_method(opts: FinetuneOptions, backbone, task, splits) -> tuple[FinetuneOptions, object, str]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from nlpft.finetune import plugin_options
 from nlpft.finetune.options import FinetuneOptions
 from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE
-from nlpft.runners.finetune import resolve_inputs
 from nlpft.runners.output import RunOutput, write_json
 
 SPLIT_FILE = "split.json"
@@ -34,7 +33,7 @@ def split(opts: FinetuneOptions) -> Path:
     from nlpft.finetune.tasks import task_class
 
     opts.validate()
-    opts = resolve_inputs(opts)
+    opts = opts.with_inputs_resolved()
     task_type = task_class(opts.task)
     opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
         plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
