@@ -396,3 +396,18 @@ def test_seeds_with_their_own_splits_are_paired_seed_by_seed(runs, tmp_path):
     assert main(["compare", *map(str, made["c10"] + made["c005"] + [lone]), "--out", str(out)]) == 0
     paired = (out / "report.md").read_text().split("## Paired")[1].split("## Plots")[0]
     assert "no seed in common" in paired  # lone-s3 against the best, or the others against lone-s3
+
+
+def test_frontier_names_of_close_models_do_not_overlap(tmp_path):
+    from nlpft.finetune.metrics import _pyplot
+    from nlpft.report.plots import annotate_apart
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(100.0, 0.930), (101.0, 0.931), (102.0, 0.929), (99.0, 0.930), (300.0, 0.95), (20.0, 0.80)]
+    ax.scatter(*zip(*points))
+    texts = annotate_apart(fig, ax, points, ["minilm", "minilm-mean", "minilm-lr5e-5", "dapt", "large", "tfidf"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)

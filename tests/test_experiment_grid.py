@@ -52,6 +52,26 @@ def test_a_grid_option_tfidf_does_not_use_gives_it_one_run_per_seed(tmp_path, ca
     assert plan.splitlines()[-1] == "estimated: nothing yet (no step like the 7 steps to run has finished)"
 
 
+def test_the_plan_notes_an_lr_far_from_a_backbones_defaults(tmp_path, capsys):
+    # one transformer grid for every backbone: word2vec (default 2e-3) gets 2e-5 and 5e-5
+    config = write_inputs(tmp_path, CONFIG.replace("backbones: [tfidf, w2v]", "backbones: [tfidf, w2v, minilm, "
+                                                   "{name: hot, model: minilm, lr: 0.05}]\n  grid: {lr: [2e-5, 5e-5]}"))
+    notes = [line for line in dry_run(config, tmp_path / "out", capsys).splitlines() if "default of" in line]
+    assert notes == [
+        "  note: lr 2e-05 is over 10x below the default of w2v (0.002): its runs may barely learn; give w2v an lr of "
+        "its own in its backbones entry",
+        "  note: lr 5e-05 is over 10x below the default of w2v (0.002): its runs may barely learn; give w2v an lr of "
+        "its own in its backbones entry",
+        "  note: lr 0.05 is over 10x above the default of hot (2e-05 to 0.0005): its runs may diverge"]
+
+
+def test_the_run_prints_the_plans_notes_too(tmp_path, capsys):
+    config = write_inputs(tmp_path, TFIDF_ONLY + "  grid: {lr: [0.001, 0.002]}\n")
+    code, summary = run(config, tmp_path / "out")
+    assert code == 0 and summary["ran"] == ["ft-tfidf-s1"]
+    assert "note: grid lr does not apply to tfidf (one run per seed)" in capsys.readouterr().err
+
+
 def test_another_backbones_option_is_left_out_of_tfidf_runs(tmp_path):
     config = write_inputs(tmp_path, TFIDF_ONLY.replace("[tfidf]", "[tfidf, minilm]") + "  pooling: mean\n")
     plan = plan_of(config)

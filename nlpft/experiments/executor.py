@@ -197,6 +197,8 @@ def run_plan(plan: Plan, out: Path, jobs: int = 1, keep_going: bool = False, com
     """Run every step of `plan` not done yet, `jobs` at a time, under the experiment lock.
     Returns the summary {"ran": [...], "reused": [...], "failed": {name: log}, "skipped": [...]}."""
     with experiment_locked(out, command):
+        for note in plan.notes:  # what the plan made of the config, as the dry run shows it
+            print(f"note: {note}", file=sys.stderr)
         write_json(out / PLAN_FILE, plan.to_json(out))
         (out / "logs").mkdir(exist_ok=True)
         (out / "steps").mkdir(exist_ok=True)

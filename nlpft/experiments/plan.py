@@ -31,6 +31,7 @@ from nlpft.finetune.methods import options_without_effect, searched_options
 from nlpft.options import flag_of, option_settings
 
 KEY_LENGTH = 12
+LR_FAR = 10  # an lr this many times away from a backbone's default rates gets a note in the plan
 # options that say where and how a step writes, not what it computes
 NOT_IN_KEY = ("out", "resume", "overwrite", "quiet", "threads")
 # options whose value is an input read from disk (or a name standing for one)
@@ -192,12 +193,45 @@ def _run_options(config: ExperimentConfig, index: int, point: dict) -> tuple[dic
     named = f"{label} with method {method}" if "method" in grid else label
     notes = _unused_notes(named, grid, {**spec.options, **own}, unused)
     options = {k: v for k, v in options.items() if k not in unused}
+    notes += _far_lr_notes(config, index, options, method)
     if options.get("search"):
         searched = searched_options(detectable, method)
         _refuse_searched_grid(config, index, kept, searched)
         options, cut = _space_searched_by(options, searched, label)
         notes += cut
     return kept, options, notes
+
+
+def _far_lr_notes(config: ExperimentConfig, index: int, options: dict, method: str) -> list[str]:
+    """A note when a run's lr is over LR_FAR times away from every default rate of its
+    backbone (`Backbone.default_lr_range`): one grid over lr for every backbone gives static
+    vectors and the RNN LM (2e-3) a transformer's 2e-5, at which they barely learn. A
+    backbone that is a step's output is known by the step's command (`Backbone.made_by`)."""
+    from nlpft.finetune.backbones import backbone_class, backbone_names
+    from nlpft.finetune.methods import training_backbones
+
+    backbone, label = config.finetune.backbones[index], config.finetune.backbone_labels[index]
+    try:  # YAML reads 2e-5 (no dot) as text; the command's own type takes either
+        lr = float(options["lr"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    if isinstance(backbone, StepRef):
+        command = config.steps[backbone.step].command
+        classes = [backbone_class(name) for name in backbone_names() if command in backbone_class(name).made_by]
+    else:
+        classes = training_backbones(backbone, method)
+    ranges = [cls.default_lr_range for cls in classes if cls.default_lr_range]
+    if not ranges:
+        return []
+    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if low / LR_FAR <= lr <= high * LR_FAR:
+        return []
+    default = f"{low:g}" if low == high else f"{low:g} to {high:g}"
+    below = lr < low
+    shared = "lr" not in config.finetune.backbone_options[index] and "lr" not in config.finetune.backbone_grids[index]
+    advice = f"; give {label} an lr of its own in its backbones entry" if shared else ""
+    return [f"lr {lr:g} is over {LR_FAR}x {'below' if below else 'above'} the default of {label} ({default}): its runs "
+            f"may {'barely learn' if below else 'diverge'}{advice}"]
 
 
 def _space_searched_by(options: dict, searched: frozenset, label: str) -> tuple[dict, list[str]]:

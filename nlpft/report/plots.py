@@ -46,16 +46,46 @@ def plot_frontier(models: list[dict], metric: str, greater_is_better: bool, path
             alpha=0.6)
     ax.scatter([times[i] for i in frontier], [scores[i] for i in frontier], s=120, facecolors="none",
                edgecolors="tab:red", label="frontier (nothing cheaper is better)")
-    for t, s, m in zip(times, scores, shown, strict=True):
-        ax.annotate(m["name"], (t, s), textcoords="offset points", xytext=(5, 5), fontsize=8)
     if max(times) / min(times) > 20:
         ax.set_xscale("log")
+    annotate_apart(fig, ax, list(zip(times, scores, strict=True)), [m["name"] for m in shown])
     ax.set_xlabel("training time (s)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} against training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, plt, path)
+
+
+# where a point's name may go, in points from the point, nearest first
+LABEL_OFFSETS = [(5, 5), (5, -12), (-5, 5), (-5, -12), (5, 16), (5, -23), (-5, 16), (-5, -23), (5, 27), (5, -34)]
+
+
+def annotate_apart(fig, ax, points: list[tuple[float, float]], names: list[str]) -> list:
+    """Each point's name beside it, at the nearest of `LABEL_OFFSETS` where it overlaps no
+    name placed before: models of similar cost and score (the seeds of a grid, two poolings
+    of one encoder) otherwise print their names over each other. Points are labelled top
+    down; a name with no free place takes the first offset and a thin leader line. Returns
+    the text artists."""
+    fig.canvas.draw()  # the axes' limits and scale settle before names are measured
+    renderer = fig.canvas.get_renderer()
+    placed, texts = [], []
+    for index in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(names[index], points[index], textcoords="offset points", xytext=(dx, dy),
+                               fontsize=8, ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            dx, dy = LABEL_OFFSETS[-1]
+            text = ax.annotate(names[index], points[index], textcoords="offset points", xytext=(dx, dy),
+                               fontsize=8, arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5})
+            box = text.get_window_extent(renderer)
+        placed.append(box)
+        texts.append(text)
+    return texts
 
 
 def plot_f1_heatmap(names: list[str], classes: list[str], f1: np.ndarray, title: str, path: Path) -> Path | None:

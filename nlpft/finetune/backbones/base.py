@@ -7,7 +7,10 @@ directory. Its hooks:
 detect        `detect(spec)`: does this --model value name this backbone? Plug-ins are
               asked in registration order; `fallback` ones (Hugging Face: any alias, hub id
               or model directory) after every other
-defaults      `default_epochs`, `default_lr(parameters)`, `uses_precision` (whether
+defaults      `default_epochs`, `default_lr(parameters)`, `default_lr_range` (the lowest and
+              highest default rate: `nlpft experiment` notes an lr far outside it),
+              `made_by` (the experiment step commands whose output it fine-tunes),
+              `uses_precision` (whether
               --precision applies), `bf16_inference` (whether predict's --precision auto may
               autocast to bf16), `word_level` (report [UNK] rates), `every_rank` (train in
               every torchrun process)
@@ -99,6 +102,8 @@ class Backbone:
     # options of `nlpft finetune` its training never reads: the shared trainer fits no
     # scikit-learn head, so --head-c is TF-IDF's and the frozen encoder's alone
     ignored_options: ClassVar[frozenset[str]] = frozenset({"head_c"})
+    default_lr_range: ClassVar[tuple[float, float] | None] = None  # None: --lr is nothing to it
+    made_by: ClassVar[tuple[str, ...]] = ()  # experiment step commands (embed, lm, pretrain) whose output it reads
 
     def __init__(self, spec: str):
         self.spec = spec

@@ -36,6 +36,7 @@ class ContrastiveEncoder(FrozenEncoder):
     uses_precision = True  # the tuning runs under --precision; the embeddings the head reads are fp32
     # the tuning reads --lr and --epochs (besides what the frozen encoder reads), nothing else of the trainer's
     ignored_options = FrozenEncoder.ignored_options - {"lr", "epochs"}
+    default_lr_range = (CONTRASTIVE_LR, CONTRASTIVE_LR)
     tuning = None  # the last `tune_encoder`'s TuningSummary (steps for metrics.json)
     method_name = "contrastive"
 

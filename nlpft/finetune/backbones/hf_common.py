@@ -40,6 +40,7 @@ class HFBackbone(Backbone):
     exports_onnx = True
     heads = ("sequence-classification",)
     usual_lr: ClassVar[float]
+    made_by = ("pretrain",)
 
     @classmethod
     def detect(cls, spec: str) -> bool:

@@ -4,7 +4,7 @@ tokenizer has no pad token."""
 
 from __future__ import annotations
 
-from nlpft.finetune.backbones.hf_common import HFBackbone
+from nlpft.finetune.backbones.hf_common import SMALL_MODEL_LR, HFBackbone
 
 
 class HFDecoder(HFBackbone):
@@ -12,3 +12,4 @@ class HFDecoder(HFBackbone):
     family = "decoder"
     summary = "a GPT-style Hugging Face model (directory or hub id): a classification head on its last token"
     usual_lr = 5e-5
+    default_lr_range = (usual_lr, SMALL_MODEL_LR)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.finetune.backbones.hf_common import HFBackbone, head_config
+from nlpft.finetune.backbones.hf_common import SMALL_MODEL_LR, HFBackbone, head_config
 from nlpft.options import option
 
 
@@ -29,6 +29,7 @@ class HFEncoder(HFBackbone):
     summary = ("minilm (or another alias), a BERT-style Hugging Face directory or hub id: a classification "
                "head on [CLS] (or --pooling mean); --task tag: a token-classification head")
     usual_lr = 2e-5
+    default_lr_range = (usual_lr, SMALL_MODEL_LR)
     heads = ("sequence-classification", "token-classification")
     options = EncoderOptions
     owner = "BERT-style encoders"

@@ -33,6 +33,7 @@ class RNNLMBackbone(WordBackbone):
     owner = "the RNN LM"
     owner_models = "--model an `nlpft lm train` directory"
     options = RNNLMOptions
+    made_by = ("lm",)
 
     @classmethod
     def detect(cls, spec: str) -> bool:

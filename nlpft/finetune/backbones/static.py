@@ -19,6 +19,7 @@ class StaticVectors(WordBackbone):
     summary = "an `nlpft embed train` directory or a word2vec file: static vectors, mean+max pooling + MLP"
     owner = "static vectors"
     owner_models = "--model an `nlpft embed train` directory or a word2vec file"
+    made_by = ("embed",)
 
     @classmethod
     def detect(cls, spec: str) -> bool:

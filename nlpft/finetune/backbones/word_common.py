@@ -58,6 +58,8 @@ class WordBackbone(Backbone):
     def supports(self, task) -> bool:
         return True  # the task builds its own head on the word features (`Task.word_model`)
 
+    default_lr_range = (WORD_LEVEL_LR, WORD_LEVEL_LR)
+
     def default_lr(self, parameters: int) -> float:
         return WORD_LEVEL_LR
 
