@@ -274,6 +274,10 @@ def _upstream_metrics(ref: UpstreamRef) -> dict:
     """{dotted key: number or text} of the step's metrics.json ({} when it has none); for
     word vectors also their scores on the built-in analogy and similarity sets, which
     `embed train` does not compute itself (about 2 s for a 10,000-word vocabulary)."""
+    if ref.kind == "split":  # `nlpft split` (an experiment's data:train): its seed and rows per part
+        path = Path(ref.path) / "split.json"
+        found = read_json(path, "split step") if path.is_file() else {}
+        return dict(_flatten({key: found[key] for key in ("seed", "rows") if key in found}))
     path = Path(ref.path) / "metrics.json"
     metrics = dict(_flatten(read_json(path, f"{ref.kind} step"))) if path.is_file() else {}
     if ref.kind == "embed":
