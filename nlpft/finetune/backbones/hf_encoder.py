@@ -1,7 +1,9 @@
 """Hugging Face encoders (BERT-style): the stock [CLS] pooler and sequence-classification
 head (`--pooling cls`, loadable by `pipeline("text-classification")`), or nlpft's
 mean-pooling head (`--pooling mean`, loaded by nlpft predict/evaluate); for a per-word
-task the stock token-classification head (`pipeline("token-classification")`)."""
+task the stock token-classification head (`pipeline("token-classification")`). While a
+[CLS] classifier trains, its last layer computes the [CLS] position alone
+(`nlpft.finetune.first_token`); the saved model is the stock one."""
 
 from __future__ import annotations
 
@@ -42,7 +44,12 @@ class HFEncoder(HFBackbone):
 
     def build_model(self, resolved, hf_tok, task, opts):
         if opts.backbone_options.pooling != "mean":
-            return super().build_model(resolved, hf_tok, task, opts)
+            model = super().build_model(resolved, hf_tok, task, opts)
+            if task.head == "sequence-classification":  # the head reads [CLS] alone (nlpft.finetune.first_token)
+                from nlpft.finetune.first_token import first_token_last_layer
+
+                first_token_last_layer(model)
+            return model
         from nlpft.finetune.pooled import MeanPoolClassifier
         from nlpft.pretrained.loading import load_config, load_model
 
