@@ -254,6 +254,23 @@ def test_the_bbc_benchmark_config_plans_every_backbone_and_seed(monkeypatch):
     assert plan.step("ft-minilm-mean-s13").options["pooling"] == "mean"
 
 
+def test_the_tagging_benchmark_config_plans_its_split_corpus_and_crf_runs():
+    from nlpft.experiments.config import load_experiment
+    from nlpft.experiments.plan import build_plan
+
+    config = Path(__file__).parents[1] / "benchmarks" / "tagging" / "wnut16.yaml"
+    corpus = Path(__file__).parents[2] / "shared" / "corpora" / "wnut16_ner.conll"
+    if not corpus.is_file():
+        pytest.skip(f"{corpus} is not on this machine")
+    plan = build_plan(load_experiment(config))
+    finetune = [s for s in plan.steps if s.kind == "finetune"]
+    assert len(finetune) == 4 * 3 and all(s.options["task"] == "tag" for s in finetune)
+    assert plan.step("data-split").options["split_seed"] == 13
+    assert plan.step("w2v").depends_on == ["data-split"] and plan.step("lm").depends_on == ["data-split"]
+    assert [plan.step(f"ft-{name}-s13").options.get("crf") for name in ("minilm", "minilm-crf", "rnn-lm")] == \
+        [None, True, True]
+
+
 def test_jobs_share_the_cores(monkeypatch):
     from nlpft.experiments import executor
 
