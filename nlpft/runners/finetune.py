@@ -95,14 +95,9 @@ def _prepare(opts: FinetuneOptions, rank: int) -> _Run:
     options checked, --method decided; nothing has loaded a model yet."""
     from nlpft.data.sources import input_path
     from nlpft.finetune.backbones import detect_backbone
-    from nlpft.finetune.tasks import task_class
+    from nlpft.finetune.tasks import task_of
 
-    opts.validate()
-    opts = opts.with_inputs_resolved()
-    task_type = task_class(opts.task)
-    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
-        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
-    task = task_type.from_options(opts)
+    opts, task = task_of(opts)
     # under torchrun every process runs this; rank 0 owns the output directory. --model is
     # an input when it is a path (a name such as an alias is skipped)
     output = RunOutput(opts.out, resume=opts.resume or rank != 0, overwrite=opts.overwrite, command="finetune",

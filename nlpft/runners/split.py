@@ -13,11 +13,9 @@ word vectors trained on it. An experiment's `data:train` corpus is this command'
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
-from nlpft.finetune import plugin_options
 from nlpft.finetune.options import FinetuneOptions
 from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE
 from nlpft.runners.output import RunOutput, write_json
@@ -30,14 +28,9 @@ def split(opts: FinetuneOptions) -> Path:
     it with `opts.data_split_seed`, write the parts under `opts.out`; returns OUT."""
     from nlpft.data.labeled import default_fractions
     from nlpft.data.sources import input_path
-    from nlpft.finetune.tasks import task_class
+    from nlpft.finetune.tasks import task_of
 
-    opts.validate()
-    opts = opts.with_inputs_resolved()
-    task_type = task_class(opts.task)
-    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
-        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
-    task = task_type.from_options(opts)
+    opts, task = task_of(opts)
     output = RunOutput(opts.out, overwrite=opts.overwrite, command="split",
                        inputs=[input_path(opts.train), input_path(opts.valid), input_path(opts.test)])
     splits = task.read_splits(opts, output.final.parent if output.final.parent.exists() else None, _warn)

@@ -19,4 +19,21 @@ register(MultiLabelTask)
 register(RegressionTask)
 register(TagTask)
 
-__all__ = ["Splits", "Task", "register", "task_class", "task_help", "task_names", "unregister"]
+
+def task_of(opts):
+    """(the options checked, dataset names resolved to paths and --task's own options
+    resolved; the untrained task they configure): the first steps of `finetune` and
+    `split`, before any file is read."""
+    import dataclasses
+
+    from nlpft.finetune import plugin_options
+
+    opts.validate()
+    opts = opts.with_inputs_resolved()
+    task_type = task_class(opts.task)
+    opts = dataclasses.replace(opts, task_options=plugin_options.resolve(
+        plugin_options.TASK, task_type, opts.task_options, selected=f"--task {opts.task}"))
+    return opts, task_type.from_options(opts)
+
+
+__all__ = ["Splits", "Task", "register", "task_class", "task_help", "task_names", "task_of", "unregister"]
