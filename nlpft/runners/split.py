@@ -26,7 +26,6 @@ SPLIT_FILE = "split.json"
 def split(opts: FinetuneOptions) -> Path:
     """Read and check `opts.train` (and --valid/--test where given) as `finetune` does, split
     it with `opts.data_split_seed`, write the parts under `opts.out`; returns OUT."""
-    from nlpft.data.labeled import default_fractions
     from nlpft.data.sources import input_path
     from nlpft.finetune.tasks import task_of
 
@@ -38,13 +37,7 @@ def split(opts: FinetuneOptions) -> Path:
     work = output.open()
     with output.cleaned_up_on_error():
         files = task.write_split(work, splits)
-        fractions = None  # of the rows of --train, as read_splits applied them
-        if opts.valid is None or opts.test is None:
-            held = [part for part in ("valid", "test") if getattr(opts, part) is None]
-            shares = default_fractions(rows["train"] + sum(rows[part] for part in held), opts.valid_fraction,
-                                       opts.test_fraction)
-            fractions = {part: share if part in held else 0.0
-                         for part, share in zip(("valid", "test"), shares, strict=True)}
+        fractions = splits.fractions  # of the rows of --train, as read_splits held them out
         write_json(work / SPLIT_FILE, {
             "source": {"train": opts.train, "valid": opts.valid, "test": opts.test}, "task": opts.task,
             "seed": opts.data_split_seed if fractions else None, "fractions": fractions, "rows": rows,

@@ -70,10 +70,15 @@ from nlpft.data.labeled.problems import (
     WRONG_FIELD_COUNT,
 )
 from nlpft.data.labeled.reader import LabeledData, read_labeled
-from nlpft.data.labeled.splitting import default_fractions, stratified_split
+from nlpft.data.labeled.splitting import (
+    default_fractions,
+    held_out_fractions,
+    stratified_split,
+)
 
 __all__ = [
     "default_fractions",
+    "held_out_fractions",
     "BAD_JSON",
     "BAD_VALUE",
     "EMPTY_LABEL",

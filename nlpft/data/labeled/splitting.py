@@ -65,6 +65,17 @@ def default_fractions(n: int, valid_fraction: float | None, test_fraction: float
             rule(MIN_TEST_ROWS) if test_fraction is None else test_fraction)
 
 
+def held_out_fractions(n: int, valid_fraction: float | None, test_fraction: float | None, valid_given: bool,
+                       test_given: bool) -> dict[str, float] | None:
+    """{"valid": share, "test": share} of `n` rows to hold out from a training file: the
+    fraction given or `default_fractions`' rule, 0.0 for a part given as a file of its own;
+    None when both parts are given (nothing is split off)."""
+    if valid_given and test_given:
+        return None
+    valid, test = default_fractions(n, valid_fraction, test_fraction)
+    return {"valid": 0.0 if valid_given else valid, "test": 0.0 if test_given else test}
+
+
 def check_fractions(valid_fraction: float, test_fraction: float) -> None:
     for name, value in (("valid", valid_fraction), ("test", test_fraction)):
         if not 0 <= value < 1:

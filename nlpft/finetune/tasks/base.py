@@ -58,6 +58,7 @@ class Splits:
     valid: list
     test: list
     skipped: dict  # split name -> summary of the rows dropped by --skip-bad-rows
+    fractions: dict | None = None  # the shares of --train held out (`held_out_fractions`); None: none were
 
 
 class Task:

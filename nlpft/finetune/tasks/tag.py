@@ -218,7 +218,7 @@ class TagTask(Task):
                            training=training)
 
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
-        from nlpft.data.labeled import default_fractions
+        from nlpft.data.labeled import held_out_fractions
         from nlpft.data.tagged import check_tags, scheme_tags, split_sentences
 
         files = {"train": self._read(opts.train, training=True),
@@ -232,18 +232,18 @@ class TagTask(Task):
             if files[name] is not None:
                 check_tags(files[name], self.labels, getattr(opts, name))
         rows = {name: list(data) if data is not None else None for name, data in files.items()}
-        if rows["valid"] is None or rows["test"] is None:
-            valid_fraction, test_fraction = default_fractions(len(rows["train"]), opts.valid_fraction,
-                                                              opts.test_fraction)
+        fractions = held_out_fractions(len(rows["train"]), opts.valid_fraction, opts.test_fraction,
+                                       rows["valid"] is not None, rows["test"] is not None)
+        if fractions is not None:
             rows["train"], split_valid, split_test = split_sentences(
-                rows["train"], valid_fraction=0.0 if rows["valid"] is not None else valid_fraction,
-                test_fraction=0.0 if rows["test"] is not None else test_fraction, seed=opts.data_split_seed)
+                rows["train"], valid_fraction=fractions["valid"], test_fraction=fractions["test"],
+                seed=opts.data_split_seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
             rows["test"] = rows["test"] if rows["test"] is not None else split_test
         if not rows["valid"] or not rows["test"]:
             raise UserInputError(f"{opts.train}: too few sentences to hold out validation and test ones; "
                                  "pass --valid and --test files or use a larger file")
-        return Splits(rows["train"], rows["valid"], rows["test"], {})
+        return Splits(rows["train"], rows["valid"], rows["test"], {}, fractions)
 
     def write_split(self, directory: Path, splits: Splits) -> dict:
         """CoNLL files: token TAB tag, a blank line between sentences, tags as read;

@@ -159,8 +159,8 @@ class TextTask(Task):
     def read_splits(self, opts, bad_rows_dir: Path | None, warn) -> Splits:
         from nlpft.data.labeled import (
             build_label_map,
-            default_fractions,
             check_labels,
+            held_out_fractions,
             preferred_spellings,
             respell_labels,
             stratified_split,
@@ -181,13 +181,12 @@ class TextTask(Task):
             spellings = preferred_spellings(rows["train"])
             for name in ("valid", "test"):
                 rows[name] = respell_labels(rows[name], spellings) if rows[name] is not None else None
-        if rows["valid"] is None or rows["test"] is None:
-            valid_fraction, test_fraction = default_fractions(len(rows["train"]), opts.valid_fraction,
-                                                              opts.test_fraction)
-            fractions = (0.0 if rows["valid"] is not None else valid_fraction,
-                         0.0 if rows["test"] is not None else test_fraction)
+        fractions = held_out_fractions(len(rows["train"]), opts.valid_fraction, opts.test_fraction,
+                                       rows["valid"] is not None, rows["test"] is not None)
+        if fractions is not None:
             rows["train"], split_valid, split_test = stratified_split(
-                rows["train"], valid_fraction=fractions[0], test_fraction=fractions[1], seed=opts.data_split_seed)
+                rows["train"], valid_fraction=fractions["valid"], test_fraction=fractions["test"],
+                seed=opts.data_split_seed)
             rows["valid"] = rows["valid"] if rows["valid"] is not None else split_valid
             rows["test"] = rows["test"] if rows["test"] is not None else split_test
         if not rows["valid"] or not rows["test"]:
@@ -197,7 +196,7 @@ class TextTask(Task):
             self.label_map = build_label_map(rows["train"])
             check_labels(rows["valid"], self.label_map, opts.valid or f"{opts.train} (validation split)")
             check_labels(rows["test"], self.label_map, opts.test or f"{opts.train} (test split)")
-        return Splits(rows["train"], rows["valid"], rows["test"], skipped)
+        return Splits(rows["train"], rows["valid"], rows["test"], skipped, fractions)
 
     def write_split(self, directory: Path, splits: Splits) -> dict:
         """CSV files in the columns this task reads (multi-label cells joined by the label
