@@ -61,6 +61,7 @@ DATA_TRAIN = "data:train"
 SPLIT_STEP = "data-split"
 # options whose value may name another step (its output directory becomes the value)
 STEP_REFERENCES = {"lm": ("init_vectors",), "pretrain": ("from_model", "tokenizer"), "embed": ()}
+STEP_COMMANDS = tuple(STEP_REFERENCES)  # the commands a step of the config may run
 # options naming a file or directory: relative to the YAML file like every other path
 PATH_OPTIONS = ("tokenizer",)
 # YAML spellings of fields whose flag is not the field's name
@@ -86,11 +87,6 @@ def _command_table() -> dict:
     return {"embed": (("embed", "train"), EmbedTrainOptions), "lm": (("lm", "train"), LMTrainOptions),
             "pretrain": (("pretrain",), PretrainOptions),
             "split": (("split",), FinetuneOptions)}  # the plan's own step for data:train, not the config's
-
-
-def _step_commands() -> list:
-    """The commands a step of the config may run."""
-    return [name for name in _command_table() if name != "split"]
 
 
 @dataclass(frozen=True)
@@ -238,7 +234,7 @@ def _fields(cls) -> dict:
 def _step(name: str, spec, corpora: dict, all_steps: dict, base: Path) -> StepSpec:
     from nlpft.finetune.tasks.base import SPLIT_CORPUS_FILE
 
-    commands = {name: entry for name, entry in _command_table().items() if name in _step_commands()}
+    commands = {command: entry for command, entry in _command_table().items() if command in STEP_COMMANDS}
     if name == SPLIT_STEP:
         raise UserInputError(f"steps.{name}: the name is the plan's own (the split behind data:train); rename it")
     spec = _mapping(spec, f"steps.{name}")
@@ -370,9 +366,7 @@ def _split_step(steps: dict, corpora: dict, data: dict, base: Path) -> StepSpec 
     """The step writing the split of `data` whose training text `data:train` names, when a
     step reads it. One split must serve every fine-tuning seed (else each seed's test rows
     would be in another seed's corpus): data.split_seed, or valid and test files."""
-    from nlpft.finetune import plugin_options
-    from nlpft.finetune.options import DATA, FinetuneOptions
-    from nlpft.options import option_settings
+    from nlpft.finetune.options import FinetuneOptions
 
     readers = [name for name, spec in steps.items()
                if any(ref.step == SPLIT_STEP for ref in step_references(spec.options))]
@@ -388,8 +382,7 @@ def _split_step(steps: dict, corpora: dict, data: dict, base: Path) -> StepSpec 
     if data.get("split_seed") is None and not (data.get("valid") and data.get("test")):
         raise UserInputError(f"{where} needs one split for every seed, so that no test row reaches step "
                              f"{readers[0]}: set data.split_seed (e.g. 13), or give data.valid and data.test")
-    reading = {f.name for f in dataclasses.fields(FinetuneOptions) if (option_settings(f) or {}).get("group") == DATA}
-    reading |= {f.name for f in plugin_option_fields() if plugin_options.kind_of(f.name) == plugin_options.TASK}
+    reading = {f.name for f in split_option_fields()} - {"seed", "out"}  # the split's seed: data.split_seed
     options = {k: (_local(v, base) if k in ("train", "valid", "test") and isinstance(v, str) else v)
                for k, v in data.items() if k in reading}
     return StepSpec(name=SPLIT_STEP, command="split", options=options)
@@ -528,6 +521,18 @@ def plugin_option_fields() -> list:
 
     backbone_names(), task_names()  # registering the plug-ins declares their options
     return declared_fields()
+
+
+def split_option_fields() -> list:
+    """The option fields `nlpft split` takes: finetune's data options, --seed, --out and
+    the options the tasks declare (--tag-col, ...), as its parser adds them."""
+    from nlpft.finetune import plugin_options
+    from nlpft.finetune.options import DATA, FinetuneOptions
+    from nlpft.options import option_settings
+
+    return [f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]
+            if (option_settings(f) or {}).get("group") == DATA or f.name in ("seed", "out")
+            or plugin_options.kind_of(f.name) == plugin_options.TASK]
 
 
 def _plugin_option_names() -> list[str]:

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlpft.errors import UserInputError
-from nlpft.experiments.config import ExperimentConfig, Launch, StepRef, _command_table, step_references
+from nlpft.experiments.config import (
+    ExperimentConfig,
+    Launch,
+    StepRef,
+    _command_table,
+    step_references,
+)
 from nlpft.finetune.methods import options_without_effect, searched_options
 from nlpft.options import flag_of, option_settings
 
@@ -366,14 +372,10 @@ def _option_fields(step: Step) -> dict:
         from nlpft.finetune.options import FinetuneOptions
 
         return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]}
-    if step.kind == "split":  # `nlpft split` takes finetune's data options (and the tasks' own)
-        from nlpft.experiments.config import plugin_option_fields
-        from nlpft.finetune import plugin_options
-        from nlpft.finetune.options import DATA, FinetuneOptions
+    if step.kind == "split":
+        from nlpft.experiments.config import split_option_fields
 
-        return {f.name: f for f in [*dataclasses.fields(FinetuneOptions), *plugin_option_fields()]
-                if (option_settings(f) or {}).get("group") == DATA or f.name in ("seed", "out")
-                or plugin_options.kind_of(f.name) == plugin_options.TASK}
+        return {f.name: f for f in split_option_fields()}
     return {f.name: f for f in dataclasses.fields(_command_table()[step.kind][1])}
 
 
