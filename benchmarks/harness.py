@@ -35,6 +35,14 @@ def nlpft(*args: str) -> str:
     return run([sys.executable, "-m", "nlpft", *args])
 
 
+def recorded_command(script: str, argv: list[str]) -> str:
+    """The command line as a results file records it: `python SCRIPT ARGS`, the folders
+    given to --work, --results and --config being this machine's, so DIR and FILE."""
+    shown = {"--work": "DIR", "--results": "DIR", "--config": "FILE"}
+    return " ".join(["python", script, *(shown.get(argv[i - 1], arg) if i > 0 else arg
+                                          for i, arg in enumerate(argv))])
+
+
 def say(tag: str, message: str) -> None:
     print(f"[{tag}] {message}", file=sys.stderr, flush=True)
 

@@ -25,3 +25,9 @@ def test_machine_line_names_kernel_limits_only_when_set(monkeypatch):
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert harness.machine() == plain + "; kernels limited by ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2"
+
+
+def test_recorded_commands_hold_no_folder_of_this_machine():
+    recorded = _harness().recorded_command("benchmarks/finetune/run.py",
+                                           ["--work", "/tmp/w", "--results", "/tmp/r", "--config", "/x/e.yaml", "--no-plain"])
+    assert recorded == "python benchmarks/finetune/run.py --work DIR --results DIR --config FILE --no-plain"

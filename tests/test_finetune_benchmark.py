@@ -28,5 +28,6 @@ def test_the_table_is_the_experiments_runs(tmp_path):
         runs = sorted((tmp_path / "work" / "experiment" / "steps").glob(f"ft-{row['backbone']}-s*"))
         accuracy = [json.loads((run / "metrics.json").read_text())["test"]["accuracy"] for run in runs]
         assert len(runs) == 2 and abs(row["accuracy"]["mean"] - sum(accuracy) / 2) < 1e-9
+    assert str(tmp_path) not in (tmp_path / "results" / "results.json").read_text()  # no folder of this machine
     table = (tmp_path / "results" / "results.md").read_text()
     assert f"| tfidf | {results['rows'][0]['accuracy']['mean']:.4f} ±" in table

@@ -70,9 +70,8 @@ def rows_of(config: Path, out: Path) -> list[dict]:
     for label, own in zip(spec.backbone_labels, spec.backbone_options, strict=True):
         model = models[label]
         # the run's directory under OUT (report.json names it as the experiment was given OUT)
-        for run in model["runs"]:
-            run["path"] = str(out / "steps" / Path(run["path"]).name)
-        metrics = [json.loads((Path(run["path"]) / "metrics.json").read_text()) for run in model["runs"]]
+        directories = [out / "steps" / Path(run["path"]).name for run in model["runs"]]
+        metrics = [json.loads((directory / "metrics.json").read_text()) for directory in directories]
         rows.append({"backbone": label, "settings": own, "seeds": [run["seed"] for run in model["runs"]],
                      **{key: model[key] for key in ("accuracy", "macro_f1", "train_time_s", "train_examples_per_s",
                                                     "parameters", "peak_rss_mib")},
@@ -80,8 +79,9 @@ def rows_of(config: Path, out: Path) -> list[dict]:
                      "precision": metrics[0].get("precision"),
                      "runs": [{"seed": run["seed"], "accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],
                                "train_s": m["train_time_s"], "examples_per_s": m.get("train_examples_per_s"),
-                               "epochs": m.get("epochs"), "precision": m.get("precision"), "path": run["path"]}
-                              for run, m in zip(model["runs"], metrics, strict=True)]})
+                               "epochs": m.get("epochs"), "precision": m.get("precision"),
+                               "path": f"steps/{directory.name}"}  # under the experiment's OUT
+                              for run, m, directory in zip(model["runs"], metrics, directories, strict=True)]})
     return rows
 
 
@@ -163,10 +163,13 @@ def main() -> None:
         run_experiment(args.config, out)
         rows = rows_of(args.config, out)
         split_dir, split = split_of(out)
-        results = {"machine": harness.machine(), "config": str(args.config.resolve().relative_to(HERE.parents[1]))
-                   if args.config.resolve().is_relative_to(HERE.parents[1]) else str(args.config),
-                   "split": split, "seeds": rows[0]["seeds"], "rows": rows,
-                   "command": " ".join(["python benchmarks/finetune/run.py", *sys.argv[1:]])}
+        config = args.config.resolve()  # recorded from the repository, or by its name: no path of this machine
+        results = {"machine": harness.machine(),
+                   "config": str(config.relative_to(HERE.parents[1])) if config.is_relative_to(HERE.parents[1])
+                   else config.name,
+                   "split": {key: split[key] for key in ("task", "seed", "fractions", "rows")},
+                   "seeds": rows[0]["seeds"], "rows": rows,
+                   "command": harness.recorded_command("benchmarks/finetune/run.py", sys.argv[1:])}
         results["steps"], results["step_s"] = step_seconds(out)
         minilm = next((r for r in rows if r["backbone"] == "minilm"), None)
         if minilm is not None and not args.no_plain:

@@ -299,7 +299,7 @@ def main() -> None:
                "repeats": args.repeats, "real_tokens": sum(lengths), "model_shape": shape, "model_flops": flops,
                "matmul_peak": peak, "matmul_peaks": peaks, "runs": runs, "rows": summarise(runs, flops, peak),
                "total_wall_s": time.perf_counter() - started,
-               "command": " ".join(["python benchmarks/finetune/speed.py", *sys.argv[1:]])}
+               "command": harness.recorded_command("benchmarks/finetune/speed.py", sys.argv[1:])}
     report = _md(results)
     harness.write_results(args.results, results, report, stem="speed")
     print(report)

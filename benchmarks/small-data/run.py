@@ -297,11 +297,6 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _without_local_paths(argv: list[str]) -> list[str]:
-    """The command line as recorded: --work and --results folders are this machine's, so DIR."""
-    return ["DIR" if i > 0 and argv[i - 1] in ("--work", "--results") else arg for i, arg in enumerate(argv)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
@@ -332,7 +327,7 @@ def main() -> None:
 
     results = {"machine": harness.machine(), "datasets": datasets, "methods": args.methods, "seeds": seeds, "ks": ks,
                "smoke": args.smoke, "bbc_test_rows": BBC_TEST_ROWS, "full_test_fraction": FULL_TEST_FRACTION,
-               "command": " ".join(["python benchmarks/small-data/run.py", *_without_local_paths(sys.argv[1:])]),
+               "command": harness.recorded_command("benchmarks/small-data/run.py", sys.argv[1:]),
                "points": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
