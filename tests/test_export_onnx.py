@@ -407,3 +407,30 @@ def test_python_api_runs_the_export(bert_onnx, data_csv):
         "the film was excellent and lovely again")
     assert np.allclose(list(prediction.scores.values()), list(as_torch.scores.values()), atol=1e-5)
     assert clf.evaluate(data_csv)["accuracy"] == clf.evaluate(data_csv, runtime="torch")["accuracy"]
+
+
+def test_the_inference_benchmark_measures_what_bounds_its_rows(bert_onnx, tmp_path):
+    """benchmarks/inference/kernels.py: matrix-product rates per runtime and precision, and
+    the exported graph's time per operator kind, which the results file reports."""
+    import importlib.util
+    import subprocess
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "inference"
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps(row["text"]) + "\n" for row in make_rows(12, 3)), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(bench / "kernels.py"), "--graph", str(bert_onnx / "model.onnx"),
+                           "--tokenizer", str(bert_onnx), "--texts", str(texts), "--repeats", "1"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kernels = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"onnx-fp32", "onnx-int8", "torch-fp32"} <= set(kernels["gemm_gflops"])
+    assert all(rate > 0 for rate in kernels["gemm_gflops"].values())
+    shares = kernels["operator_shares"]
+    assert abs(sum(shares.values()) - 1) < 1e-6 and "MultiHeadAttention" in shares
+
+    spec = importlib.util.spec_from_file_location("inference_run", bench / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    text = "\n".join(run.kernels_report(kernels))
+    assert f"| ONNX Runtime MatMul, fp32 | {kernels['gemm_gflops']['onnx-fp32']:.0f} | 1.00× |" in text
+    assert f"MultiHeadAttention {100 * shares['MultiHeadAttention']:.0f}%" in text

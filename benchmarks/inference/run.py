@@ -36,6 +36,9 @@ cores, as they would on one host. Each load test stops by itself after --load-ti
     python benchmarks/inference/run.py --model runs/bbc --work /tmp/inf   # a classifier trained on the same split
     python benchmarks/inference/run.py --smoke --results /tmp/inf-smoke    # tiny counts: checks the wiring
 
+Then, in the same run, what bounds those rows (kernels.py): each runtime's matrix-product
+rate at each precision on this CPU, and the int8 graph's time per operator.
+
 Writes results.json and results.md under --results (default: benchmarks/inference/results).
 """
 
@@ -208,6 +211,31 @@ def summarise(rows: dict, gold: list[str]) -> dict:
     return summary
 
 
+def kernels_report(kernels: dict) -> list[str]:
+    """What bounds the rows: each runtime's matrix-product rate, and where the int8 graph's
+    time goes (kernels.py)."""
+    rows, inner, columns = kernels["gemm_shape"]
+    rates = kernels["gemm_gflops"]
+    lines = [f"Matrix products on this CPU, same run ({rows} x {inner} by {inner} x {columns}, MiniLM's "
+             f"feed-forward on a batch of 32 x 256 tokens, {kernels['threads']} thread(s)); int8 counts "
+             "multiply-adds as fp32 does:", "",
+             "| kernel | G(FL)OP/s | x ONNX fp32 |", "|---|---|---|"]
+    names = {"onnx-fp32": "ONNX Runtime MatMul, fp32", "onnx-int8": "ONNX Runtime MatMulInteger, u8 x s8",
+             "torch-fp32": "torch matmul, fp32", "torch-bf16": "torch matmul, bf16"}
+    for name, rate in rates.items():
+        lines.append(f"| {names[name]} | {rate:.0f} | {rate / rates['onnx-fp32']:.2f}× |")
+    shares = kernels.get("operator_shares") or {}
+    if shares:
+        quantized = sum(share for kind, share in shares.items()
+                        if kind in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger",
+                                    "DynamicQuantizeLinear", "DequantizeLinear"))
+        top = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in list(shares.items())[:6])
+        lines += ["", f"The int8 graph's time per operator (ONNX Runtime's profile, one batch of 32 test texts): {top}. "
+                      f"Its quantized matrix products take {100 * quantized:.0f}% of it; the rest (attention, whose "
+                      "products are of two activations, GELU, layer norms) runs in fp32 as in the fp32 export."]
+    return lines
+
+
 def report(results: dict) -> str:
     lines = [f"Machine: {results['machine']}", "",
              f"{results['test_texts']} BBC News test articles, cut at {MAX_LENGTH} tokens; classifier: "
@@ -226,6 +254,8 @@ def report(results: dict) -> str:
     lines += ["", "Export parity (the export's own report, on the model's test texts):"]
     for name, parity in results["parity"].items():
         lines.append(f"- {name}: {parity.get('line') or json.dumps(parity)}")
+    if results.get("kernels"):
+        lines += ["", *kernels_report(results["kernels"])]
     if results.get("load"):
         lines += ["", f"`nlpft serve` ({results['served']}, the fastest row above) under {results['clients']} "
                       f"concurrent clients, {results['requests']} single-text requests per test, on loopback; "
@@ -292,12 +322,16 @@ def main() -> None:
 
     metrics = json.loads((model / "metrics.json").read_text())
     results = {"machine": harness.machine(), "test_texts": len(texts), "repeats": args.repeats,
-               "latency_texts": args.latency_texts, "classifier": str(model),
+               "latency_texts": args.latency_texts, "classifier": model.name,  # its folder's name: no path of this machine
                "classifier_accuracy": metrics.get("test", metrics).get("accuracy", float("nan")),
                "rows": summarise(runs, gold), "parity": parity, "clients": args.clients, "requests": args.requests,
                "command": "python benchmarks/inference/run.py " + " ".join(
                    "DIR" if previous in ("--model", "--work", "--results") else a
                    for previous, a in zip(["", *sys.argv[1:]], sys.argv[1:]))}
+    _say("matrix-product rates and the int8 graph's time per operator (kernels.py)")
+    results["kernels"] = json.loads(harness.run([
+        sys.executable, str(HERE / "kernels.py"), "--graph", str(work / "bbc-onnx-int8" / "model.onnx"),
+        "--tokenizer", str(work / "bbc-onnx-int8"), "--texts", str(texts_file)]).strip().splitlines()[-1])
     if not args.skip_load_test:
         # the server runs what the table found fastest on this CPU (bf16 torch, or an ONNX export)
         fastest = max((name for name in variants if name != "pipeline"),
