@@ -118,16 +118,19 @@ def write_labeled_csvs(parts: dict, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def write_split(src: Path, folder: Path, seed: int = 13) -> dict[str, Path]:
-    """One fixed, seeded, stratified 80/10/10 split of the labeled file `src` as
-    FOLDER/{train,valid,test}.csv (and the training texts alone as train.txt, a corpus)."""
-    from nlpft.data.labeled import read_labeled, stratified_split
-
-    rows = list(read_labeled(src))
-    parts = stratified_split(rows, valid_fraction=0.1, test_fraction=0.1, seed=seed)
-    paths = write_labeled_csvs(dict(zip(("train", "valid", "test"), parts, strict=True)), folder)
-    (folder / "train.txt").write_text("\n".join(r.text for r in parts[0]) + "\n", encoding="utf-8")
-    return paths
+def write_split(src: Path, folder: Path, seed: int = 13, task: str = "single") -> dict[str, Path]:
+    """`nlpft split` of the labeled file `src` into `folder` (unless it holds that split
+    already): the seeded, stratified split `nlpft finetune --seed SEED` makes (80/10/10 of
+    a file of BBC News' size), as
+    FOLDER/{train,valid,test}.csv (--task tag: .conll) and the training texts alone as
+    train.txt (a corpus). Returns those paths by name: train, valid, test, train_text."""
+    done = folder / "split.json"
+    if not (done.is_file() and json.loads(done.read_text()).get("seed") == seed):
+        nlpft("split", "--train", str(src), "--task", task, "--split-seed", str(seed), "--out", str(folder),
+              *(["--overwrite"] if done.is_file() else []))
+    suffix = "conll" if task == "tag" else "csv"
+    paths = {name: folder / f"{name}.{suffix}" for name in ("train", "valid", "test")}
+    return {**paths, "train_text": folder / "train.txt"}
 
 
 def write_results(results_dir: Path, results: dict, report: str, stem: str = "results") -> None:

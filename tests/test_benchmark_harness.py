@@ -31,3 +31,26 @@ def test_recorded_commands_hold_no_folder_of_this_machine():
     recorded = _harness().recorded_command("benchmarks/finetune/run.py",
                                            ["--work", "/tmp/w", "--results", "/tmp/r", "--config", "/x/e.yaml", "--no-plain"])
     assert recorded == "python benchmarks/finetune/run.py --work DIR --results DIR --config FILE --no-plain"
+
+
+def test_benchmark_splits_are_nlpft_split_made_once_per_seed(tmp_path, monkeypatch):
+    """harness.write_split is `nlpft split` (the split finetune makes with --seed), reused
+    while the folder holds that seed's split and made again for another seed."""
+    import csv
+    import os
+
+    from tests.test_finetune import make_rows, write_csv
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HARNESS.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    harness = _harness()
+    data = write_csv(tmp_path / "data.csv", make_rows(60, 1))
+    paths = harness.write_split(data, tmp_path / "split", seed=3)
+    rows = {name: list(csv.DictReader(open(paths[name], encoding="utf-8"))) for name in ("train", "valid", "test")}
+    counts = [len(rows[name]) for name in ("train", "valid", "test")]
+    assert sum(counts) == 60 and counts[0] > counts[1] > 0 and counts[2] > 0
+    assert not {row["text"] for row in rows["train"]} & {row["text"] for row in rows["test"]}
+    assert paths["train_text"].read_text(encoding="utf-8").splitlines() == [row["text"] for row in rows["train"]]
+    made = paths["train"].stat().st_mtime_ns
+    assert harness.write_split(data, tmp_path / "split", seed=3) == paths and paths["train"].stat().st_mtime_ns == made
+    other = harness.write_split(data, tmp_path / "split", seed=4)
+    assert list(csv.DictReader(open(other["train"], encoding="utf-8"))) != rows["train"]

@@ -84,34 +84,21 @@ print(json.dumps({"import_s": imported - started, "run_s": time.perf_counter() -
 
 
 # -- the split -------------------------------------------------------------------------------
-def _write_conll(path: Path, sentences) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write("\n".join("".join(f"{tok}\t{tag}\n" for tok, tag in zip(s.tokens, s.tags)) for s in sentences))
-
-
 def _write_lines(path: Path, sentences) -> None:
     path.write_text("".join(" ".join(s.tokens) + "\n" for s in sentences), encoding="utf-8")
 
 
 def write_split(src: Path, folder: Path) -> dict[str, Path]:
-    """train/valid/test.conll; as text, one sentence a line, its words joined by spaces:
-    train.txt (the corpus of the word2vec vectors and the RNN LM), test.txt and texts.txt
-    (every sentence: predict's input)."""
-    from nlpft.data.tagged import read_tagged, split_sentences
+    """`nlpft split --task tag` (train/valid/test.conll, and train.txt: the corpus of the
+    word2vec vectors and the RNN LM, one sentence a line, its words joined by spaces), then
+    in the same form test.txt and texts.txt (every sentence: predict's input)."""
+    from nlpft.data.tagged import read_tagged
 
-    data = read_tagged(src)
-    parts = split_sentences(list(data), valid_fraction=0.1, test_fraction=0.1, seed=SPLIT_SEED)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, part in zip(("train", "valid", "test"), parts, strict=True):
-        paths[name] = folder / f"{name}.conll"
-        _write_conll(paths[name], part)
-    paths["train_text"] = folder / "train.txt"
-    _write_lines(paths["train_text"], parts[0])
+    paths = harness.write_split(src, folder, SPLIT_SEED, task="tag")
     paths["test_text"] = folder / "test.txt"
-    _write_lines(paths["test_text"], parts[2])
+    _write_lines(paths["test_text"], read_tagged(paths["test"]))
     paths["texts"] = folder / "texts.txt"
-    _write_lines(paths["texts"], data)
+    _write_lines(paths["texts"], read_tagged(src))
     return paths
 
 
