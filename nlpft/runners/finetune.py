@@ -197,7 +197,8 @@ def _describe_trial(search, run, state: str, failed: str | None) -> None:
     score = row[f"valid_{search.metric}"]
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.params.items())
     result = f"valid {search.metric} {score:.4f}" if score is not None else "no score"
-    print(f"trial {run.number + 1}/{search.n_trials}: {params} -> {result}, {state}"
+    # the number trials.csv, trials/NNN and the report use (from 0), then the count so far
+    print(f"trial {run.number} ({run.number + 1}/{search.n_trials}): {params} -> {result}, {state}"
           + (f" ({failed})" if failed else "") + f", {row['seconds']:.0f} s", file=sys.stderr)
 
 
