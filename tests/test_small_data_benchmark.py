@@ -1,5 +1,6 @@
-"""The splits of benchmarks/small-data/run.py: k rows per class, nested across k, disjoint
-from the test rows, the test set capped when asked, and "full" holding out a fixed fraction."""
+"""benchmarks/small-data/run.py: its splits (k rows per class, nested across k, disjoint
+from the test rows, the test set capped when asked, and "full" holding out a fixed fraction)
+and its table cells, which say when a point has fewer seeds than the run."""
 
 import importlib.util
 from pathlib import Path
@@ -52,3 +53,11 @@ def test_full_holds_out_a_fraction_of_each_class(bench):
     held_out = round(bench.FULL_TEST_FRACTION * 40)
     assert _per_class(test) == {"a": held_out, "b": held_out, "c": held_out}
     assert len(train) + len(test) == len(ROWS)
+
+
+def test_a_point_with_fewer_seeds_says_how_many(bench):
+    cell = {"accuracy_mean": 0.9, "accuracy_std": 0.01, "seeds": [1, 2, 3]}
+    assert bench._accuracy_cell(cell, [1, 2, 3]) == "0.900 ± 0.010"
+    assert bench._accuracy_cell({**cell, "seeds": [1, 2]}, [1, 2, 3]) == "0.900 ± 0.010 (2 seeds)"
+    assert bench._accuracy_cell({**cell, "accuracy_std": 0.0, "seeds": [2]}, [1, 2, 3]) == "0.900 (1 seed)"
+    assert bench._accuracy_cell(None, [1]) == "–"

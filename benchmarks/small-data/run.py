@@ -179,6 +179,18 @@ def summarize(points: list[dict]) -> list[dict]:
 
 
 # -- report ----------------------------------------------------------------------------------
+def _accuracy_cell(cell: dict | None, seeds: list[int]) -> str:
+    """mean ± std; a point measured with fewer seeds than the run's says how many (one seed
+    has no spread to show)."""
+    if cell is None:
+        return "–"
+    measured = len(cell["seeds"])
+    if measured == 1:
+        return f"{cell['accuracy_mean']:.3f} (1 seed)"
+    text = f"{cell['accuracy_mean']:.3f} ± {cell['accuracy_std']:.3f}"
+    return text if measured >= len(seeds) else f"{text} ({measured} seeds)"
+
+
 def _cell(rows: list[dict], dataset: str, method: str, k: str) -> dict | None:
     return next((r for r in rows if (r["dataset"], r["method"], r["k"]) == (dataset, method, k)), None)
 
@@ -240,8 +252,7 @@ def _md(results: dict) -> str:
                 "| method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(ks)]
         for method in methods:
             cells = [_cell(rows, dataset, method, k) for k in ks]
-            out.append(f"| {method} | " + " | ".join(
-                f"{c['accuracy_mean']:.3f} ± {c['accuracy_std']:.3f}" if c else "–" for c in cells) + " |")
+            out.append(f"| {method} | " + " | ".join(_accuracy_cell(c, results["seeds"]) for c in cells) + " |")
         out += ["", "Mean training time / wall time per run, seconds (optimizer steps, where the method takes any):", "",
                 "| method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(ks)]
         for method in methods:
