@@ -300,7 +300,9 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
         ax.set_xlabel("training examples per class")
         ax.set_ylabel("test accuracy")
-        ax.set_title(f"{dataset} ({len(results['seeds'])} seed{'s' if len(results['seeds']) > 1 else ''})")
+        counts = sorted({len(c["seeds"]) for c in results["rows"] if c["dataset"] == dataset})
+        seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        ax.set_title(f"{dataset} ({seeds} seed{'s' if counts[-1] > 1 else ''} per point)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
