@@ -35,10 +35,11 @@ def nlpft(*args: str) -> str:
     return run([sys.executable, "-m", "nlpft", *args])
 
 
-def recorded_command(script: str, argv: list[str]) -> str:
+def recorded_command(script: str, argv: list[str], folders: tuple[str, ...] = ()) -> str:
     """The command line as a results file records it: `python SCRIPT ARGS`, the folders
-    given to --work, --results and --config being this machine's, so DIR and FILE."""
-    shown = {"--work": "DIR", "--results": "DIR", "--config": "FILE"}
+    given to --work, --results and the script's own `folders` options, and the file given
+    to --config, being this machine's, so DIR and FILE."""
+    shown = {"--work": "DIR", "--results": "DIR", "--config": "FILE", **dict.fromkeys(folders, "DIR")}
     return " ".join(["python", script, *(shown.get(argv[i - 1], arg) if i > 0 else arg
                                           for i, arg in enumerate(argv))])
 

@@ -31,6 +31,8 @@ def test_recorded_commands_hold_no_folder_of_this_machine():
     recorded = _harness().recorded_command("benchmarks/finetune/run.py",
                                            ["--work", "/tmp/w", "--results", "/tmp/r", "--config", "/x/e.yaml", "--no-plain"])
     assert recorded == "python benchmarks/finetune/run.py --work DIR --results DIR --config FILE --no-plain"
+    assert (_harness().recorded_command("benchmarks/inference/run.py", ["--model", "/x/bbc", "--smoke"], ("--model",))
+            == "python benchmarks/inference/run.py --model DIR --smoke")
 
 
 def test_benchmark_splits_are_nlpft_split_made_once_per_seed(tmp_path, monkeypatch):
@@ -45,7 +47,10 @@ def test_benchmark_splits_are_nlpft_split_made_once_per_seed(tmp_path, monkeypat
     harness = _harness()
     data = write_csv(tmp_path / "data.csv", make_rows(60, 1))
     paths = harness.write_split(data, tmp_path / "split", seed=3)
-    rows = {name: list(csv.DictReader(open(paths[name], encoding="utf-8"))) for name in ("train", "valid", "test")}
+    def read(path):
+        return list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+
+    rows = {name: read(paths[name]) for name in ("train", "valid", "test")}
     counts = [len(rows[name]) for name in ("train", "valid", "test")]
     assert sum(counts) == 60 and counts[0] > counts[1] > 0 and counts[2] > 0
     assert not {row["text"] for row in rows["train"]} & {row["text"] for row in rows["test"]}
@@ -53,4 +58,4 @@ def test_benchmark_splits_are_nlpft_split_made_once_per_seed(tmp_path, monkeypat
     made = paths["train"].stat().st_mtime_ns
     assert harness.write_split(data, tmp_path / "split", seed=3) == paths and paths["train"].stat().st_mtime_ns == made
     other = harness.write_split(data, tmp_path / "split", seed=4)
-    assert list(csv.DictReader(open(other["train"], encoding="utf-8"))) != rows["train"]
+    assert read(other["train"]) != rows["train"]

@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # nlpft from this 
 
 import numpy as np  # noqa: E402
 
+from nlpft.finetune.onnx_runtime import LOGITS, build_session  # noqa: E402
+
 ROWS, INNER, COLUMNS = 32 * 256, 384, 1536  # tokens of one batch x MiniLM's hidden x its feed-forward width
 
 
@@ -48,22 +50,6 @@ def timed(call, repeats: int) -> float:
         call()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def onnx_session(model_bytes: bytes, threads: int, profile_dir: str | None = None):
-    import onnxruntime as ort
-
-    from nlpft.finetune.onnx_runtime import UNFUSED
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_dir:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(profile_dir) / "profile")
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=UNFUSED)
 
 
 def onnx_gemm_rate(op: str, threads: int, repeats: int) -> float:
@@ -83,7 +69,7 @@ def onnx_gemm_rate(op: str, threads: int, repeats: int) -> float:
                               [helper.make_tensor_value_info("y", out_type, [ROWS, COLUMNS])],
                               [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = onnx_session(model.SerializeToString(), threads)
+    session = build_session(model.SerializeToString(), threads)
     seconds = timed(lambda: session.run(None, {"a": a}), repeats)
     return 2 * ROWS * INNER * COLUMNS / seconds / 1e9
 
@@ -102,8 +88,6 @@ def operator_shares(graph: Path, texts: list[str], tokenizer_dir: Path, threads:
     """Share of the graph's kernel time per operator kind, over one batch of up to 32 texts."""
     from tokenizers import Tokenizer
 
-    from nlpft.finetune.onnx_runtime import LOGITS
-
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
     tokenizer.enable_truncation(256)
     encoded = tokenizer.encode_batch(texts[:32])
@@ -114,7 +98,7 @@ def operator_shares(graph: Path, texts: list[str], tokenizer_dir: Path, threads:
         ids[row, :len(e.ids)] = e.ids
         mask[row, :len(e.ids)] = 1
     with tempfile.TemporaryDirectory() as scratch:
-        session = onnx_session(graph.read_bytes(), threads, profile_dir=scratch)
+        session = build_session(graph.read_bytes(), threads, profile_prefix=str(Path(scratch) / "profile"))
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feed = {node.name: feed[node.name] for node in session.get_inputs()}
         session.run([LOGITS], feed)  # warm-up (first-call allocations)

@@ -325,9 +325,8 @@ def main() -> None:
                "latency_texts": args.latency_texts, "classifier": model.name,  # its folder's name: no path of this machine
                "classifier_accuracy": metrics.get("test", metrics).get("accuracy", float("nan")),
                "rows": summarise(runs, gold), "parity": parity, "clients": args.clients, "requests": args.requests,
-               "command": "python benchmarks/inference/run.py " + " ".join(
-                   "DIR" if previous in ("--model", "--work", "--results") else a
-                   for previous, a in zip(["", *sys.argv[1:]], sys.argv[1:]))}
+               "command": harness.recorded_command("benchmarks/inference/run.py", sys.argv[1:],
+                                                   folders=("--model",))}
     _say("matrix-product rates and the int8 graph's time per operator (kernels.py)")
     results["kernels"] = json.loads(harness.run([
         sys.executable, str(HERE / "kernels.py"), "--graph", str(work / "bbc-onnx-int8" / "model.onnx"),

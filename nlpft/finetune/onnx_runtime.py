@@ -113,6 +113,24 @@ def checked_model_bytes(model_dir: Path, record: dict) -> bytes:
     return data
 
 
+def build_session(model_bytes: bytes, threads: int, profile_prefix: str | None = None):
+    """The ONNX Runtime CPU session `nlpft predict` runs a graph in (also the inference
+    benchmark's profile of one); `profile_prefix` switches ONNX Runtime's profiler on."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the matrix work of one batch
+    options.inter_op_num_threads = 1  # one node at a time: a transformer's graph is a chain
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=UNFUSED)
+
+
 class OnnxSession:
     """An ONNX Runtime session over an exported model, called like the torch model it
     replaces: `session(**batch)["logits"]`."""
@@ -120,16 +138,9 @@ class OnnxSession:
     def __init__(self, model_bytes: bytes, threads: int, source: str = "model.onnx"):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # the matrix work of one batch
-        options.inter_op_num_threads = 1  # one node at a time: a transformer's graph is a chain
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only
         self.source = source
         try:
-            self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=UNFUSED)
+            self.session = build_session(model_bytes, threads)
         except Exception as exc:  # onnxruntime's InvalidGraph, Fail, ... (an opset or operator it lacks)
             from nlpft.pretrained.loading.safety import first_line
 
