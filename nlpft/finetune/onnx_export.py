@@ -139,15 +139,13 @@ def export_graph(model, example: dict, path: Path, opset: int) -> list[str]:
 
 
 def onnx_runtime_loads(model_bytes: bytes) -> bool:
-    """Whether ONNX Runtime builds a session on the graph: the fusions' rewriting can leave
-    a graph it rejects (GPT-2's Conv1D Gemm given a rank-3 input); the plain export is kept then."""
-    import onnxruntime as ort
+    """Whether ONNX Runtime builds the session `nlpft predict` will run the graph in: the
+    fusions' rewriting can leave a graph it rejects (GPT-2's Conv1D Gemm given a rank-3
+    input); the plain export is kept then."""
+    from nlpft.finetune.onnx_runtime import build_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # building the session is all it does
-    options.log_severity_level = 4  # a rejection is expected here, not an error to print
     try:
-        ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        build_session(model_bytes, threads=1, quiet=True)  # building the session is all it does
     except Exception:  # onnxruntime's InvalidGraph, Fail, ...
         return False
     return True

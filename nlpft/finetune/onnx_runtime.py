@@ -113,9 +113,11 @@ def checked_model_bytes(model_dir: Path, record: dict) -> bytes:
     return data
 
 
-def build_session(model_bytes: bytes, threads: int, profile_prefix: str | None = None):
-    """The ONNX Runtime CPU session `nlpft predict` runs a graph in (also the inference
-    benchmark's profile of one); `profile_prefix` switches ONNX Runtime's profiler on."""
+def build_session(model_bytes: bytes, threads: int, profile_prefix: str | None = None, quiet: bool = False):
+    """The ONNX Runtime CPU session `nlpft predict` runs a graph in (also the export's check
+    that the graph loads, and the inference benchmark's profile of one); `profile_prefix`
+    switches ONNX Runtime's profiler on; `quiet` silences its errors too (for a caller that
+    expects a rejection and handles it)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -123,7 +125,7 @@ def build_session(model_bytes: bytes, threads: int, profile_prefix: str | None =
     options.inter_op_num_threads = 1  # one node at a time: a transformer's graph is a chain
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only
+    options.log_severity_level = 4 if quiet else 3  # fatal only / errors only
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

@@ -271,18 +271,28 @@ def _learning_curves(primary: str, models: list[Model], out: Path) -> tuple[str,
 
 # -- upstream steps ----------------------------------------------------------------------------
 def _upstream_metrics(ref: UpstreamRef) -> dict:
-    """{dotted key: number or text} of the step's metrics.json ({} when it has none); for
-    word vectors also their scores on the built-in analogy and similarity sets, which
-    `embed train` does not compute itself (about 2 s for a 10,000-word vocabulary)."""
-    if ref.kind == "split":  # `nlpft split` (an experiment's data:train): its seed and rows per part
-        path = Path(ref.path) / "split.json"
-        found = read_json(path, "split step") if path.is_file() else {}
-        return dict(_flatten({key: found[key] for key in ("seed", "rows") if key in found}))
+    """{dotted key: number or text} of what the step recorded ({} when it recorded nothing):
+    its metrics.json, read as its kind's reader in UPSTREAM_READERS says."""
+    return UPSTREAM_READERS.get(ref.kind, _step_metrics)(ref)
+
+
+def _step_metrics(ref: UpstreamRef) -> dict:
     path = Path(ref.path) / "metrics.json"
-    metrics = dict(_flatten(read_json(path, f"{ref.kind} step"))) if path.is_file() else {}
-    if ref.kind == "embed":
-        metrics.update(_vector_scores(Path(ref.path)))
-    return metrics
+    return dict(_flatten(read_json(path, f"{ref.kind} step"))) if path.is_file() else {}
+
+
+def _split_summary(ref: UpstreamRef) -> dict:
+    """`nlpft split` (an experiment's data:train) writes no metrics: its seed and rows per part."""
+    path = Path(ref.path) / "split.json"
+    found = read_json(path, "split step") if path.is_file() else {}
+    return dict(_flatten({key: found[key] for key in ("seed", "rows") if key in found}))
+
+
+def _embedding_metrics(ref: UpstreamRef) -> dict:
+    """Word vectors: their metrics.json plus their scores on the built-in analogy and
+    similarity sets, which `embed train` does not compute itself (about 2 s for a
+    10,000-word vocabulary)."""
+    return {**_step_metrics(ref), **_vector_scores(Path(ref.path))}
 
 
 def _vector_scores(directory: Path) -> dict:
@@ -302,6 +312,10 @@ def _vector_scores(directory: Path) -> dict:
             scores[f"evaluation.{found['name']}.{found['metric']}"] = found["score"]
         scores[f"evaluation.{found['name']}.covered"] = found.get("covered")
     return {key: value for key, value in scores.items() if value is not None}
+
+
+# What each upstream step kind is read for; a kind not named here is its metrics.json.
+UPSTREAM_READERS = {"split": _split_summary, "embed": _embedding_metrics}
 
 
 def _flatten(data: dict, prefix: str = ""):
