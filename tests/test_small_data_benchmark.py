@@ -61,3 +61,20 @@ def test_a_point_with_fewer_seeds_says_how_many(bench):
     assert bench._accuracy_cell({**cell, "seeds": [1, 2]}, [1, 2, 3]) == "0.900 ± 0.010 (2 seeds)"
     assert bench._accuracy_cell({**cell, "accuracy_std": 0.0, "seeds": [2]}, [1, 2, 3]) == "0.900 (1 seed)"
     assert bench._accuracy_cell(None, [1]) == "–"
+
+
+def test_the_report_gives_training_rows_and_calls_full_per_class_an_average(bench):
+    def point(k, seed, train_rows, per_class):
+        return {"dataset": "bbc-news", "method": "tfidf", "k": k, "seed": seed, "train_rows": train_rows,
+                "per_class": per_class, "test_rows": 444, "accuracy": 0.9, "macro_f1": 0.9, "train_s": 1.0,
+                "wall_s": 2.0, "steps": None}
+
+    points = [point("8", 1, 40, 8.0), point("full", 1, 1781, 356.2), point("full", 2, 1779, 355.8)]
+    rows = bench.summarize(points)
+    assert bench._cell(rows, "bbc-news", "tfidf", "full")["train_rows"] == 1780
+    results = {"rows": rows, "points": points, "methods": ["tfidf"], "ks": ["8", "full"], "seeds": [1, 2],
+               "datasets": ["bbc-news"], "machine": "a CPU", "command": "run.py", "smoke": False,
+               "total_wall_s": 4.0, "points_run": 3, "points_read_back": 0}
+    sizes = next(line for line in bench._md(results).splitlines() if line.startswith("Training / test rows"))
+    assert "8: 40 (8/class), 444 test" in sizes
+    assert "full: 1780 (356/class on average), 444 test" in sizes

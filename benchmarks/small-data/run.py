@@ -168,6 +168,7 @@ def summarize(points: list[dict]) -> list[dict]:
     for (dataset, method, k), runs in groups.items():
         accuracy, f1 = [r["accuracy"] for r in runs], [r["macro_f1"] for r in runs]
         rows.append({"dataset": dataset, "method": method, "k": k, "seeds": [r["seed"] for r in runs],
+                     "train_rows": statistics.mean(r["train_rows"] for r in runs),
                      "per_class": statistics.mean(r["per_class"] for r in runs),
                      "test_rows": statistics.mean(r["test_rows"] for r in runs),
                      "accuracy_mean": statistics.mean(accuracy), "accuracy_std": _spread(accuracy),
@@ -261,7 +262,8 @@ def _md(results: dict) -> str:
                 f"{c['train_s_mean']:.0f} / {c['wall_s_mean']:.0f}" + _steps(c) if c else "–" for c in cells) + " |")
         sizes = [_cell(rows, dataset, methods[0], k) for k in ks]
         out += ["", "Training / test rows: " + ", ".join(
-            f"{k}: {c['per_class']:.0f}/class, {c['test_rows']:.0f} test"
+            f"{k}: {c['train_rows']:.0f} ({c['per_class']:.0f}/class{' on average' if k == 'full' else ''}), "
+            f"{c['test_rows']:.0f} test"
             for k, c in zip(ks, sizes) if c), ""]
     targets = target_lines(rows, results["points"], results["datasets"])
     if targets:
