@@ -3,6 +3,7 @@ from the test rows, the test set capped when asked, and "full" holding out a fix
 and its table cells, which say when a point has fewer seeds than the run."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,34 @@ def test_the_report_gives_training_rows_and_calls_full_per_class_an_average(benc
     sizes = next(line for line in bench._md(results).splitlines() if line.startswith("Training / test rows"))
     assert "8: 40 (8/class), 444 test" in sizes
     assert "full: 1780 (356/class on average), 444 test" in sizes
+
+
+def test_a_run_records_its_machine_and_the_report_names_each(bench, tmp_path, monkeypatch):
+    """A benchmark resumed on another CPU: each run keeps the machine it ran on, and the report
+    says which runs ran where, since their times compare only within one machine."""
+    def fake_finetune(*args):
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(
+            {"test_examples": 4, "test": {"accuracy": 0.75, "macro_f1": 0.7}, "train_time_s": 1.0}))
+
+    monkeypatch.setattr(bench, "_nlpft", fake_finetune)
+    split = {"train": tmp_path / "train.csv", "test": tmp_path / "test.csv", "train_rows": 6, "test_rows": 4,
+             "per_class": 3.0}
+    record = bench.run_point("polarity", "tfidf", "8", 3, split, tmp_path, False, "CPU B")
+    assert record["machine"] == "CPU B"
+    assert json.loads(bench.point_record(tmp_path, "polarity", "tfidf", "8", 3, False).read_text())["machine"] == "CPU B"
+
+    def point(method, seed, machine=None):
+        return {"dataset": "bbc-news", "method": method, "k": "full", "seed": seed,
+                **({"machine": machine} if machine else {})}
+
+    points = [point("tfidf", 1), point("tfidf", 3, "CPU B"), point("tfidf", 4, "CPU B"), point("tfidf", 5, "CPU B"),
+              point("frozen", 3, "CPU B"), point("frozen", 4, "CPU B"), point("frozen", 5, "CPU B"),
+              point("standard", 2, "CPU A")]
+    lines = bench.machine_lines(points, "CPU B")
+    assert "- CPU B: 6 runs: bbc-news k=full seeds 3-5 (tfidf, frozen)" in lines
+    assert "- CPU A: 1 run: bbc-news k=full seeds 2 (standard)" in lines
+    assert "- 1 run from before runs recorded their machine" in lines
+    assert bench.machine_lines([point("tfidf", 1)], "CPU B") == [
+        "Report written on CPU B; the runs do not record their machine."]

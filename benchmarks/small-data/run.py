@@ -126,8 +126,11 @@ def point_record(work: Path, dataset: str, method: str, k: str, seed: int, smoke
     return work / "points" / f"{dataset}-{method}-k{k}-seed{seed}{'-smoke' if smoke else ''}.json"
 
 
-def run_point(dataset: str, method: str, k: str, seed: int, split: dict, work: Path, smoke: bool) -> dict:
-    """One `nlpft finetune` run, or its record from an earlier invocation under the same --work."""
+def run_point(dataset: str, method: str, k: str, seed: int, split: dict, work: Path, smoke: bool,
+              machine: str) -> dict:
+    """One `nlpft finetune` run, or its record from an earlier invocation under the same --work.
+    The record keeps the machine it ran on: a long benchmark resumed in a later session may be
+    finished on another CPU, and its times compare only within one machine."""
     record_path = point_record(work, dataset, method, k, seed, smoke)
     name = record_path.stem
     if record_path.exists():
@@ -147,7 +150,7 @@ def run_point(dataset: str, method: str, k: str, seed: int, split: dict, work: P
               "macro_f1": m["test"]["macro_f1"], "train_s": m["train_time_s"], "wall_s": wall,
               "steps": m.get("steps"), "epochs": m.get("epochs"), "nlpft_method": m.get("method"),
               "peak_rss_mib": m.get("peak_rss_mib"), "precision": m.get("precision"),
-              "flags": [*METHODS[method], *limit]}
+              "flags": [*METHODS[method], *limit], "machine": machine}
     _say(f"  accuracy {record['accuracy']:.4f}, macro F1 {record['macro_f1']:.4f}, "
          f"train {record['train_s']:.0f} s, wall {wall:.0f} s")
     record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,9 +237,48 @@ def _scope(results: dict) -> str:
                             "full, seeds 1-5)")
 
 
+def _seed_ranges(seeds: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for seed in sorted(set(seeds)):
+        if spans and seed == spans[-1][-1] + 1:
+            spans[-1].append(seed)
+        else:
+            spans.append([seed])
+    return ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans)
+
+
+def machine_lines(points: list[dict], report_machine: str) -> list[str]:
+    """Where the runs were measured: one line per machine the runs recorded, naming which runs,
+    and a count of the runs from before records kept their machine."""
+    by_machine: dict[str, dict[tuple, list[int]]] = {}
+    unrecorded = 0
+    for p in points:
+        if not p.get("machine"):
+            unrecorded += 1
+            continue
+        by_machine.setdefault(p["machine"], {}).setdefault((p["dataset"], p["k"], p["method"]), []).append(p["seed"])
+    if not by_machine:
+        return [f"Report written on {report_machine}; the runs do not record their machine."]
+    lines = [f"Report written on {report_machine}. Runs measured on (times compare only within one machine):", ""]
+    for machine, groups in by_machine.items():
+        # the same seeds of several methods make one entry: "bbc-news k=full seeds 3-5 (standard, tfidf)"
+        entries: dict[tuple, list[str]] = {}
+        for (dataset, k, method), seeds in groups.items():
+            entries.setdefault((dataset, k, _seed_ranges(seeds)), []).append(method)
+        runs = sum(len(seeds) for seeds in groups.values())
+        which = "; ".join(f"{dataset} k={k} seeds {seeds} ({', '.join(methods)})"
+                          for (dataset, k, seeds), methods in entries.items())
+        lines.append(f"- {machine}: {runs} run{'s' if runs > 1 else ''}: {which}")
+    if unrecorded:
+        lines.append(f"- {unrecorded} run{'s' if unrecorded > 1 else ''} from before runs recorded their machine")
+    return lines
+
+
 def _md(results: dict) -> str:
     rows, methods, ks = results["rows"], results["methods"], results["ks"]
-    out = ["# Small-data benchmark: learning curves of `nlpft finetune`", "", results["machine"], "",
+    out = ["# Small-data benchmark: learning curves of `nlpft finetune`", "",
+           *machine_lines(results["points"], results["machine"]), "",
            f"Command: `{results['command']}`" + _scope(results), "",
            f"Seeds {results['seeds']}; k = examples per class {ks}; methods: "
            + "; ".join(f"{m}: `{' '.join(METHODS[m])}`" for m in methods) + ".", "",
@@ -355,7 +397,8 @@ def main() -> None:
                     for method in args.methods:
                         if args.finished_only and not point_record(work, dataset, method, k, seed, args.smoke).exists():
                             continue
-                        results["points"].append(run_point(dataset, method, k, seed, split, work, args.smoke))
+                        results["points"].append(run_point(dataset, method, k, seed, split, work, args.smoke,
+                                                                     results["machine"]))
         results["total_wall_s"] = time.perf_counter() - started
         _say(f"done in {results['total_wall_s'] / 60:.1f} min")
     results["points_read_back"] = sum(bool(p.get("read_back")) for p in results["points"])
