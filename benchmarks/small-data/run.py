@@ -398,7 +398,7 @@ def main() -> None:
                         if args.finished_only and not point_record(work, dataset, method, k, seed, args.smoke).exists():
                             continue
                         results["points"].append(run_point(dataset, method, k, seed, split, work, args.smoke,
-                                                                     results["machine"]))
+                                                           results["machine"]))
         results["total_wall_s"] = time.perf_counter() - started
         _say(f"done in {results['total_wall_s'] / 60:.1f} min")
     results["points_read_back"] = sum(bool(p.get("read_back")) for p in results["points"])
